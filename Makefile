@@ -1,0 +1,98 @@
+# Do Not Contact service. `make` = lint + types + tests.
+# Two commands a newcomer needs: `make run` and `make test` (both set up what they need).
+
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STACK := deploy/local/stack.sh
+
+export DNC_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(or $(DNC_KAFKA_PORT),19092)
+export DNC_REDIS_URL ?= redis://127.0.0.1:$(or $(DNC_REDIS_PORT),16379)/0
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: all deps up down run topics test test-unit test-integration test-e2e test-faults \
+        test-faults-short lint fmt types schemas bench clean browser
+
+all: lint types test
+
+# --- set-up -------------------------------------------------------------------------------
+
+$(BIN)/python:
+	@command -v $(PY) >/dev/null || { echo "Python 3.11+ is required ($(PY) not found)"; exit 1; }
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+deps: $(VENV)/.installed
+
+# Chromium for the browser tests comes from Debian, not from a Playwright download.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  command -v apt-get >/dev/null || { echo "chromium is missing and apt-get is not available"; exit 1; }; \
+	  SUDO=$$( [ "$$(id -u)" -ne 0 ] && echo sudo ); \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  $$SUDO apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+up: deps
+	@$(STACK) up
+	@$(BIN)/dnc topics ensure
+
+down:
+	@$(STACK) down
+
+topics: deps
+	@$(BIN)/dnc topics ensure
+
+# Kafka, Redis and every role on localhost; Ctrl-C stops the roles (`make down` the stack).
+run: up
+	@echo "Local stack:"; $(STACK) status
+	@echo "Roles:"
+	@DNC_API__KEYS="$${DNC_API__KEYS:-$$($(BIN)/python deploy/local/dev_keys.py)}" \
+	  DNC_API__UNSUBSCRIBE_KEYS="$${DNC_API__UNSUBSCRIBE_KEYS:-$$($(BIN)/python deploy/local/dev_keys.py --unsubscribe)}" \
+	  DNC_LOG_JSON=$${DNC_LOG_JSON:-false} $(BIN)/dnc dev
+
+# --- checks -------------------------------------------------------------------------------
+
+lint: deps
+	$(BIN)/ruff check services tests benchmarks
+	$(BIN)/ruff format --check services tests benchmarks
+
+fmt: deps
+	$(BIN)/ruff format services tests benchmarks
+	$(BIN)/ruff check --fix services tests benchmarks
+
+types: deps
+	$(BIN)/mypy
+
+schemas: deps
+	$(BIN)/dnc schemas write
+
+# Every test: unit, integration (real Kafka + Redis), browser, and the short fault suite.
+test: up browser
+	$(BIN)/pytest tests/unit -q
+	$(BIN)/pytest tests/integration -q -p no:cacheprovider --require-integration
+	$(BIN)/pytest tests/e2e -q -p no:cacheprovider
+	$(BIN)/pytest tests/faults -q -p no:cacheprovider -m "not long"
+
+test-unit: deps
+	$(BIN)/pytest tests/unit -q
+
+test-integration: up
+	$(BIN)/pytest tests/integration -q --require-integration
+
+test-e2e: up browser
+	$(BIN)/pytest tests/e2e -q
+
+# The full fault suite (more rounds); `make test` runs the short version.
+test-faults: up
+	DNC_FAULT_ROUNDS=$${DNC_FAULT_ROUNDS:-10} $(BIN)/pytest tests/faults -q
+
+bench: up
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache artifacts

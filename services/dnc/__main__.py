@@ -1,0 +1,3 @@
+from dnc.cli import main
+
+main()

@@ -1,0 +1,174 @@
+"""``dnc``: the service's command line.
+
+Roles (each its own process, scaled by running more of them):
+``dnc ingest``, ``dnc indexer``, ``dnc gate``, ``dnc api``; ``dnc dev`` runs them all
+for local development. Operations: ``dnc topics ensure``, ``dnc schemas write|check``,
+``dnc keys hash``. The list: ``dnc entries ...`` (a client of the HTTP API).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from dnc.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics of the contract.")
+schemas_app = typer.Typer(
+    no_args_is_help=True, help="JSON Schemas generated from the event models."
+)
+keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
+app.add_typer(topics_app, name="topics")
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(keys_app, name="keys")
+
+ROLES = ("indexer", "ingest", "gate", "api")
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+@app.command()
+def ingest() -> None:
+    """Opt-out events (inbound messages, URL unsubscribes, journey actions) → list commands."""
+    from dnc.ingest import Ingest
+    from dnc.runtime import run_role
+
+    raise typer.Exit(run_role(Ingest, _settings(), "ingest"))
+
+
+@app.command()
+def indexer() -> None:
+    """List commands → changelog (dnc.changes) and the Redis index."""
+    from dnc.indexer import Indexer
+    from dnc.runtime import run_role
+
+    raise typer.Exit(run_role(Indexer, _settings(), "indexer"))
+
+
+@app.command()
+def gate() -> None:
+    """Outbound messages → allowed / blocked / dead-letter."""
+    from dnc.gate import Gate
+    from dnc.runtime import run_role
+
+    raise typer.Exit(run_role(Gate, _settings(), "gate"))
+
+
+@app.command()
+def api() -> None:
+    """The HTTP API and the web page."""
+    from dnc.api.server import ApiServer
+    from dnc.runtime import run_role
+
+    raise typer.Exit(run_role(ApiServer, _settings(), "api"))
+
+
+@app.command()
+def dev(roles: list[str] = typer.Argument(None, help="roles to run (default: all)")) -> None:
+    """Run every role as its own process (local development); Ctrl-C stops them all."""
+    settings = _settings()
+    chosen = roles or list(ROLES)
+    log_dir = Path(os.environ.get("DNC_DEV_LOG_DIR", ".local/logs"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    for role in chosen:
+        if role not in ROLES:
+            raise typer.BadParameter(f"unknown role {role!r}; choose from {', '.join(ROLES)}")
+        out = open(log_dir / f"{role}.log", "ab")  # noqa: SIM115 - lives as long as the child
+        procs[role] = subprocess.Popen([sys.executable, "-m", "dnc", role], stdout=out, stderr=out)
+        typer.echo(f"  {role:8} pid {procs[role].pid:<7} log {log_dir / (role + '.log')}")
+    typer.echo(f"  kafka    {settings.kafka_bootstrap}")
+    typer.echo(f"  redis    {settings.redis_url}")
+    if "api" in procs:
+        typer.echo(f"\n  web page  http://{settings.api.host}:{settings.api.port}/")
+    typer.echo("\nCtrl-C stops every role (each finishes its batch, commits and closes).")
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    code = 0
+    while not stopping:
+        for role, proc in procs.items():
+            if proc.poll() is not None:
+                typer.echo(f"{role} exited with {proc.returncode}; see {log_dir / (role + '.log')}")
+                stopping, code = True, 1
+        time.sleep(0.5)
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=settings.shutdown_deadline_s + 10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    raise typer.Exit(code)
+
+
+@topics_app.command("ensure")
+def topics_ensure() -> None:
+    """Create every contract topic that does not exist yet (idempotent)."""
+    from dnc.kafka import ensure_topics
+
+    created = asyncio.run(ensure_topics(_settings()))
+    typer.echo(f"created: {', '.join(created)}" if created else "all topics exist")
+
+
+@schemas_app.command("write")
+def schemas_write(out: Path = Path("schemas")) -> None:
+    """Regenerate schemas/*.json from the event models."""
+    from dnc.schemas import write_schemas
+
+    for path in write_schemas(out):
+        typer.echo(f"wrote {path}")
+
+
+@schemas_app.command("check")
+def schemas_check(out: Path = Path("schemas")) -> None:
+    """Fail when schemas/ differs from the event models."""
+    from dnc.schemas import stale_schemas
+
+    stale = stale_schemas(out)
+    if stale:
+        typer.echo(f"out of date: {', '.join(stale)} (run `dnc schemas write`)", err=True)
+        raise typer.Exit(1)
+    typer.echo("schemas are up to date")
+
+
+@keys_app.command("hash")
+def keys_hash(
+    secret: str = typer.Argument(None, help="the key; a new random one if omitted"),
+) -> None:
+    """Print an API key and the SHA-256 to configure in DNC_API__KEYS."""
+    secret = secret or "dnc_" + secrets.token_urlsafe(32)
+    typer.echo(f"key:    {secret}")
+    typer.echo(f"sha256: {hashlib.sha256(secret.encode()).hexdigest()}")
+
+
+def main() -> None:
+    try:
+        from dnc.client_cli import entries_app
+
+        app.add_typer(entries_app, name="entries")
+    except ImportError:  # the API client commands are optional in a minimal install
+        pass
+    app()
+
+
+if __name__ == "__main__":
+    main()

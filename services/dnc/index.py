@@ -1,0 +1,362 @@
+"""The Redis index: key layout, entry packing, and the atomic scripts that read and write it.
+
+Layout (``<p>`` = prefix, ``<b>`` = bucket; the braces are a Redis Cluster hash tag, so
+everything one lookup touches lives in one slot):
+
+- ``<p>:g:{<b>}`` SET of int32 members, intset-encoded (4 bytes per contact): which
+  (account, contact) pairs of the bucket have at least one entry. The gate's lookup
+  structure. The member is 32 bits of a 64-bit hash, so two contacts may share one;
+  ``<p>:gc:{<b>}`` counts the extra holders so removing one never hides the other, and a
+  hit is always confirmed against the exact field below.
+- ``<p>:m:{<b>}`` HASH, listpack-encoded: field ``account␟contact`` → the contact's entries
+  packed as ``channel␟sender␟source␟added_at␟expires_at`` records separated by ␞.
+- ``<p>:meta`` HASH: ``epoch`` (new each time an empty index is initialised), ``layout``,
+  ``parts``, and per changelog partition ``chg:<n>`` (next changelog offset to apply) and
+  ``cmd:<n>`` (next command offset to process). Offsets change in the same script as data.
+- ``<p>:adds`` STREAM of contacts that gained their first entry (last 10 minutes), which
+  keeps the gates' in-process filters exact without reading the changelog.
+"""
+
+from __future__ import annotations
+
+import secrets
+import struct
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+import xxhash
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from dnc.entries import Entry, EntryKey, Source
+from dnc.errors import ConfigurationError, IndexDiverged, IndexUnavailable
+from dnc.settings import IndexSettings
+
+SEP = "\x1f"  # between fields of a record (and in ``account␟contact``)
+REC = "\x1e"  # between records
+
+CHANNEL_CODE = {
+    "SMS": "S",
+    "MMS": "M",
+    "VOICE": "V",
+    "VIBER": "B",
+    "WHATSAPP": "W",
+    "RCS": "R",
+    "EMAIL": "E",
+    None: "*",
+}
+CODE_CHANNEL = {v: k for k, v in CHANNEL_CODE.items()}
+SOURCE_CODE = {
+    Source.END_USER_MESSAGE: "U",
+    Source.CAMPAIGN_ACTION: "C",
+    Source.URL_OPT_OUT: "L",
+    Source.MANUAL: "M",
+    Source.IMPORT: "I",
+    Source.CHANNEL_SIGNAL: "D",
+}
+CODE_SOURCE = {v: k for k, v in SOURCE_CODE.items()}
+
+_PARTITION_SEED = 0x5EED
+
+
+def contact_field(account: str, contact: str) -> bytes:
+    return f"{account}{SEP}{contact}".encode()
+
+
+def fingerprint(field_bytes: bytes) -> int:
+    return xxhash.xxh3_64_intdigest(field_bytes)
+
+
+def list_partition(account: str, contact: str, partitions: int) -> int:
+    """Partition of ``dnc.commands`` / ``dnc.changes`` that owns (account, contact)."""
+    return xxhash.xxh3_64_intdigest(contact_field(account, contact), _PARTITION_SEED) % partitions
+
+
+def pack_entries(entries: Iterable[Entry]) -> bytes:
+    out = []
+    for e in entries:
+        k = e.key
+        out.append(
+            f"{CHANNEL_CODE[k.channel]}{SEP}{k.sender or ''}{SEP}{SOURCE_CODE[e.source]}"
+            f"{SEP}{e.added_at}{SEP}{'' if e.expires_at is None else e.expires_at}"
+        )
+    return REC.join(out).encode()
+
+
+def unpack_entries(account: str, contact: str, raw: bytes) -> list[Entry]:
+    entries = []
+    for rec in raw.decode().split(REC):
+        ch, sender, src, added, expires = rec.split(SEP)
+        entries.append(
+            Entry(
+                EntryKey(account, contact, CODE_CHANNEL[ch], sender or None),
+                CODE_SOURCE[src],
+                int(added),
+                None,
+                int(expires) if expires else None,
+            )
+        )
+    return entries
+
+
+@dataclass(slots=True)
+class IndexMeta:
+    """What the index says about itself. ``epoch`` None = empty index."""
+
+    epoch: str | None = None
+    parts: int | None = None
+    changes: dict[int, int] = field(default_factory=dict)
+    commands: dict[int, int] = field(default_factory=dict)
+    adds_floor: int = 0
+
+    @classmethod
+    def from_flat(cls, flat: Sequence[bytes]) -> IndexMeta:
+        meta = cls()
+        for i in range(0, len(flat), 2):
+            name, value = flat[i].decode(), flat[i + 1].decode()
+            if name == "epoch":
+                meta.epoch = value
+            elif name == "parts":
+                meta.parts = int(value)
+            elif name.startswith("chg:"):
+                meta.changes[int(name[4:])] = int(value)
+            elif name.startswith("cmd:"):
+                meta.commands[int(name[4:])] = int(value)
+            elif name == "adds_floor":
+                meta.adds_floor = int(value)
+        return meta
+
+    def complete(self) -> bool:
+        """Every changelog partition has been applied at least up to its start."""
+        return (
+            self.epoch is not None
+            and self.parts is not None
+            and all(p in self.changes for p in range(self.parts))
+        )
+
+
+@dataclass(slots=True)
+class ContactUpdate:
+    """The new packed entries of one contact ("" = no entries left)."""
+
+    bucket: int
+    member: int
+    field: bytes
+    value: bytes
+
+
+@dataclass(slots=True)
+class LookupResult:
+    meta: IndexMeta
+    hits: dict[int, bytes]  # position in the batch → packed entries
+    adds: list[tuple[bytes, bytes]] | None  # (stream id, blob) after the requested id
+
+
+class Index:
+    """Async access to the index. One instance per process; ``start``/``stop`` idempotent."""
+
+    def __init__(self, settings: IndexSettings, redis_url: str) -> None:
+        if settings.buckets & (settings.buckets - 1):
+            raise ConfigurationError(
+                f"index buckets must be a power of two, not {settings.buckets}"
+            )
+        self.settings = settings
+        self.prefix = settings.prefix
+        self._mask = settings.buckets - 1
+        self._redis_url = redis_url
+        self._client: aioredis.Redis | None = None
+        self._scripts: dict[str, AsyncScript] = {}
+        self.meta_key = f"{self.prefix}:meta"
+        self.layout = f"v1;buckets={settings.buckets}"
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._client is not None:
+            return
+        timeout = self.settings.redis_timeout_s
+        self._client = aioredis.Redis.from_url(
+            self._redis_url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=10,
+        )
+        for name in ("apply", "init", "load", "lookup"):
+            text = resources.files("dnc").joinpath("lua", f"{name}.lua").read_text()
+            self._scripts[name] = self._client.register_script(text)
+
+    async def stop(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    async def __aenter__(self) -> Index:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        if self._client is None:
+            raise RuntimeError("Index is not started")
+        return self._client
+
+    # --- layout ---------------------------------------------------------------------
+
+    def locate(self, account: str, contact: str) -> tuple[int, int, bytes]:
+        """(bucket, member, field) of a contact."""
+        f = contact_field(account, contact)
+        fp = xxhash.xxh3_64_intdigest(f)
+        return fp & self._mask, ((fp >> 32) & 0xFFFFFFFF) - 0x80000000, f
+
+    def filter_key(self, bucket: int, member: int) -> int:
+        """The integer the gates' in-process filter stores for a contact."""
+        return (bucket << 32) | (member & 0xFFFFFFFF)
+
+    # --- operations -----------------------------------------------------------------
+
+    async def _call(self, name: str, keys: list[Any], args: list[Any]) -> Any:
+        try:
+            return await self._scripts[name](keys=keys, args=args)
+        except ResponseError as exc:
+            text = str(exc)
+            if text.startswith("DIVERGED"):
+                raise IndexDiverged(text) from None
+            if text.startswith("LAYOUT"):
+                raise ConfigurationError(text) from None
+            raise
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise IndexUnavailable(f"redis: {exc}") from exc
+        except RedisError as exc:
+            if "LOADING" in str(exc) or "BUSY" in str(exc):
+                raise IndexUnavailable(f"redis: {exc}") from exc
+            raise
+
+    async def init(self, parts: int) -> str:
+        """Initialise an empty index (or accept an existing one); return its epoch."""
+        epoch = await self._call(
+            "init", [self.meta_key], [secrets.token_hex(8), self.layout, parts]
+        )
+        return bytes(epoch).decode()
+
+    async def meta(self) -> IndexMeta:
+        try:
+            flat = await self.redis.hgetall(self.meta_key)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise IndexUnavailable(f"redis: {exc}") from exc
+        return IndexMeta.from_flat([_b(x) for kv in flat.items() for x in kv])
+
+    async def load(
+        self, fields: Sequence[tuple[int, bytes]]
+    ) -> tuple[IndexMeta, list[bytes | None]]:
+        args: list[Any] = [self.prefix]
+        for bucket, f in fields:
+            args.append(bucket)
+            args.append(f)
+        flat, values = await self._call("load", [self.meta_key], args)
+        return IndexMeta.from_flat(flat), [v or None for v in values]
+
+    async def apply(
+        self,
+        *,
+        epoch: str,
+        partition: int,
+        expected: int | None,
+        new_offset: int,
+        new_command_offset: int | None,
+        updates: Sequence[ContactUpdate],
+        now: int,
+        counters: Mapping[tuple[str, str], int] | None = None,
+    ) -> None:
+        blob = bytearray()
+        progress = REC.join(
+            f"{ref}{SEP}{name}{SEP}{n}" for (ref, name), n in (counters or {}).items()
+        )
+        args: list[Any] = [
+            self.prefix,
+            epoch,
+            partition,
+            "" if expected is None else expected,
+            new_offset,
+            "" if new_command_offset is None else new_command_offset,
+            now,
+            b"",
+            progress,
+        ]
+        for u in updates:
+            args += (u.bucket, u.member, u.field, u.value)
+            if u.value:
+                blob += struct.pack("<Ii", u.bucket, u.member)
+        # Every contact that now has entries is announced (a superset of "new" ones is
+        # harmless: the gates' filters only ever grow between rebuilds).
+        args[7] = bytes(blob)
+        await self._call("apply", [self.meta_key], args)
+
+    async def lookup(
+        self,
+        buckets: array[int],
+        members: array[int],
+        lengths: array[int],
+        fields: bytes,
+        adds_after: bytes | None,
+    ) -> LookupResult:
+        meta_flat, hits_flat, adds = await self._call(
+            "lookup",
+            [self.meta_key],
+            [
+                self.prefix,
+                buckets.tobytes(),
+                members.tobytes(),
+                lengths.tobytes(),
+                fields,
+                adds_after or b"",
+            ],
+        )
+        hits = {int(hits_flat[i]): hits_flat[i + 1] for i in range(0, len(hits_flat), 2)}
+        add_list = None
+        if adds_after is not None:
+            add_list = [(eid, kv[1]) for eid, kv in adds]
+        return LookupResult(IndexMeta.from_flat(meta_flat), hits, add_list)
+
+    async def entries_of(self, account: str, contact: str) -> list[Entry]:
+        """All entries of one contact in one account (the check endpoint)."""
+        bucket, _member, f = self.locate(account, contact)
+        try:
+            raw = await self.redis.hget(f"{self.prefix}:m:{{{bucket}}}", f)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise IndexUnavailable(f"redis: {exc}") from exc
+        return unpack_entries(account, contact, _b(raw)) if raw else []
+
+    async def progress(self, ref: str) -> dict[str, int]:
+        raw = await self.redis.hgetall(f"{self.prefix}:ref:{ref}")
+        return {_b(k).decode(): int(v) for k, v in raw.items()}
+
+    async def last_add_id(self) -> bytes:
+        last = await self.redis.xrevrange(f"{self.prefix}:adds", count=1)
+        return _b(last[0][0] or b"0-0") if last else b"0-0"
+
+    async def filter_keys(self, chunk: int = 256) -> list[int]:
+        """Every contact of the index as filter keys (for rebuilding a gate's filter)."""
+        out: list[int] = []
+        buckets = self.settings.buckets
+        for start in range(0, buckets, chunk):
+            pipe = self.redis.pipeline(transaction=False)
+            for b in range(start, min(start + chunk, buckets)):
+                pipe.smembers(f"{self.prefix}:g:{{{b}}}")
+            for offset, members in enumerate(await pipe.execute()):
+                high = (start + offset) << 32
+                out.extend(high | (int(m) & 0xFFFFFFFF) for m in members)
+        return out
+
+
+def _b(value: bytes | str) -> bytes:
+    """The client returns bytes (decode_responses is off); narrow the declared union."""
+    return value if isinstance(value, bytes) else value.encode()

@@ -1,0 +1,463 @@
+"""``dnc indexer``: the list writer. Commands in; changelog and Redis index out.
+
+For each partition ``p`` of ``dnc.commands`` it owns, an indexer instance is the only
+writer of changelog partition ``p`` and of the index entries of the contacts in it:
+
+1. On assignment it starts the partition's transactional producer (fencing any zombie
+   owner), then *catches up*: applies ``dnc.changes[p]`` to Redis from the offset Redis
+   says it has (nothing = empty index = rebuild from the start) to the end. Only then does
+   it take commands from ``p``.
+2. Per batch of commands: load the current entries of the contacts involved from Redis,
+   evaluate the commands in order (``dnc.entries.apply_op``: rule 1, opt-in semantics),
+   and produce the resulting changes and history records together with the command
+   offsets in one transaction.
+3. After the commit, write the new entries to Redis with ``chg:p`` in the same Lua script
+   (compare-and-set on the previous offset). If that fails — Redis down, flushed,
+   restarted without its last second — the partition pauses and catches up from the
+   changelog again, so Redis converges on exactly what the changelog says.
+
+A change is *effective* at the gate when step 3 has run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from dnc import kafka
+from dnc.entries import Change, Command, ContactState, Entry, EntryKey, Source, apply_op
+from dnc.errors import ConfigurationError, DncError, IndexDiverged, IndexUnavailable
+from dnc.index import ContactUpdate, Index, pack_entries, unpack_entries
+from dnc.kafka import BatchWriter, Sent
+from dnc.pipeline import TransactionalPipeline
+from dnc.settings import Settings
+from dnc.timestamps import format_ms, now_ms, parse_ts
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+IDLE_CHECK_S = 0.25
+CATCH_UP_BATCH = 5000
+
+
+@dataclass(slots=True)
+class Owned:
+    """What this instance knows about a partition it owns."""
+
+    ready: bool = False
+    offset: int | None = None  # chg:p as last written by us
+    last_write: float = 0.0
+    pending: list[ContactUpdate] = field(default_factory=list)
+    counters: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+class Indexer:
+    def __init__(self, settings: Settings, index: Index | None = None) -> None:
+        self.settings = settings
+        self.index = index or Index(settings.index, settings.redis_url)
+        self.topics = settings.topics
+        self.pipeline = TransactionalPipeline(
+            settings, "indexer", [settings.topics.commands], self, max_records=5000
+        )
+        self.epoch = ""
+        self.parts = 0
+        self.dead_letter_partitions = 1
+        self.owned: dict[int, Owned] = {}
+        self._catch_ups: dict[int, asyncio.Task[None]] = {}
+        self._offsets: AIOKafkaConsumer | None = None
+        self._last_idle = 0.0
+        self._fatal: BaseException | None = None
+        self.applied = 0
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        t = self.topics
+        counts = await kafka.topic_partitions(
+            self.settings, t.commands, t.changes, t.history, t.dead_letter
+        )
+        if counts[t.commands] != counts[t.changes] or counts[t.history] != counts[t.changes]:
+            raise ConfigurationError(
+                f"{t.commands}, {t.changes} and {t.history} must have the same number of "
+                f"partitions (have {counts[t.commands]}, {counts[t.changes]}, {counts[t.history]})"
+            )
+        self.parts = counts[t.changes]
+        self.dead_letter_partitions = counts[t.dead_letter]
+        await self.index.start()
+        self.epoch = await self._retrying(functools.partial(self.index.init, self.parts))
+        self._offsets = kafka.make_consumer(self.settings, group_id=None)
+        await self._offsets.start()
+        await self.pipeline.start()
+
+    async def run(self) -> None:
+        await self.pipeline.run()
+        if self._fatal is not None:
+            raise self._fatal
+
+    def request_stop(self) -> None:
+        self.pipeline.request_stop()
+
+    async def stop(self) -> None:
+        for task in self._catch_ups.values():
+            task.cancel()
+        await asyncio.gather(*self._catch_ups.values(), return_exceptions=True)
+        self._catch_ups.clear()
+        await self.pipeline.stop()
+        if self._offsets is not None:
+            await self._offsets.stop()
+            self._offsets = None
+        await self.index.stop()
+
+    async def __aenter__(self) -> Indexer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- partitions ---------------------------------------------------------------------
+
+    async def assigned(self, tps: set[TopicPartition]) -> None:
+        for tp in tps:
+            self.owned[tp.partition] = Owned()
+            self._schedule_catch_up(tp.partition)
+
+    async def revoked(self, tps: set[TopicPartition]) -> None:
+        for tp in tps:
+            self.owned.pop(tp.partition, None)
+            task = self._catch_ups.pop(tp.partition, None)
+            if task is not None:
+                task.cancel()
+
+    def _schedule_catch_up(self, p: int) -> None:
+        owned = self.owned.get(p)
+        if owned is None or p in self._catch_ups:
+            return
+        owned.ready = False
+        assert self.pipeline.consumer is not None
+        self.pipeline.consumer.pause(TopicPartition(self.topics.commands, p))
+        task = asyncio.create_task(self._catch_up(p), name=f"catch-up-{p}")
+        self._catch_ups[p] = task
+        task.add_done_callback(functools.partial(self._catch_up_done, p))
+
+    def _catch_up_done(self, p: int, task: asyncio.Task[None]) -> None:
+        if self._catch_ups.get(p) is task:
+            del self._catch_ups[p]
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            # Not retriable (a bug or a broken deployment): stop the role rather than run
+            # with a partition whose index is unknown.
+            log.error("indexer: catch-up of partition %d failed: %r", p, exc)
+            self.pipeline.request_stop()
+            self._fatal = exc
+
+    async def _catch_up(self, p: int) -> None:
+        """Make Redis hold exactly changelog partition p, then resume its commands."""
+        tp = TopicPartition(self.topics.changes, p)
+        started = time.monotonic()
+        consumer = kafka.make_consumer(self.settings, group_id=None, max_records=CATCH_UP_BATCH)
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            applied = 0
+            while True:
+                meta = await self._retrying(self.index.meta)
+                if meta.epoch is None:  # empty index: initialise, then rebuild everything
+                    self.epoch = await self._retrying(functools.partial(self.index.init, self.parts))
+                    continue
+                self.epoch = meta.epoch
+                offset = meta.changes.get(p)
+                end = (await consumer.end_offsets([tp]))[tp]
+                consumer.seek(tp, offset or 0)
+                try:
+                    while (position := await consumer.position(tp)) < end or offset is None:
+                        batch = await consumer.getmany(
+                            tp, timeout_ms=200, max_records=CATCH_UP_BATCH
+                        )
+                        records = batch.get(tp, [])
+                        new_position = await consumer.position(tp)
+                        if not records and new_position == position and position < end:
+                            continue
+                        await self._apply_changes(p, records, offset, new_position)
+                        applied += len(records)
+                        offset = new_position
+                except (IndexDiverged, IndexUnavailable) as exc:
+                    log.warning("indexer: catch-up of %d restarts: %s", p, exc)
+                    await asyncio.sleep(0.2)
+                    continue
+                break
+            owned = self.owned.get(p)
+            if owned is None:
+                return
+            owned.offset, owned.ready, owned.last_write = offset, True, time.monotonic()
+            log.info(
+                "indexer: partition %d caught up at %s (%d changes in %.2fs)",
+                p,
+                offset,
+                applied,
+                time.monotonic() - started,
+            )
+        finally:
+            await consumer.stop()
+        assert self.pipeline.consumer is not None
+        self.pipeline.consumer.resume(TopicPartition(self.topics.commands, p))
+
+    async def _apply_changes(
+        self,
+        p: int,
+        records: Sequence[ConsumerRecord[bytes, bytes]],
+        expected: int | None,
+        new_offset: int,
+    ) -> None:
+        """Apply changelog records (catch-up) to Redis with chg:p = new_offset."""
+        latest: dict[EntryKey, Entry | None] = {}
+        counters: Counter[tuple[str, str]] = Counter()
+        for r in records:
+            if r.key is None:
+                continue
+            account, contact, channel, sender = _decode_key(r.key)
+            key = EntryKey(str(account), str(contact), channel, sender)
+            latest[key] = None if r.value is None else _entry_from_json(key, r.value)
+            ref = dict(r.headers).get("dnc-ref") if r.headers else None
+            if ref and r.value is not None:
+                counters[(ref.decode(), "added")] += 1
+        states = await self._load({(k.account, k.contact) for k in latest})
+        for key, entry in latest.items():
+            slot = (key.channel, key.sender)
+            state = states[(key.account, key.contact)]
+            if entry is None:
+                state.entries.pop(slot, None)
+            else:
+                state.entries[slot] = entry
+        await self.index.apply(
+            epoch=self.epoch,
+            partition=p,
+            expected=expected,
+            new_offset=new_offset,
+            new_command_offset=None,
+            updates=self._updates(states),
+            now=now_ms(),
+            counters=counters,
+        )
+
+    # --- commands (pipeline Handler) ----------------------------------------------------
+
+    def accepts(self, tp: TopicPartition) -> bool:
+        owned = self.owned.get(tp.partition)
+        return owned is not None and owned.ready
+
+    async def handle(
+        self,
+        batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]],
+        writers: Mapping[TopicPartition, BatchWriter],
+    ) -> None:
+        t = self.topics
+        for tp, records in batch.items():
+            owned = self.owned.get(tp.partition)
+            if owned is None or not owned.ready:
+                raise IndexDiverged(f"partition {tp.partition} is catching up")
+            commands: list[Command] = []
+            out = writers[tp]
+            for r in records:
+                try:
+                    commands.append(Command.from_json(r.value))
+                except (ValueError, KeyError, TypeError) as exc:  # not ours: dead-letter it
+                    out.append(
+                        t.dead_letter,
+                        r.partition % self.dead_letter_partitions,
+                        r.key,
+                        kafka.dead_letter_value(
+                            tp.topic,
+                            tp.partition,
+                            r.offset,
+                            f"value: is not a list command ({exc!r})",
+                            r.value,
+                            key=r.key,
+                        ),
+                    )
+            touched = {(op.key.account, op.key.contact) for c in commands for op in c.ops}
+            states = await self._load(touched, expect=(tp.partition, owned.offset))
+            changed: dict[tuple[str, str], ContactState] = {}
+            owned.counters = Counter()
+            for cmd in commands:
+                for op in cmd.ops:
+                    ac = (op.key.account, op.key.contact)
+                    outcome, change = apply_op(states[ac], op, cmd)
+                    if cmd.ref:
+                        owned.counters[(cmd.ref, outcome)] += 1
+                    if change is not None:
+                        changed[ac] = states[ac]
+                        self._emit(out, tp.partition, change, cmd.at)
+            owned.pending = self._updates(changed)
+
+    def _emit(self, out: BatchWriter, p: int, change: Change, at: int) -> None:
+        t = self.topics
+        headers = [("dnc-ref", change.ref.encode())] if change.ref else []
+        key = change.key.to_json()
+        out.append(t.changes, p, key, change.entry.to_json() if change.entry else None, headers)
+        shown = change.entry or change.previous
+        assert shown is not None
+        history = {
+            "action": "add" if change.entry else "remove",
+            "entry": shown.to_dict(),
+            "at": format_ms(at),
+            "cause": change.cause,
+        }
+        out.append(t.history, p, key, _dumps(history), headers)
+
+    async def committed(
+        self, tp: TopicPartition, records: Sequence[ConsumerRecord[bytes, bytes]], sent: list[Sent]
+    ) -> None:
+        owned = self.owned.get(tp.partition)
+        if owned is None:
+            return
+        last = [s.last_offset for s in sent if s.topic == self.topics.changes]
+        new_offset = max(last) + 1 if last else owned.offset
+        assert new_offset is not None
+        try:
+            await self.index.apply(
+                epoch=self.epoch,
+                partition=tp.partition,
+                expected=owned.offset,
+                new_offset=new_offset,
+                new_command_offset=records[-1].offset + 1,
+                updates=owned.pending,
+                now=now_ms(),
+                counters=owned.counters,
+            )
+        except (IndexDiverged, IndexUnavailable) as exc:
+            # The changes are committed in Kafka; catching up from the changelog puts them
+            # into Redis. Until then the partition takes no more commands.
+            log.warning(
+                "indexer: partition %d: %s; catching up from the changelog", tp.partition, exc
+            )
+            owned.pending = []
+            self._schedule_catch_up(tp.partition)
+            return
+        self.applied += len(owned.pending)
+        owned.offset, owned.pending, owned.last_write = new_offset, [], time.monotonic()
+
+    async def idle(self) -> None:
+        """Keep chg:p at the changelog's end while quiet (transaction markers advance it),
+        and notice a Redis that lost data even when no commands arrive."""
+        now = time.monotonic()
+        if now - self._last_idle < IDLE_CHECK_S:
+            return
+        self._last_idle = now
+        ready = [p for p, o in self.owned.items() if o.ready and now - o.last_write >= IDLE_CHECK_S]
+        if not ready or self._offsets is None:
+            return
+        try:
+            meta = await self.index.meta()
+        except IndexUnavailable as exc:
+            log.warning("indexer: %s", exc)
+            return
+        tps = [TopicPartition(self.topics.changes, p) for p in ready]
+        ends = await self._offsets.end_offsets(tps)
+        for tp in tps:
+            owned = self.owned.get(tp.partition)
+            if owned is None or not owned.ready:
+                continue
+            if meta.epoch != self.epoch or meta.changes.get(tp.partition) != owned.offset:
+                log.warning(
+                    "indexer: Redis no longer holds partition %d as written "
+                    "(epoch %s, offset %s); catching up",
+                    tp.partition,
+                    meta.epoch,
+                    meta.changes.get(tp.partition),
+                )
+                self._schedule_catch_up(tp.partition)
+                continue
+            end = ends[tp]
+            if owned.offset is not None and end > owned.offset:
+                try:
+                    await self.index.apply(
+                        epoch=self.epoch,
+                        partition=tp.partition,
+                        expected=owned.offset,
+                        new_offset=end,
+                        new_command_offset=None,
+                        updates=[],
+                        now=now_ms(),
+                    )
+                    owned.offset = end
+                except (IndexDiverged, IndexUnavailable):
+                    self._schedule_catch_up(tp.partition)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    async def _load(
+        self, acs: set[tuple[str, str]], expect: tuple[int, int | None] | None = None
+    ) -> dict[tuple[str, str], ContactState]:
+        located = [(ac, *self.index.locate(*ac)) for ac in acs]
+        meta, values = await self.index.load([(b, f) for _ac, b, _m, f in located])
+        if expect is not None:
+            p, offset = expect
+            if meta.epoch != self.epoch or meta.changes.get(p) != offset:
+                self._schedule_catch_up(p)
+                raise IndexDiverged(
+                    f"partition {p}: Redis has {meta.changes.get(p)}, we wrote {offset}"
+                )
+        states: dict[tuple[str, str], ContactState] = {}
+        for (ac, _b, _m, _f), raw in zip(located, values, strict=True):
+            state = ContactState()
+            if raw:
+                for e in unpack_entries(ac[0], ac[1], raw):
+                    state.entries[(e.key.channel, e.key.sender)] = e
+            states[ac] = state
+        return states
+
+    def _updates(self, states: Mapping[tuple[str, str], ContactState]) -> list[ContactUpdate]:
+        updates = []
+        for (account, contact), state in states.items():
+            bucket, member, f = self.index.locate(account, contact)
+            updates.append(ContactUpdate(bucket, member, f, pack_entries(state.entries.values())))
+        return updates
+
+    async def _retrying(self, fn: Callable[[], Awaitable[T]]) -> T:
+        delay = 0.1
+        while True:
+            try:
+                return await fn()
+            except DncError as exc:
+                if not exc.retriable:
+                    raise
+                log.warning("indexer: %s; retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+
+def _decode_key(raw: bytes) -> list[str | None]:
+    key = orjson.loads(raw)
+    if not (isinstance(key, list) and len(key) == 4):
+        raise ValueError(f"changelog key {raw!r} is not [account, contact, channel, sender]")
+    return key
+
+
+def _entry_from_json(key: EntryKey, raw: bytes) -> Entry:
+    d = orjson.loads(raw)
+    expires = d.get("expires_at")
+    return Entry(
+        key,
+        Source(d["source"]),
+        parse_ts(d["added_at"], "added_at"),
+        d.get("origin"),
+        parse_ts(expires, "expires_at") if expires else None,
+    )
+
+
+def _dumps(obj: object) -> bytes:
+    return orjson.dumps(obj)

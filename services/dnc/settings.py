@@ -1,0 +1,147 @@
+"""One typed settings object for every role, read from ``DNC_*`` environment variables.
+
+Built once in ``main()`` and passed down; nothing reads the environment anywhere else.
+Nested groups use ``__``: ``DNC_TOPICS__CHANGES=my.changes``,
+``DNC_KEYWORDS__OPT_OUT='["STOP","HALT"]'``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from dnc import keywords
+
+
+class Topics(BaseModel):
+    """Topic names (contract defaults; every one is configurable)."""
+
+    inbound_messages: str = "dnc.inbound-messages"
+    url_unsubscribes: str = "dnc.url-unsubscribes"
+    journey_actions: str = "dnc.journey-actions"
+    delivery_reports: str = "dnc.delivery-reports"
+    outbound: str = "messages.outbound"
+    allowed: str = "messages.outbound.allowed"
+    # Optional per-channel routing of allowed messages, e.g. "messages.outbound.allowed.{channel}"
+    # ({channel} is the lower-case channel). Empty = everything to `allowed`.
+    allowed_template: str = ""
+    blocked: str = "messages.outbound.blocked"
+    dead_letter: str = "dnc.dead-letter"
+    commands: str = "dnc.commands"
+    changes: str = "dnc.changes"
+    history: str = "dnc.history"
+    notifications: str = "dnc.notifications"
+
+
+class TopicLayout(BaseModel):
+    """Partition counts used by ``dnc topics ensure`` (existing topics are not changed)."""
+
+    input_partitions: int = Field(default=6, ge=1)
+    outbound_partitions: int = Field(default=6, ge=1)
+    # dnc.commands and dnc.changes must have the same count: the list writer for command
+    # partition p is the only producer of changelog partition p (see README, "Writers").
+    list_partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+
+class Keywords(BaseModel):
+    opt_out: list[str] = Field(default_factory=lambda: list(keywords.DEFAULT_OPT_OUT))
+    opt_out_all: list[str] = Field(default_factory=lambda: list(keywords.DEFAULT_OPT_OUT_ALL))
+    opt_in: list[str] = Field(default_factory=lambda: list(keywords.DEFAULT_OPT_IN))
+
+
+def _default_signals() -> dict[str, list[str]]:
+    # Delivery-report error codes that mean "this person opted out at the channel".
+    return {
+        "twilio": ["21610"],
+        "whatsapp": ["131050"],
+        "aws": ["DESTINATION_PHONE_NUMBER_OPTED_OUT", "OPTED_OUT"],
+        "infobip": ["EC_OPTED_OUT"],
+    }
+
+
+class IndexSettings(BaseModel):
+    # Key prefix inside Redis; two deployments can share one Redis with different prefixes.
+    prefix: str = "dnc"
+    # Number of buckets the (account, contact) space is hashed into. Fixed for the life of
+    # an index (stored in Redis; a different value refuses to start). Size it so that a
+    # bucket holds 50–2000 contacts: 16384 suits 1M–30M entries, 131072 up to 250M.
+    buckets: int = Field(default=16384, ge=16, le=1 << 20)
+    redis_timeout_s: float = Field(default=2.0, gt=0)
+    cluster: bool = False
+
+
+class GateSettings(BaseModel):
+    max_batch: int = Field(default=2000, ge=1)
+    poll_timeout_ms: int = Field(default=50, ge=0)
+    # In-process filter of contacts known to have no entry (see README, "Gate").
+    filter_enabled: bool = True
+    filter_capacity: int = Field(default=2_000_000, ge=1000)
+    filter_error_rate: float = Field(default=0.01, gt=0, lt=0.5)
+    # How long a gate in SYNCING state waits between checks of the index.
+    sync_poll_s: float = Field(default=0.05, gt=0)
+
+
+class ApiKey(BaseModel):
+    """An operator-configured API key: only its SHA-256 is stored."""
+
+    name: str
+    sha256: str
+    accounts: list[str]
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # DNC_API__KEYS='[{"name":"ops","sha256":"<hex>","accounts":["acme"]}]'
+    # Create entries with `dnc keys hash <secret>`.
+    keys: list[ApiKey] = Field(default_factory=list)
+    # Read-your-writes: how long an add/remove waits for the gate to see it before 202.
+    effective_timeout_s: float = Field(default=5.0, gt=0)
+    # Unsubscribe-link signing keys, newest first; the first signs, all verify.
+    unsubscribe_keys: list[SecretStr] = Field(default_factory=list)
+    unsubscribe_ttl_days: int = Field(default=90, ge=1)
+    public_base_url: str = "http://127.0.0.1:8080"
+    view_path: str = ".local/view.sqlite3"
+    import_max_bytes: int = 15 * 1024 * 1024
+    import_max_uncompressed_bytes: int = 150 * 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DNC_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    redis_url: str = "redis://127.0.0.1:16379/0"
+    # Prefix of consumer-group and transactional ids; instances of one deployment share it.
+    app_id: str = "dnc"
+    topics: Topics = Field(default_factory=Topics)
+    topic_layout: TopicLayout = Field(default_factory=TopicLayout)
+    keywords: Keywords = Field(default_factory=Keywords)
+    # provider → error codes that become CHANNEL_SIGNAL entries (contract addition).
+    channel_signals: dict[str, list[str]] = Field(default_factory=_default_signals)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    gate: GateSettings = Field(default_factory=GateSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    # Shutdown: stop taking work, finish in-flight work up to this deadline, commit, close.
+    shutdown_deadline_s: float = Field(default=10.0, gt=0)
+    log_level: str = "INFO"
+    log_json: bool = True
+    metrics_port: Annotated[int | None, NoDecode] = None
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _empty_port_is_none(cls, value: object) -> object:
+        return None if value in ("", None) else value
+
+    def group_id(self, role: str) -> str:
+        return f"{self.app_id}.{role}"
+
+    def transactional_id(self, role: str, topic: str, partition: int) -> str:
+        # One transactional id per input partition: aiokafka speaks TxnOffsetCommit v0,
+        # which has no consumer-group fencing (KIP-447), so zombie fencing relies on the
+        # new owner of a partition re-using the id of the old one.
+        return f"{self.app_id}.{role}.{topic}.{partition}"

@@ -1,0 +1,59 @@
+"""Fixtures shared by every tier. Integration tiers get real services or fail loudly."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from dnc.settings import Settings
+from tests import kit
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--require-integration",
+        action="store_true",
+        help="fail (never skip) when the services are missing or no test was collected",
+    )
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.getoption("--require-integration") and not session.items:
+        raise pytest.UsageError("the integration tier collected no tests")
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[tuple[str, str]]:
+    addresses = kit.service_addresses()
+    if addresses is None:
+        pytest.fail(
+            "integration tests need the real services: run `make test` (it starts Kafka and "
+            "Redis and sets DNC_KAFKA_BOOTSTRAP / DNC_REDIS_URL), or run where Docker works"
+        )
+    yield addresses
+    kit.stop_containers()
+
+
+@pytest.fixture
+async def make_settings(
+    services: tuple[str, str],
+) -> AsyncIterator[Callable[..., Awaitable[Settings]]]:
+    """Build settings in a namespace of their own, with their topics created."""
+    made: list[Settings] = []
+
+    async def make(**overrides: Any) -> Settings:
+        settings = kit.unique_settings(*services, **overrides)
+        await kit.create_topics(settings)
+        made.append(settings)
+        return settings
+
+    yield make
+    for s in made:
+        await kit.drop_redis_keys(s)
+
+
+@pytest.fixture
+async def settings(make_settings: Callable[..., Awaitable[Settings]]) -> Settings:
+    return await make_settings()

@@ -1,0 +1,359 @@
+"""Test kit: real Kafka and Redis, a fresh namespace per test, roles in-process or as
+processes. Used by the integration, browser and fault tiers.
+
+Services come from ``DNC_KAFKA_BOOTSTRAP`` / ``DNC_REDIS_URL`` (``make test`` starts the
+local stack and sets them). Without them, and only where a Docker engine runs,
+testcontainers starts throwaway ones. There is no fake Kafka or Redis anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from dnc.kafka import ensure_topics
+from dnc.settings import IndexSettings, Settings, TopicLayout, Topics
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- services -------------------------------------------------------------------------
+
+
+def _docker_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
+
+
+_containers: list[Any] = []
+
+
+def service_addresses() -> tuple[str, str] | None:
+    kafka, redis_url = os.environ.get("DNC_KAFKA_BOOTSTRAP"), os.environ.get("DNC_REDIS_URL")
+    if kafka and redis_url:
+        return kafka, redis_url
+    if not _docker_available():
+        return None
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.redis import RedisContainer
+
+    k = KafkaContainer("apache/kafka:4.1.1").with_kraft()
+    r = RedisContainer("redis:7")
+    k.start()
+    r.start()
+    _containers.extend([k, r])
+    return (
+        k.get_bootstrap_server(),
+        f"redis://{r.get_container_host_ip()}:{r.get_exposed_port(6379)}/0",
+    )
+
+
+def stop_containers() -> None:
+    while _containers:
+        _containers.pop().stop()
+
+
+# --- a namespace per test ----------------------------------------------------------------
+
+
+def unique_settings(kafka: str, redis_url: str, **overrides: Any) -> Settings:
+    """Settings whose topics, consumer groups, transactional ids and Redis keys are this
+    test's alone."""
+    uid = uuid.uuid4().hex[:10]
+    topics = Topics(
+        **{
+            name: f"t{uid}.{value}"
+            for name, value in Topics().model_dump().items()
+            if isinstance(value, str) and value
+        }
+    )
+    base: dict[str, Any] = {
+        "kafka_bootstrap": kafka,
+        "redis_url": redis_url,
+        "app_id": f"t{uid}",
+        "topics": topics,
+        "topic_layout": TopicLayout(input_partitions=2, outbound_partitions=3, list_partitions=3),
+        "index": IndexSettings(prefix=f"t{uid}", buckets=256),
+        "shutdown_deadline_s": 5.0,
+        "log_json": False,
+    }
+    base.update(overrides)
+    return Settings(**base)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a ``dnc`` process see exactly these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DNC_")}
+    data = settings.model_dump(mode="json")
+    # model_dump hides secrets; a child process needs the real values.
+    data["api"]["unsubscribe_keys"] = [k.get_secret_value() for k in settings.api.unsubscribe_keys]
+    for name, value in data.items():
+        key = f"DNC_{name.upper()}"
+        if isinstance(value, dict) and name != "channel_signals":
+            for sub, subvalue in value.items():
+                env[f"{key}__{sub.upper()}"] = (
+                    subvalue if isinstance(subvalue, str) else orjson.dumps(subvalue).decode()
+                )
+        elif value is not None:
+            env[key] = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return env
+
+
+async def create_topics(settings: Settings) -> None:
+    await ensure_topics(settings)
+
+
+async def drop_redis_keys(settings: Settings) -> None:
+    client = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        async for key in client.scan_iter(match=f"{settings.index.prefix}:*", count=1000):
+            await client.unlink(key)
+    finally:
+        await client.aclose()
+
+
+# --- Kafka I/O ----------------------------------------------------------------------------
+
+
+async def produce(
+    settings: Settings,
+    topic: str,
+    *values: Any,
+    key: bytes | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> list[Any]:
+    """Produce values (dicts become JSON; bytes go as they are); return record metadata."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
+    )
+    await producer.start()
+    try:
+        futures = []
+        for v in values:
+            raw = v if isinstance(v, bytes | None) else orjson.dumps(v)
+            futures.append(await producer.send(topic, raw, key=key, headers=headers))
+        return [await f for f in futures]
+    finally:
+        await producer.stop()
+
+
+@dataclass
+class Reader:
+    """Reads a topic from the beginning with read_committed, accumulating records."""
+
+    settings: Settings
+    topic: str
+    records: list[Any] = field(default_factory=list)
+    _consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> Reader:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await self._consumer.start()
+        parts = self._consumer.partitions_for_topic(self.topic)
+        if not parts:
+            await self._consumer._client.force_metadata_update()
+            parts = self._consumer.partitions_for_topic(self.topic) or set()
+        tps = [TopicPartition(self.topic, p) for p in parts]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_beginning(*tps)
+        return self
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def poll(self, timeout: float = 0.2) -> list[Any]:
+        assert self._consumer is not None
+        batch = await self._consumer.getmany(timeout_ms=int(timeout * 1000))
+        new = [r for recs in batch.values() for r in recs]
+        self.records.extend(new)
+        return new
+
+    async def wait_for(self, n: int, timeout: float = 20.0) -> list[Any]:
+        """Wait until at least n records have been read; return all of them."""
+        deadline = time.monotonic() + timeout
+        while len(self.records) < n:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.topic}: {len(self.records)} records, expected {n}")
+            await self.poll()
+        return self.records
+
+    async def settle(self, quiet: float = 1.0) -> list[Any]:
+        """Read until nothing new arrives for `quiet` seconds."""
+        last = time.monotonic()
+        while time.monotonic() - last < quiet:
+            if await self.poll():
+                last = time.monotonic()
+        return self.records
+
+    def values(self) -> list[Any]:
+        return [None if r.value is None else orjson.loads(r.value) for r in self.records]
+
+
+@contextlib.asynccontextmanager
+async def reading(settings: Settings, *topics: str) -> AsyncIterator[list[Reader]]:
+    readers = [await Reader(settings, t).start() for t in topics]
+    try:
+        yield readers
+    finally:
+        for r in readers:
+            await r.stop()
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], timeout: float = 20.0, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+# --- roles ------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, *roles: str) -> AsyncIterator[dict[str, Any]]:
+    """Run roles in this process (each `start`ed, `run` as a task, `stop`ped at the end)."""
+    from dnc.gate import Gate
+    from dnc.indexer import Indexer
+    from dnc.ingest import Ingest
+
+    factories: dict[str, Callable[[Settings], Any]] = {
+        "ingest": Ingest,
+        "indexer": Indexer,
+        "gate": Gate,
+    }
+    started: dict[str, Any] = {}
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        for name in roles:
+            role = factories[name](settings)
+            await role.start()
+            started[name] = role
+            tasks.append(asyncio.create_task(role.run(), name=name))
+        yield started
+        for t in tasks:
+            if t.done() and t.exception():
+                raise t.exception()  # type: ignore[misc]
+    finally:
+        for role in started.values():
+            role.request_stop()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(t, 15)
+        for role in reversed(list(started.values())):
+            await role.stop()
+
+
+class Process:
+    """A ``dnc <role>`` process, for tests that kill roles for real."""
+
+    def __init__(self, settings: Settings, role: str, log_dir: Path) -> None:
+        self.settings, self.role, self.log_dir = settings, role, log_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.starts += 1
+        log = open(self.log_dir / f"{self.role}.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dnc", self.role],
+            env=settings_env(self.settings),
+            stdout=log,
+            stderr=log,
+            cwd=ROOT,
+        )
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def terminate(self, timeout: float = 20) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def outbound(
+    message_id: str,
+    destination: str,
+    *,
+    account: str = "acme",
+    channel: str = "SMS",
+    sender: str = "ACME",
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "message_id": message_id,
+        "account": account,
+        "channel": channel,
+        "sender": sender,
+        "destination": destination,
+        **extra,
+    }
+
+
+def inbound(
+    message_id: str,
+    sender_number: str,
+    text: str,
+    *,
+    account: str = "acme",
+    channel: str = "SMS",
+    to: str = "ACME",
+) -> dict[str, Any]:
+    return {
+        "message_id": message_id,
+        "account": account,
+        "channel": channel,
+        "from": sender_number,
+        "to": to,
+        "text": text,
+        "received_at": "2026-11-26T05:31:27.123Z",
+    }
+
+
+def ids(values: Iterable[Any], path: tuple[str, ...] = ("message_id",)) -> list[str]:
+    out = []
+    for value in values:
+        inner = value
+        for p in path:
+            inner = inner[p]
+        out.append(inner)
+    return out

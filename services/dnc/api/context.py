@@ -1,0 +1,66 @@
+"""What the API's routes share: settings, index, command writer, keys, the list view.
+
+Built once by ``ApiServer`` (or a test), started before the first request and stopped
+after the last one. Routes get it with ``Depends(ctx)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fastapi import Request
+
+from dnc.api.auth import KeyRing, Principal, principal_from
+from dnc.api.view import ListView
+from dnc.api.writer import CommandWriter
+from dnc.index import Index
+from dnc.settings import Settings
+from dnc.unsubscribe import TokenSigner
+
+
+@dataclass
+class ApiContext:
+    settings: Settings
+    index: Index
+    writer: CommandWriter
+    view: ListView
+    keys: KeyRing
+    signer: TokenSigner
+    _started: bool = field(default=False, repr=False)
+
+    @classmethod
+    def build(cls, settings: Settings) -> ApiContext:
+        index = Index(settings.index, settings.redis_url)
+        return cls(
+            settings=settings,
+            index=index,
+            writer=CommandWriter(settings, index),
+            view=ListView(settings),
+            keys=KeyRing(settings.api.keys),
+            signer=TokenSigner([k.get_secret_value() for k in settings.api.unsubscribe_keys]),
+        )
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        await self.index.start()
+        await self.writer.start()
+        await self.view.start()
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        await self.view.stop()
+        await self.writer.stop()
+        await self.index.stop()
+
+
+def ctx(request: Request) -> ApiContext:
+    context: ApiContext = request.app.state.ctx
+    return context
+
+
+def principal(request: Request) -> Principal:
+    return principal_from(request, ctx(request).keys)

@@ -12,7 +12,7 @@ export DNC_REDIS_URL ?= redis://127.0.0.1:$(or $(DNC_REDIS_PORT),16379)/0
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: all deps up down run topics test test-unit test-integration test-e2e test-faults \
-        test-faults-short lint fmt types schemas bench clean browser
+        test-faults-short lint fmt types schemas bench clean tools
 
 all: lint types test
 
@@ -29,13 +29,18 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 deps: $(VENV)/.installed
 
-# Chromium for the browser tests comes from Debian, not from a Playwright download.
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  command -v apt-get >/dev/null || { echo "chromium is missing and apt-get is not available"; exit 1; }; \
+# Debian packages the tests use: Chromium for the browser tests (not a Playwright download)
+# and kcat, a Kafka client that is not ours, to produce a STOP the way a partner would.
+APT_TOOLS := chromium:chromium kcat:kcat
+tools:
+	@for pair in $(APT_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 && continue; \
+	  command -v apt-get >/dev/null || { echo "$$cmd is missing and apt-get is not available: install $$pkg"; exit 1; }; \
 	  SUDO=$$( [ "$$(id -u)" -ne 0 ] && echo sudo ); \
-	  echo "installing Debian's chromium for the browser tests"; \
-	  $$SUDO apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	  echo "installing Debian package $$pkg"; \
+	  $$SUDO apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$pkg >/dev/null \
+	    || { echo "apt-get install $$pkg failed"; exit 1; }; \
+	done
 
 up: deps
 	@$(STACK) up
@@ -72,7 +77,7 @@ schemas: deps
 	$(BIN)/dnc schemas write
 
 # Every test: unit, integration (real Kafka + Redis), browser, and the short fault suite.
-test: up browser
+test: up tools
 	$(BIN)/pytest tests/unit -q
 	$(BIN)/pytest tests/integration -q -p no:cacheprovider --require-integration
 	$(BIN)/pytest tests/e2e -q -p no:cacheprovider
@@ -81,10 +86,10 @@ test: up browser
 test-unit: deps
 	$(BIN)/pytest tests/unit -q
 
-test-integration: up
+test-integration: up tools
 	$(BIN)/pytest tests/integration -q --require-integration
 
-test-e2e: up browser
+test-e2e: up tools
 	$(BIN)/pytest tests/e2e -q
 
 # The full fault suite (more rounds); `make test` runs the short version.

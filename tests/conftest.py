@@ -44,7 +44,8 @@ async def make_settings(
     made: list[Settings] = []
 
     async def make(**overrides: Any) -> Settings:
-        settings = kit.unique_settings(*services, **overrides)
+        kafka, redis_url = services
+        settings = kit.unique_settings(kafka, overrides.pop("redis_url", redis_url), **overrides)
         await kit.create_topics(settings)
         made.append(settings)
         return settings

@@ -1,0 +1,158 @@
+"""Crashes and lost Redis data: no opt-out lost, no message lost or duplicated, nothing
+forwarded unchecked. (The long, randomised versions are in tests/faults.)"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import shutil
+import socket
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from dnc.settings import IndexSettings, Settings
+from tests.kit import Process, eventually, inbound, outbound, produce, reading, running
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def private_redis(port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A redis-server of this test's own, without persistence: killing it loses everything."""
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is installed by `make up`"
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--set-max-intset-entries",
+            "8192",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            break
+        time.sleep(0.05)
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+async def test_gate_waits_while_redis_is_empty_then_the_index_is_rebuilt(
+    make_settings: object,
+) -> None:
+    port = _free_port()
+    settings: Settings = await make_settings(  # type: ignore[operator]
+        redis_url=f"redis://127.0.0.1:{port}/0",
+        index=IndexSettings(prefix="r", buckets=256, redis_timeout_s=0.5),
+    )
+    t = settings.topics
+    stopped = "441111111111"
+    with private_redis(port) as redis_proc:
+        async with (
+            running(settings, "ingest", "indexer", "gate"),
+            reading(settings, t.allowed, t.blocked) as (allowed, blocked),
+        ):
+            await produce(settings, t.inbound_messages, inbound("mo-1", stopped, "STOP"))
+            await produce(settings, t.outbound, outbound("before", stopped))
+            await blocked.wait_for(1)
+
+            redis_proc.kill()  # Redis is gone, and with it the whole index
+            redis_proc.wait()
+            await produce(
+                settings,
+                t.outbound,
+                outbound("during-1", stopped),
+                outbound("during-2", "442222222222"),
+            )
+            await asyncio.sleep(1.5)
+            assert allowed.records == [] and len(blocked.records) == 1, "forwarded unchecked"
+
+            with private_redis(port):  # back, but empty
+                await blocked.wait_for(2, timeout=30)
+                await allowed.wait_for(1, timeout=30)
+                await allowed.settle(1.0)
+    assert [orjson.loads(r.value)["message"]["message_id"] for r in blocked.records] == [
+        "before",
+        "during-1",
+    ]
+    assert [orjson.loads(r.value)["message_id"] for r in allowed.records] == ["during-2"]
+
+
+async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Kill the gate and the list writer with SIGKILL while messages and opt-outs flow."""
+    t = settings.topics
+    rng = random.Random(7)
+    stopped = [f"4477000{i:05d}" for i in range(40)]
+    others = [f"4488000{i:05d}" for i in range(40)]
+    procs = {role: Process(settings, role, tmp_path) for role in ("ingest", "indexer", "gate")}
+    for p in procs.values():
+        p.start()
+    try:
+        await produce(
+            settings, t.inbound_messages, *[inbound(f"mo-{n}", n, "STOP") for n in stopped]
+        )
+        async with reading(settings, t.changes) as (changes,):
+            await changes.wait_for(len(stopped), timeout=60)
+        sent = 0
+        for round_ in range(4):
+            batch = [outbound(f"m-{round_}-{i}", rng.choice(stopped + others)) for i in range(300)]
+            await produce(settings, t.outbound, *batch)
+            sent += len(batch)
+            await asyncio.sleep(rng.uniform(0.05, 0.6))
+            victim = procs["gate" if round_ % 2 == 0 else "indexer"]
+            victim.kill()
+            victim.start()
+        async with reading(settings, t.allowed, t.blocked, t.dead_letter) as readers:
+            allowed, blocked, dlq = readers
+
+            async def all_out() -> bool:
+                for r in readers:
+                    await r.poll(0.1)
+                return len(allowed.records) + len(blocked.records) + len(dlq.records) >= sent
+
+            await eventually(all_out, timeout=90, what=f"{sent} outputs")
+            for r in readers:
+                await r.settle(1.5)
+        seen = Counter(
+            [orjson.loads(r.value)["message_id"] for r in allowed.records]
+            + [orjson.loads(r.value)["message"]["message_id"] for r in blocked.records]
+        )
+        assert dlq.records == []
+        assert sum(seen.values()) == sent and max(seen.values()) == 1  # none lost, none twice
+        leaked = [
+            orjson.loads(r.value)
+            for r in allowed.records
+            if orjson.loads(r.value)["destination"] in stopped
+        ]
+        assert leaked == []
+    finally:
+        for p in procs.values():
+            p.terminate()

@@ -1,0 +1,81 @@
+"""The list's rules as pure logic: rule 1, opt-in semantics, blocking, specificity."""
+
+from __future__ import annotations
+
+from dnc.entries import (
+    Command,
+    ContactState,
+    Entry,
+    EntryKey,
+    Op,
+    Source,
+    apply_op,
+    blocking_entries,
+)
+
+A, C = "acme", "441234567890"
+
+
+def key(channel: str | None = "SMS", sender: str | None = "acme") -> EntryKey:
+    return EntryKey(A, C, channel, sender)
+
+
+def cmd(*ops: Op, at: int = 1000) -> Command:
+    return Command(list(ops), at, {"kind": "test"}, "ref-1")
+
+
+def test_adding_an_existing_key_changes_nothing_and_keeps_the_first_source_and_time() -> None:
+    state = ContactState()
+    assert apply_op(state, Op("add", key(), Source.END_USER_MESSAGE), cmd(at=1))[0] == "added"
+    outcome, change = apply_op(state, Op("add", key(), Source.MANUAL), cmd(at=2))
+    assert (outcome, change) == ("already_present", None)
+    entry = state.entries[("SMS", "acme")]
+    assert (entry.source, entry.added_at) == (Source.END_USER_MESSAGE, 1)
+
+
+def test_removing_a_missing_key_is_not_an_error() -> None:
+    assert apply_op(ContactState(), Op("remove", key()), cmd()) == ("absent", None)
+
+
+def test_opt_in_removes_only_entries_of_the_persons_own_messages() -> None:
+    state = ContactState()
+    apply_op(state, Op("add", key(), Source.END_USER_MESSAGE), cmd())
+    apply_op(state, Op("add", key(sender=None), Source.MANUAL), cmd())
+    own = apply_op(state, Op("remove_if_source", key(), Source.END_USER_MESSAGE), cmd())
+    manual = apply_op(
+        state, Op("remove_if_source", key(sender=None), Source.END_USER_MESSAGE), cmd()
+    )
+    assert own[0] == "removed" and own[1] is not None and own[1].previous is not None
+    assert manual == ("kept", None)
+    assert list(state.entries) == [("SMS", None)]
+
+
+def test_rule_2_channel_and_sender_or_all() -> None:
+    entries = [
+        Entry(key("SMS", "acme"), Source.MANUAL, 5),
+        Entry(key(None, "acme"), Source.MANUAL, 4),
+        Entry(key("SMS", None), Source.MANUAL, 3),
+        Entry(key(None, None), Source.MANUAL, 2),
+        Entry(key("VOICE", "acme"), Source.MANUAL, 1),
+    ]
+    found = blocking_entries(entries, "SMS", "acme", now=10)
+    assert [(e.key.channel, e.key.sender) for e in found] == [
+        ("SMS", "acme"),
+        ("SMS", None),
+        (None, "acme"),
+        (None, None),
+    ]
+    assert [e.key.channel for e in blocking_entries(entries, "VOICE", "other", 10)] == [None]
+    assert blocking_entries(entries[:1], "SMS", "other", 10) == []
+
+
+def test_expired_entries_do_not_block() -> None:
+    e = Entry(key(), Source.MANUAL, 1, None, expires_at=100)
+    assert e.blocks("SMS", "acme", now=99)
+    assert not e.blocks("SMS", "acme", now=100)
+
+
+def test_commands_round_trip_through_json() -> None:
+    original = cmd(Op("add", key(), Source.IMPORT, expires_at=5), Op("remove", key(None, None)))
+    again = Command.from_json(original.to_json())
+    assert again == original

@@ -1,0 +1,56 @@
+"""Index layout: packing round trip, stable placement, partitioning."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dnc.entries import Entry, EntryKey, Source
+from dnc.index import Index, list_partition, pack_entries, unpack_entries
+from dnc.settings import IndexSettings
+
+senders = st.one_of(
+    st.none(),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=20),
+)
+channels = st.sampled_from([None, "SMS", "MMS", "VOICE", "VIBER", "WHATSAPP", "RCS", "EMAIL"])
+
+
+@given(
+    st.lists(
+        st.tuples(
+            channels,
+            senders,
+            st.sampled_from(list(Source)),
+            st.integers(0, 2**45),
+            st.one_of(st.none(), st.integers(0, 2**45)),
+        ),
+        min_size=1,
+        max_size=8,
+        unique_by=lambda t: (t[0], t[1]),
+    )
+)
+def test_packed_entries_round_trip(
+    rows: list[tuple[str | None, str | None, Source, int, int | None]],
+) -> None:
+    entries = [
+        Entry(EntryKey("acme", "441234567890", ch, s), src, added, None, exp)
+        for ch, s, src, added, exp in rows
+    ]
+    assert unpack_entries("acme", "441234567890", pack_entries(entries)) == entries
+
+
+def test_placement_is_stable_and_within_range() -> None:
+    index = Index(IndexSettings(buckets=1024), "redis://unused")
+    bucket, member, field = index.locate("acme", "441234567890")
+    assert (bucket, member, field) == index.locate("acme", "441234567890")
+    assert 0 <= bucket < 1024 and -(2**31) <= member < 2**31
+    assert field == b"acme\x1f441234567890"
+    assert index.locate("acme-eu", "441234567890")[2] != field
+
+
+def test_list_partition_spreads_contacts() -> None:
+    counts = [0] * 6
+    for i in range(6000):
+        counts[list_partition("acme", f"4412345{i:05d}", 6)] += 1
+    assert min(counts) > 800

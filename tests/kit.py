@@ -24,8 +24,8 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from dnc.kafka import ensure_topics
 from dnc.settings import IndexSettings, Settings, TopicLayout, Topics

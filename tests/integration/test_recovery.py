@@ -16,9 +16,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+from tests.kit import Process, eventually, inbound, outbound, produce, reading, running
 
 from dnc.settings import IndexSettings, Settings
-from tests.kit import Process, eventually, inbound, outbound, produce, reading, running
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ export DNC_REDIS_URL ?= redis://127.0.0.1:$(or $(DNC_REDIS_PORT),16379)/0
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: all deps up down run topics test test-unit test-integration test-e2e test-faults \
-        test-faults-short lint fmt types schemas bench clean tools
+        test-faults-short lint fmt types schemas bench clean tools helm
 
 all: lint types test
 
@@ -41,6 +41,21 @@ tools:
 	  $$SUDO apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$pkg >/dev/null \
 	    || { echo "apt-get install $$pkg failed"; exit 1; }; \
 	done
+
+# helm, for the offline chart tests (tests/unit/test_deploy_files.py). No binary download is
+# reachable here, so it is built from the Go module proxy (Go >= 1.26; ~2-3 min once per
+# machine, then a no-op).
+HELM_VERSION := v3.22.0
+HELM_STAMP := .local/bin/.helm-$(HELM_VERSION)
+
+$(HELM_STAMP):
+	@command -v go >/dev/null || { echo "Go 1.26+ is needed to build helm for the deploy tests"; exit 1; }
+	@echo "building helm $(HELM_VERSION) from the Go module proxy (once per machine)"
+	@mkdir -p .local/bin
+	GOBIN=$(CURDIR)/.local/bin GOFLAGS=-buildvcs=false go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	@touch $@
+
+helm: $(HELM_STAMP)
 
 up: deps
 	@$(STACK) up
@@ -77,13 +92,13 @@ schemas: deps
 	$(BIN)/dnc schemas write
 
 # Every test: unit, integration (real Kafka + Redis), browser, and the short fault suite.
-test: up tools
+test: up tools helm
 	$(BIN)/pytest tests/unit -q
 	$(BIN)/pytest tests/integration -q -p no:cacheprovider --require-integration
 	$(BIN)/pytest tests/e2e -q -p no:cacheprovider
 	$(BIN)/pytest tests/faults -q -p no:cacheprovider -m "not long"
 
-test-unit: deps
+test-unit: deps helm
 	$(BIN)/pytest tests/unit -q
 
 test-integration: up tools

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -88,6 +89,10 @@ class TransactionalPipeline:
         self._stopping = asyncio.Event()
         self._started = False
         self._failures = 0
+        # The loop keeps turning while Kafka or Redis are down (poll timeouts, put-back
+        # records, back-off), so only a stuck loop lets the heartbeat go stale.
+        self._heartbeat = Path(settings.heartbeat_file) if settings.heartbeat_file else None
+        self._beat_at = 0.0
         self.batches = 0
         self.records = 0
 
@@ -95,6 +100,7 @@ class TransactionalPipeline:
         if self._started:
             return
         self._started = True
+        self._forget_heartbeat()
         self.consumer = kafka.make_consumer(
             self.settings, group_id=self.group_id, max_records=self.max_records
         )
@@ -107,6 +113,7 @@ class TransactionalPipeline:
         if not self._started:
             return
         self._started = False
+        self._forget_heartbeat()
         try:
             await asyncio.wait_for(self._lock.acquire(), self.settings.shutdown_deadline_s)
             self._lock.release()
@@ -120,6 +127,7 @@ class TransactionalPipeline:
         """Process batches until ``stop``. Raises what the policy says must stop us."""
         assert self.consumer is not None, "start() first"
         while not self._stopping.is_set():
+            self._beat()
             batch = await self.consumer.getmany(
                 timeout_ms=self.poll_timeout_ms, max_records=self.max_records
             )
@@ -143,6 +151,23 @@ class TransactionalPipeline:
 
     def request_stop(self) -> None:
         self._stopping.set()
+
+    def _beat(self) -> None:
+        if self._heartbeat is None:
+            return
+        now = time.monotonic()
+        if now - self._beat_at < self.settings.heartbeat_interval_s:
+            return
+        self._beat_at = now
+        try:
+            self._heartbeat.touch()
+        except OSError as exc:
+            log.warning("%s: cannot touch heartbeat file %s: %s", self.role, self._heartbeat, exc)
+
+    def _forget_heartbeat(self) -> None:
+        # A file left by a previous container must not pass the next start-up probe.
+        if self._heartbeat is not None:
+            self._heartbeat.unlink(missing_ok=True)
 
     # --- one batch ----------------------------------------------------------------------
 

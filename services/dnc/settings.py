@@ -128,6 +128,10 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     # Shutdown: stop taking work, finish in-flight work up to this deadline, commit, close.
     shutdown_deadline_s: float = Field(default=10.0, gt=0)
+    # Liveness for the roles without HTTP: the pipeline loop touches this file at most every
+    # heartbeat_interval_s and exec probes check its age. Empty = off (local runs, tests).
+    heartbeat_file: str = ""
+    heartbeat_interval_s: float = Field(default=5.0, gt=0)
     log_level: str = "INFO"
     log_json: bool = True
     metrics_port: Annotated[int | None, NoDecode] = None

@@ -161,12 +161,9 @@ def keys_hash(
 
 
 def main() -> None:
-    try:
-        from dnc.client_cli import entries_app
+    from dnc.client_cli import entries_app
 
-        app.add_typer(entries_app, name="entries")
-    except ImportError:  # the API client commands are optional in a minimal install
-        pass
+    app.add_typer(entries_app, name="entries", help="The list, through the HTTP API.")
     app()
 
 

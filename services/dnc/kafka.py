@@ -9,6 +9,7 @@ after the effect is durable.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from collections.abc import Iterable, Sequence
@@ -249,23 +250,35 @@ def tps(topic: str, partitions: Iterable[int]) -> list[TopicPartition]:
     return [TopicPartition(topic, p) for p in partitions]
 
 
-async def topic_partitions(settings: Settings, *topics: str) -> dict[str, int]:
-    """Partition count of each topic; ConfigurationError names a missing topic."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        described = await admin.describe_topics(list(topics))
-    finally:
-        await admin.close()
-    counts: dict[str, int] = {}
-    for d in described:
-        name = d["topic"]
-        if d.get("error_code"):
+async def topic_partitions(
+    settings: Settings, *topics: str, wait_s: float = 15.0
+) -> dict[str, int]:
+    """Partition count of each topic; ConfigurationError names a missing topic.
+
+    A topic created a moment ago may briefly answer "leader not available": that is waited
+    out (up to ``wait_s``), a topic that does not exist is not."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            described = await admin.describe_topics(list(topics))
+        finally:
+            await admin.close()
+        counts: dict[str, int] = {}
+        errors: dict[str, int] = {}
+        for d in described:
+            if d.get("error_code"):
+                errors[d["topic"]] = d["error_code"]
+            else:
+                counts[d["topic"]] = len(d["partitions"])
+        missing = [t for t in topics if t not in counts]
+        if not missing:
+            return counts
+        if asyncio.get_running_loop().time() >= deadline:
+            name = missing[0]
             raise ConfigurationError(
-                f"topic {name!r} is not available (error {d['error_code']}); run `dnc topics ensure`"
+                f"topic {name!r} is not available (error {errors.get(name, 'unknown')}); "
+                "run `dnc topics ensure`"
             )
-        counts[name] = len(d["partitions"])
-    for name in topics:
-        if name not in counts:
-            raise ConfigurationError(f"topic {name!r} does not exist; run `dnc topics ensure`")
-    return counts
+        await asyncio.sleep(0.2)

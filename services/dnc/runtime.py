@@ -64,6 +64,11 @@ class MaskingJsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": mask(record.getMessage()),
         }
+        # Structured fields: log.info("...", extra={"fields": {...}}); string values masked.
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            for key, value in fields.items():
+                out.setdefault(key, mask(value) if isinstance(value, str) else value)
         if record.exc_info:
             out["exc"] = mask(self.formatException(record.exc_info))
         return orjson.dumps(out).decode()

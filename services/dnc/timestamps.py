@@ -7,9 +7,11 @@ Redis and to pack.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from dnc.errors import InvalidValue
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def now_ms() -> int:
@@ -17,7 +19,7 @@ def now_ms() -> int:
 
 
 def format_ms(ms: int) -> str:
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    dt = _EPOCH + timedelta(milliseconds=ms)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
@@ -32,4 +34,5 @@ def parse_ts(raw: object, field: str) -> int:
         raise InvalidValue(field, raw, "is not an RFC 3339 timestamp") from None
     if dt.tzinfo is None:
         raise InvalidValue(field, raw, "has no time zone (use Z or an offset)")
-    return int(dt.timestamp() * 1000)
+    # Integer arithmetic: dt.timestamp() is a float and loses a millisecond now and then.
+    return (dt - _EPOCH) // timedelta(milliseconds=1)

@@ -79,3 +79,13 @@ def test_commands_round_trip_through_json() -> None:
     original = cmd(Op("add", key(), Source.IMPORT, expires_at=5), Op("remove", key(None, None)))
     again = Command.from_json(original.to_json())
     assert again == original
+
+
+def test_timestamps_round_trip_to_the_millisecond() -> None:
+    from dnc.timestamps import format_ms, parse_ts
+
+    for ms in [0, 1007, 1_795_673_733_664, 2_500_000_000_123, 4_102_444_800_999]:
+        assert parse_ts(format_ms(ms), "t") == ms
+    assert parse_ts("2026-11-26T06:31:27.123+01:00", "t") == parse_ts(
+        "2026-11-26T05:31:27.123Z", "t"
+    )

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from dnc.api import routes
+from dnc.api import routes, routes_ops
 from dnc.api.context import ApiContext
 from dnc.errors import IndexNotReady, IndexUnavailable, InvalidValue
+
+_MAX_ECHO = 200  # characters of a rejected value shown back in a 422
 
 
 def create_app(context: ApiContext) -> FastAPI:
@@ -21,6 +26,7 @@ def create_app(context: ApiContext) -> FastAPI:
         "export, and check whether a person is on the list and why.",
     )
     app.state.ctx = context
+    routes_ops.install(app, context)
     for router in routes.ROUTERS:
         app.include_router(router)
 
@@ -28,12 +34,50 @@ def create_app(context: ApiContext) -> FastAPI:
     async def invalid_value(_: Request, exc: InvalidValue) -> JSONResponse:
         return JSONResponse(
             status_code=422,
-            content={"error": str(exc), "field": exc.field, "reason": exc.reason},
+            content={
+                "error": str(exc),
+                "field": exc.field,
+                "value": _echo(exc.value),
+                "reason": exc.reason,
+            },
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # The same shape as InvalidValue, for the first problem; all of them in "errors".
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+        field = "body" if first.get("type") == "json_invalid" else ".".join(loc) or "body"
+        reason = str(first.get("msg", "is not valid"))
+        value = _echo(first.get("input"))
+        return JSONResponse(
+            status_code=422,
+            content={
+                "error": f"{field}: {reason}",
+                "field": field,
+                "value": value,
+                "reason": reason,
+                "errors": [
+                    {"field": ".".join(str(p) for p in e.get("loc", ())), "reason": e.get("msg")}
+                    for e in errors[:20]
+                ],
+            },
         )
 
     @app.exception_handler(IndexUnavailable)
     @app.exception_handler(IndexNotReady)
     async def unavailable(_: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(status_code=503, content={"error": str(exc)}, headers={"Retry-After": "1"})
+        return JSONResponse(
+            status_code=503, content={"error": str(exc)}, headers={"Retry-After": "1"}
+        )
 
     return app
+
+
+def _echo(value: object) -> Any:
+    """A rejected value as JSON, cut short: it is shown back, not stored."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= _MAX_ECHO else text[: _MAX_ECHO - 1] + "…"

@@ -25,7 +25,9 @@ class Principal:
         """403 unless every account is granted to this key."""
         for account in accounts:
             if account not in self.accounts:
-                raise HTTPException(status.HTTP_403_FORBIDDEN, "this key is not allowed to use that account")
+                raise HTTPException(
+                    status.HTTP_403_FORBIDDEN, "this key is not allowed to use that account"
+                )
 
     def scope(self, requested: Iterable[str] | None) -> list[str]:
         """The accounts a query covers: the requested ones (all granted) or every granted one."""
@@ -58,9 +60,14 @@ def principal_from(request: Request, keys: KeyRing) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "an API key is required (Authorization: Bearer <key>)",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "an API key is required (Authorization: Bearer <key>)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     principal = keys.resolve(secret.strip())
     if principal is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown API key", headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "unknown API key", headers={"WWW-Authenticate": "Bearer"}
+        )
     return principal

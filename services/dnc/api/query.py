@@ -10,6 +10,7 @@ Contacts, senders and channels are normalised exactly as at write time, so a fil
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from fastapi import Depends, Query
 
@@ -37,7 +38,7 @@ class EntryQuery:
     added_to: int | None = None  # epoch ms, exclusive
 
 
-def build_query(
+def build_query(  # noqa: PLR0917 - mirrors the query string, one argument per filter
     who: Principal,
     account: list[str] | None = None,
     contact: list[str] | None = None,
@@ -90,15 +91,20 @@ def build_query(
     )
 
 
-def entry_query(
-    who: Principal = Depends(principal),
-    account: list[str] | None = Query(None, description="account id; repeat for several"),
-    contact: list[str] | None = Query(None, description="exact contact, or a prefix ending in *"),
-    channel: list[str] | None = Query(None, description="SMS, EMAIL, …, or ALL"),
-    sender: list[str] | None = Query(None, description="a sender, or ALL"),
-    source: list[str] | None = Query(None, description="END_USER_MESSAGE, MANUAL, …"),
-    added_from: str | None = Query(None, description="RFC 3339, inclusive"),
-    added_to: str | None = Query(None, description="RFC 3339, exclusive"),
+async def entry_query(  # async: a sync dependency would run on a thread pool
+    who: Annotated[Principal, Depends(principal)],
+    *,
+    account: Annotated[
+        list[str] | None, Query(description="account id; repeat for several")
+    ] = None,
+    contact: Annotated[
+        list[str] | None, Query(description="exact contact, or a prefix ending in *")
+    ] = None,
+    channel: Annotated[list[str] | None, Query(description="SMS, EMAIL, …, or ALL")] = None,
+    sender: Annotated[list[str] | None, Query(description="a sender, or ALL")] = None,
+    source: Annotated[list[str] | None, Query(description="END_USER_MESSAGE, MANUAL, …")] = None,
+    added_from: Annotated[str | None, Query(description="RFC 3339, inclusive")] = None,
+    added_to: Annotated[str | None, Query(description="RFC 3339, exclusive")] = None,
 ) -> EntryQuery:
     """FastAPI dependency: the query string as an ``EntryQuery``."""
     return build_query(who, account, contact, channel, sender, source, added_from, added_to)

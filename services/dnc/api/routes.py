@@ -4,4 +4,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-ROUTERS: list[APIRouter] = []
+from dnc.api import (
+    routes_check,
+    routes_entries,
+    routes_exports,
+    routes_imports,
+    routes_ops,
+    routes_unsubscribe,
+)
+
+ROUTERS: list[APIRouter] = [
+    routes_ops.router,
+    routes_entries.router,
+    routes_check.router,
+    routes_unsubscribe.router,
+    routes_imports.router,
+    routes_exports.router,
+]

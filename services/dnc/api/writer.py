@@ -51,14 +51,24 @@ class CommandWriter:
         out = kafka.BatchWriter(self._producer)
         for cmd in commands:
             k = cmd.ops[0].key
-            out.append(self.settings.topics.commands, self.partition_of(k.account, k.contact),
-                       contact_field(k.account, k.contact), cmd.to_json())
+            out.append(
+                self.settings.topics.commands,
+                self.partition_of(k.account, k.contact),
+                contact_field(k.account, k.contact),
+                cmd.to_json(),
+            )
         positions: Positions = {}
         for sent in await out.flush():
             positions[sent.partition] = max(positions.get(sent.partition, -1), sent.last_offset)
         return positions
 
-    async def wait_effective(self, positions: Positions, timeout: float) -> bool:
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """Produce one record to any topic (acks=all) and wait for the broker's ack."""
+        assert self._producer is not None, "start() first"
+        await (await self._producer.send(topic, value, key=key))
+
+    # Running out of time is an answer (False → 202), not an error: hence no asyncio.timeout.
+    async def wait_effective(self, positions: Positions, timeout: float) -> bool:  # noqa: ASYNC109
         """True once the list writer has processed every command up to `positions`."""
         deadline = time.monotonic() + timeout
         while True:
@@ -94,4 +104,10 @@ def format_positions(positions: Positions) -> str:
     return ",".join(f"{p}:{o}" for p, o in sorted(positions.items()))
 
 
-__all__: Sequence[str] = ["CommandWriter", "Positions", "format_positions", "merge", "parse_positions"]
+__all__: Sequence[str] = [
+    "CommandWriter",
+    "Positions",
+    "format_positions",
+    "merge",
+    "parse_positions",
+]

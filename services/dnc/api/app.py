@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from dnc.api import routes, routes_ops
 from dnc.api.context import ApiContext
+from dnc.api.limits import ENVELOPE, BodyLimit
 from dnc.errors import IndexNotReady, IndexUnavailable, InvalidValue
 
 _MAX_ECHO = 200  # characters of a rejected value shown back in a 422
@@ -26,6 +27,7 @@ def create_app(context: ApiContext) -> FastAPI:
         "export, and check whether a person is on the list and why.",
     )
     app.state.ctx = context
+    app.add_middleware(BodyLimit, max_bytes=context.settings.api.import_max_bytes + ENVELOPE)
     routes_ops.install(app, context)
     for router in routes.ROUTERS:
         app.include_router(router)

@@ -6,6 +6,7 @@ after the last one. Routes get it with ``Depends(ctx)``.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from fastapi import Request
@@ -27,6 +28,11 @@ class ApiContext:
     keys: KeyRing
     signer: TokenSigner
     _started: bool = field(default=False, repr=False)
+    # Background work started by routes (imports) that must end before the clients close.
+    _stoppers: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
+
+    def on_stop(self, stopper: Callable[[], Awaitable[None]]) -> None:
+        self._stoppers.append(stopper)
 
     @classmethod
     def build(cls, settings: Settings) -> ApiContext:
@@ -52,6 +58,8 @@ class ApiContext:
         if not self._started:
             return
         self._started = False
+        for stopper in reversed(self._stoppers):
+            await stopper()
         await self.view.stop()
         await self.writer.stop()
         await self.index.stop()

@@ -88,6 +88,15 @@ class ImportJobs:
         self.ctx = context
         self.prefix = context.settings.index.prefix
         self._tasks: set[asyncio.Task[None]] = set()
+        context.on_stop(self.stop)
+
+    async def stop(self) -> None:
+        """Shutdown: cancel running imports before the writer closes. An import cut short
+        shows as failed once its heartbeat is stale; running it again is safe, because
+        adding an entry that exists changes nothing."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # --- uploads ----------------------------------------------------------------------
 

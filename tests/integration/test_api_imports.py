@@ -288,7 +288,7 @@ async def test_tenant_isolation(api: tuple[Settings, httpx.AsyncClient]) -> None
     mine = await client.get(f"/v1/imports/{import_id}", headers=auth(SECRET_B))
     unknown = await client.get("/v1/imports/imp-0000000000000000", headers=auth(SECRET_B))
     assert mine.status_code == unknown.status_code == 404
-    assert mine.json()["detail"].replace(import_id, "X") == unknown.json()["detail"].replace(
+    assert mine.json()["error"].replace(import_id, "X") == unknown.json()["error"].replace(
         "imp-0000000000000000", "X"
     )
     assert (await finished(client, import_id))["state"] == "finished"

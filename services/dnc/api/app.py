@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dnc.api import routes, routes_ops
 from dnc.api.context import ApiContext
@@ -65,6 +66,14 @@ def create_app(context: ApiContext) -> FastAPI:
                     for e in errors[:20]
                 ],
             },
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # One error shape for every status: {"error": "..."} (422s add field/value/reason).
+        body: dict[str, Any] = {"error": str(exc.detail)}
+        return JSONResponse(
+            status_code=exc.status_code, content=body, headers=getattr(exc, "headers", None)
         )
 
     @app.exception_handler(IndexUnavailable)

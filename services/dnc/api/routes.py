@@ -9,8 +9,10 @@ from dnc.api import (
     routes_entries,
     routes_exports,
     routes_imports,
+    routes_me,
     routes_ops,
     routes_unsubscribe,
+    web,
 )
 
 ROUTERS: list[APIRouter] = [
@@ -20,4 +22,6 @@ ROUTERS: list[APIRouter] = [
     routes_unsubscribe.router,
     routes_imports.router,
     routes_exports.router,
+    routes_me.router,
+    web.router,
 ]

@@ -1,0 +1,169 @@
+// The HTTP API, the signed-in key (sessionStorage: this tab only), and small DOM helpers.
+// Text from the API is only ever put into the page with textContent / text nodes.
+
+const KEY = 'dnc.apiKey';
+
+export const labels = JSON.parse(document.body.dataset.labels || '{}');
+
+export const sourceLabel = (s) => labels.sources?.[s] ?? s;
+export const channelLabel = (c) => (c ? labels.channels?.[c] ?? c : 'All channels');
+export const senderLabel = (s) => s ?? 'All senders';
+
+export const session = {
+  get key() { return sessionStorage.getItem(KEY); },
+  set(key) { sessionStorage.setItem(KEY, key); },
+  clear() { sessionStorage.removeItem(KEY); session.me = null; },
+  me: null, // {name, accounts} from GET /v1/me
+};
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    super(body?.error || (typeof body?.detail === 'string' ? body.detail : '') || `HTTP ${status}`);
+    this.status = status;
+    this.body = body || {};
+    this.field = this.body.field ?? null;
+    this.reason = this.body.reason ?? null;
+  }
+
+  // "'12ab' is not a phone number…": the reason with the value it is about.
+  get shown() {
+    if (!this.reason) return this.message;
+    const value = this.body.value;
+    return value === null || value === undefined || value === '' ? this.reason : `“${value}” ${this.reason}`;
+  }
+}
+
+async function send(path, { method = 'GET', json, form, params, key } = {}) {
+  const headers = { Authorization: `Bearer ${key ?? session.key ?? ''}` };
+  let body;
+  if (json !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    body = JSON.stringify(json);
+  } else if (form) {
+    body = form;
+  }
+  const qs = params ? new URLSearchParams(params).toString() : '';
+  const response = await fetch(qs ? `${path}?${qs}` : path, { method, headers, body });
+  if (response.status === 401) document.dispatchEvent(new CustomEvent('dnc:unauthorized'));
+  return response;
+}
+
+async function failure(response) {
+  const text = await response.text();
+  let body;
+  try { body = text ? JSON.parse(text) : {}; } catch { body = { error: text }; }
+  return new ApiError(response.status, body);
+}
+
+// JSON request → {status, data, headers}; throws ApiError for a non-2xx answer.
+export async function api(path, options = {}) {
+  const response = await send(path, options);
+  if (!response.ok) throw await failure(response);
+  const text = await response.text();
+  return { status: response.status, data: text ? JSON.parse(text) : null, headers: response.headers };
+}
+
+// A 202 answer's follow-up: wait until the write is effective at the gate.
+export async function waitEffective(followUp, timeoutMs = 30000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const { data } = await api(followUp);
+    if (data.status === 'effective') return true;
+    await sleep(300);
+  }
+  return false;
+}
+
+export const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
+// Fetch a file (the key is a header, so a plain link cannot) and hand it to the browser.
+export async function download(path, options = {}) {
+  const response = await send(path, options);
+  if (!response.ok) throw await failure(response);
+  const disposition = response.headers.get('Content-Disposition') || '';
+  const name = /filename="([^"]+)"/.exec(disposition)?.[1] || 'dnc-export';
+  const blob = await response.blob();
+  const url = URL.createObjectURL(blob);
+  const link = el('a', { href: url, download: name, hidden: true });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+  return response.headers;
+}
+
+// --- DOM -----------------------------------------------------------------------------
+
+export const $ = (id) => document.getElementById(id);
+
+export function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(props)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name === 'text') node.textContent = value;
+    else if (name === 'class') node.className = value;
+    else if (name === 'dataset') Object.assign(node.dataset, value);
+    else if (name.startsWith('on')) node.addEventListener(name.slice(2), value);
+    else if (typeof value === 'boolean') node.toggleAttribute(name, value);
+    else node.setAttribute(name, String(value));
+  }
+  for (const child of children) if (child !== null && child !== undefined) node.append(child);
+  return node;
+}
+
+export function announce(text) {
+  $('alert').textContent = '';
+  $('notice').textContent = text;
+}
+
+export function alertError(text) {
+  $('notice').textContent = '';
+  $('alert').textContent = text;
+}
+
+export function clearNotices() {
+  $('notice').textContent = '';
+  $('alert').textContent = '';
+}
+
+export function fieldError(input, errorNode, message) {
+  errorNode.textContent = message || '';
+  if (input) {
+    if (message) input.setAttribute('aria-invalid', 'true');
+    else input.removeAttribute('aria-invalid');
+  }
+}
+
+// 2026-11-26T05:31:27.123Z → <time>2026-11-26 05:31:27 UTC</time>
+export function timeEl(iso) {
+  const shown = iso ? iso.replace('T', ' ').replace(/(\.\d+)?Z$/, ' UTC') : '';
+  return el('time', { datetime: iso, title: iso, text: shown });
+}
+
+export const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+// A modal dialog that gives focus back to what opened it (or a fallback) when it closes.
+export function openDialog(dialog, opener, fallback) {
+  dialog.addEventListener('close', () => {
+    const target = opener?.isConnected ? opener : fallback;
+    target?.focus();
+  }, { once: true });
+  dialog.showModal();
+}
+
+// Delete confirmation: resolves true when the user confirms.
+export function confirmDialog({ title, text, items = [], ok = 'Delete' }, opener, fallback) {
+  const dialog = $('confirm-dialog');
+  $('confirm-h').textContent = title;
+  $('confirm-text').textContent = text;
+  const shown = items.slice(0, 10).map((item) => el('li', { text: item }));
+  if (items.length > 10) shown.push(el('li', { text: `and ${items.length - 10} more` }));
+  $('confirm-items').replaceChildren(...shown);
+  $('confirm-ok').textContent = ok;
+  dialog.returnValue = '';
+  return new Promise((resolve) => {
+    dialog.addEventListener('close', () => resolve(dialog.returnValue === 'confirm'), { once: true });
+    openDialog(dialog, opener, fallback);
+    $('confirm-cancel').focus();
+  });
+}

@@ -1,0 +1,210 @@
+// The list: newest first, paged with the API's cursor, with the total; selection across
+// pages; delete (one with ✕, or the selection) after a confirmation; export.
+import {
+  $, el, api, announce, alertError, timeEl, plural, download, waitEffective, confirmDialog,
+  sourceLabel, channelLabel, senderLabel,
+} from './api.js';
+import { filterParams, showFilterError } from './filters.js';
+
+const state = {
+  cursors: [null], // cursor of each page seen so far (page 0 has none)
+  page: 0,
+  entries: [],
+  total: 0,
+  next: null,
+  selected: new Map(), // key → entry, kept across pages until the filters change
+  loading: 0,
+};
+
+const keyOf = (e) => JSON.stringify([e.account, e.contact, e.channel, e.sender]);
+const keyBody = (e) => ({ account: e.account, contact: e.contact, channel: e.channel, sender: e.sender });
+const describe = (e) => `${e.contact} · ${channelLabel(e.channel)} · ${senderLabel(e.sender)} · ${e.account}`;
+const pageSize = () => Number($('page-size').value) || 25;
+
+// Filters changed (or first load): back to the first page, selection cleared.
+export async function reset() {
+  state.cursors = [null];
+  state.page = 0;
+  state.selected.clear();
+  await load();
+}
+
+// The first page, selection kept: after an add (the new entry is the newest).
+export async function first() {
+  state.cursors = [null];
+  state.page = 0;
+  await load();
+}
+
+// Same page again, e.g. after an import.
+export const reload = () => load();
+
+async function load() {
+  const ticket = ++state.loading;
+  const params = filterParams();
+  params.set('limit', String(pageSize()));
+  const cursor = state.cursors[state.page];
+  if (cursor) params.set('cursor', cursor);
+  $('entries').setAttribute('aria-busy', 'true');
+  try {
+    const { data } = await api('/v1/entries', { params });
+    if (ticket !== state.loading) return; // a newer request is on its way
+    if (!data.entries.length && state.page > 0) { // the last page emptied
+      state.page -= 1;
+      await load();
+      return;
+    }
+    Object.assign(state, { entries: data.entries, total: data.total, next: data.next_cursor });
+    render();
+  } catch (err) {
+    if (ticket !== state.loading) return;
+    Object.assign(state, { entries: [], total: 0, next: null });
+    render();
+    if (err.status === 422) showFilterError(`The list cannot be filtered like this: ${err.shown}`);
+    else alertError(`The list could not be loaded: ${err.message}`);
+  } finally {
+    if (ticket === state.loading) $('entries').removeAttribute('aria-busy');
+  }
+}
+
+function render() {
+  const rows = state.entries.map(rowOf);
+  if (!rows.length) {
+    rows.push(el('tr', {}, el('td', { colspan: 8, class: 'empty', text: 'No contacts on the list match.' })));
+  }
+  $('rows').replaceChildren(...rows);
+  const size = pageSize();
+  const first = state.page * size + 1;
+  const last = state.page * size + state.entries.length;
+  $('list-summary').textContent = state.total
+    ? `Showing ${first}–${last} of ${plural(state.total, 'contact')}`
+    : 'No contacts';
+  $('page-info').textContent = state.total ? `Page ${state.page + 1} of ${Math.ceil(state.total / size)}` : '';
+  const focused = document.activeElement;
+  $('page-prev').disabled = state.page === 0;
+  $('page-next').disabled = !state.next;
+  if (focused?.disabled) { // e.g. "Next page" on the last page: keep focus in the pager
+    (focused === $('page-next') ? $('page-prev') : $('page-next')).focus();
+  }
+  selectionChanged();
+}
+
+function rowOf(e) {
+  const key = keyOf(e);
+  const select = el('input', {
+    type: 'checkbox', 'aria-label': `Select ${describe(e)}`, checked: state.selected.has(key),
+  });
+  select.addEventListener('change', () => {
+    if (select.checked) state.selected.set(key, e);
+    else state.selected.delete(key);
+    selectionChanged();
+  });
+  const remove = el('button', {
+    type: 'button', class: 'icon', text: '✕', title: 'Delete', 'aria-label': `Delete ${describe(e)}`,
+  });
+  remove.addEventListener('click', () => removeEntries([e], remove));
+  return el('tr', { dataset: { key } },
+    el('td', {}, select),
+    el('td', { class: 'contact', text: e.contact }),
+    el('td', { class: e.sender ? '' : 'muted', text: senderLabel(e.sender) }),
+    el('td', { text: sourceLabel(e.source) }),
+    el('td', { class: e.channel ? '' : 'muted', text: channelLabel(e.channel) }),
+    el('td', { text: e.account }),
+    el('td', {}, timeEl(e.added_at)),
+    el('td', { class: 'row-actions' }, remove));
+}
+
+function selectionChanged() {
+  const n = state.selected.size;
+  $('delete-selected').disabled = !n;
+  $('export-selected').disabled = !n;
+  $('delete-selected').textContent = n ? `Delete selected (${n})` : 'Delete selected';
+  $('export-selected').textContent = n ? `Export selected (${n})` : 'Export selected';
+  const onPage = state.entries.filter((e) => state.selected.has(keyOf(e))).length;
+  const all = $('select-page');
+  all.checked = onPage > 0 && onPage === state.entries.length;
+  all.indeterminate = onPage > 0 && onPage < state.entries.length;
+}
+
+function selectPage() {
+  const on = $('select-page').checked;
+  for (const e of state.entries) {
+    if (on) state.selected.set(keyOf(e), e);
+    else state.selected.delete(keyOf(e));
+  }
+  for (const box of $('rows').querySelectorAll('input[type="checkbox"]')) box.checked = on;
+  selectionChanged();
+}
+
+async function removeEntries(entries, opener) {
+  const one = entries.length === 1;
+  const ok = await confirmDialog({
+    title: one ? 'Delete this contact from the list?' : `Delete ${entries.length} contacts from the list?`,
+    text: 'Messages to them are no longer blocked by these entries.',
+    items: entries.map(describe),
+    ok: one ? 'Delete' : `Delete ${entries.length}`,
+  }, opener, $('list-h'));
+  if (!ok) return;
+  try {
+    const { status, data } = await api('/v1/entries', { method: 'DELETE', json: entries.map(keyBody) });
+    for (const e of entries) state.selected.delete(keyOf(e));
+    if (status === 202) {
+      announce('The deletion was accepted and is being applied.');
+      await waitEffective(data.follow_up);
+    }
+    await load();
+    if (status !== 202) {
+      const gone = data.absent ? `; ${plural(data.absent, 'entry was', 'entries were')} already gone` : '';
+      announce(`Deleted ${plural(data.removed, 'contact')} from the list${gone}.`);
+    }
+  } catch (err) {
+    alertError(`Nothing was deleted: ${err.message}`);
+  }
+}
+
+async function exportEntries(selectedOnly) {
+  const format = $('export-format').value;
+  try {
+    if (selectedOnly) {
+      const keys = [...state.selected.values()].map(keyBody);
+      const headers = await download('/v1/entries/export', {
+        method: 'POST', params: { format }, json: { keys },
+      });
+      const missing = Number(headers.get('X-DNC-Missing') || 0);
+      const note = missing ? ` (${plural(missing, 'was', 'were')} no longer on the list)` : '';
+      announce(`Exported ${plural(keys.length - missing, 'selected contact')} as ${format.toUpperCase()}${note}.`);
+    } else {
+      const params = filterParams();
+      params.set('format', format);
+      await download('/v1/entries/export', { params });
+      announce(`Exported ${plural(state.total, 'contact')} as ${format.toUpperCase()}.`);
+    }
+  } catch (err) {
+    alertError(`The export failed: ${err.message}`);
+  }
+}
+
+export function init() {
+  $('select-page').addEventListener('change', selectPage);
+  $('page-next').addEventListener('click', () => {
+    if (!state.next) return;
+    state.cursors[state.page + 1] = state.next;
+    state.page += 1;
+    load();
+  });
+  $('page-prev').addEventListener('click', () => {
+    if (state.page === 0) return;
+    state.page -= 1;
+    load();
+  });
+  $('page-size').addEventListener('change', () => {
+    state.cursors = [null];
+    state.page = 0;
+    load();
+  });
+  $('delete-selected').addEventListener('click', (event) => {
+    removeEntries([...state.selected.values()], event.currentTarget);
+  });
+  $('export-selected').addEventListener('click', () => exportEntries(true));
+  $('export-all').addEventListener('click', () => exportEntries(false));
+}

@@ -16,11 +16,12 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic.functional_validators import AfterValidator
+from pydantic.functional_validators import AfterValidator, BeforeValidator
 
 from dnc.contacts import Channel
 from dnc.entries import Source
 from dnc.errors import InvalidValue, MissingField, NotJson, PoisonRecord
+from dnc.timestamps import parse_ts
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -37,10 +38,28 @@ def account_ok(value: str) -> bool:
     return 0 < len(value) <= 128 and value.isprintable() and " " not in value
 
 
+def _event_time(value: object) -> object:
+    """An event's own time is information, not a condition: a STOP whose received_at is
+    malformed (or 500 KB long) is still an opt-out. Anything that is not an RFC 3339
+    timestamp with a zone becomes null instead of failing the record."""
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        parse_ts(value, "time")
+    except InvalidValue:
+        return None
+    return value
+
+
 Account = Annotated[str, AfterValidator(_account)]
 Text = Annotated[str, Field(min_length=1, max_length=256)]
 Timestamp = Annotated[
     str, Field(description="RFC 3339 UTC with milliseconds, e.g. 2026-11-26T05:31:27.123Z")
+]
+EventTime = Annotated[
+    str | None,
+    BeforeValidator(_event_time),
+    Field(description="RFC 3339 with a zone; a value that is not one is ignored (null)"),
 ]
 
 
@@ -57,7 +76,7 @@ class InboundMessage(_Input):
     from_: str = Field(alias="from", min_length=1, max_length=320)
     to: str = Field(min_length=1, max_length=320)
     text: str = Field(max_length=4096)
-    received_at: Timestamp | None = None
+    received_at: EventTime = None
 
 
 class UrlUnsubscribe(_Input):
@@ -69,7 +88,7 @@ class UrlUnsubscribe(_Input):
     channel: str | None = None
     sender: str | None = Field(default=None, max_length=320)
     campaign_id: str | None = Field(default=None, max_length=256)
-    occurred_at: Timestamp | None = None
+    occurred_at: EventTime = None
     token: str | None = Field(default=None, max_length=2048)
 
     @model_validator(mode="after")
@@ -89,7 +108,7 @@ class JourneyAction(_Input):
     channel: str | None = None
     sender: str | None = Field(default=None, max_length=320)
     journey_id: str | None = Field(default=None, max_length=256)
-    occurred_at: Timestamp | None = None
+    occurred_at: EventTime = None
 
 
 class DeliveryReport(_Input):
@@ -102,7 +121,7 @@ class DeliveryReport(_Input):
     destination: str = Field(min_length=1, max_length=320)
     provider: str = Field(min_length=1, max_length=64)
     error_code: str | int | None = None
-    occurred_at: Timestamp | None = None
+    occurred_at: EventTime = None
 
 
 class OutboundMessage(BaseModel):
@@ -164,6 +183,10 @@ class DeadLetter(BaseModel):
     value_encoding: Literal["utf-8", "base64"] | None = None
     key: str | None = None
     key_encoding: Literal["utf-8", "base64"] | None = None
+    value_omitted: str | None = Field(
+        default=None, description="set instead of value when the original is too large to copy"
+    )
+    value_sha256: str | None = None
 
 
 class ImportCompleted(BaseModel):

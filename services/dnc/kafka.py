@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,15 @@ Headers = Sequence[tuple[str, bytes]]
 # Big enough to amortise per-batch costs, small enough to stay far below the broker's
 # default message.max.bytes (1 MiB).
 MAX_BATCH_BYTES = 512 * 1024
+# Outputs can be bigger than their input: a blocked message is wrapped, a binary dead
+# letter is base64 (4/3). Inputs keep the broker default (1 MiB); the output topics and
+# the producers allow more, so a valid input always fits where it is going.
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+WRAPPED_TOPIC_MAX_BYTES = 2 * 1024 * 1024
+DEAD_LETTER_TOPIC_MAX_BYTES = MAX_REQUEST_BYTES
+# Beyond this a dead letter carries a reference to the original, not a copy (the original
+# stays in its topic): an input topic configured with a larger limit must not stop a role.
+DEAD_LETTER_COPY_LIMIT = 4 * 1024 * 1024
 
 
 def make_producer(settings: Settings, transactional_id: str | None = None) -> AIOKafkaProducer:
@@ -42,6 +52,7 @@ def make_producer(settings: Settings, transactional_id: str | None = None) -> AI
         transactional_id=transactional_id,
         linger_ms=2,
         max_batch_size=MAX_BATCH_BYTES,
+        max_request_size=MAX_REQUEST_BYTES,
         request_timeout_ms=30000,
     )
 
@@ -78,15 +89,24 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     t, layout = settings.topics, settings.topic_layout
     rf = layout.replication_factor
     month = str(30 * 24 * 3600 * 1000)
+    wrapped = {"max.message.bytes": str(WRAPPED_TOPIC_MAX_BYTES)}
     specs = [
         NewTopic(t.inbound_messages, layout.input_partitions, rf),
         NewTopic(t.url_unsubscribes, layout.input_partitions, rf),
         NewTopic(t.journey_actions, layout.input_partitions, rf),
         NewTopic(t.delivery_reports, layout.input_partitions, rf),
         NewTopic(t.outbound, layout.outbound_partitions, rf),
-        NewTopic(t.allowed, layout.outbound_partitions, rf),
-        NewTopic(t.blocked, layout.outbound_partitions, rf),
-        NewTopic(t.dead_letter, 3, rf, topic_configs={"retention.ms": month}),
+        NewTopic(t.allowed, layout.outbound_partitions, rf, topic_configs=wrapped),
+        NewTopic(t.blocked, layout.outbound_partitions, rf, topic_configs=wrapped),
+        NewTopic(
+            t.dead_letter,
+            3,
+            rf,
+            topic_configs={
+                "retention.ms": month,
+                "max.message.bytes": str(DEAD_LETTER_TOPIC_MAX_BYTES),
+            },
+        ),
         # Commands are transient (their effect is in dnc.changes) but must survive a
         # list writer that is down for a long weekend.
         NewTopic(t.commands, layout.list_partitions, rf, topic_configs={"retention.ms": month}),
@@ -107,7 +127,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(t.notifications, 3, rf, topic_configs={"retention.ms": month}),
     ]
     for channel in _allowed_channel_topics(settings):
-        specs.append(NewTopic(channel, layout.outbound_partitions, rf))
+        specs.append(NewTopic(channel, layout.outbound_partitions, rf, topic_configs=wrapped))
     return specs
 
 
@@ -221,20 +241,26 @@ def dead_letter_value(
     topic: str, partition: int, offset: int, error: str, value: bytes | None, *, key: bytes | None
 ) -> bytes:
     """The contract's dead-letter record: the original value as text, or base64."""
-    text, encoding = _as_text(value)
-    key_text, key_encoding = _as_text(key)
-    return orjson.dumps(
-        {
-            "topic": topic,
-            "partition": partition,
-            "offset": offset,
-            "error": error,
-            "value": text,
-            "value_encoding": encoding,
-            "key": key_text,
-            "key_encoding": key_encoding,
-        }
-    )
+    record: dict[str, object] = {
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "error": error,
+    }
+    if value is not None and len(value) > DEAD_LETTER_COPY_LIMIT:
+        record.update(
+            value=None,
+            value_encoding=None,
+            value_omitted=f"{len(value)} bytes, too large to copy: the original stays at "
+            f"{topic}/{partition}/{offset}",
+            value_sha256=hashlib.sha256(value).hexdigest(),
+        )
+    else:
+        text, encoding = _as_text(value)
+        record.update(value=text, value_encoding=encoding)
+    key_text, key_encoding = _as_text(key[:DEAD_LETTER_COPY_LIMIT] if key else key)
+    record.update(key=key_text, key_encoding=key_encoding)
+    return orjson.dumps(record)
 
 
 def _as_text(raw: bytes | None) -> tuple[str | None, str | None]:

@@ -79,6 +79,20 @@ def _rstrip_noise(text: str) -> str:
     return text[:end]
 
 
+def _lstrip_punctuation(text: str) -> str:
+    """Opening marks people put before a keyword: ¡BAJA!, ¿PARAR?, «STOP», "STOP", (STOP).
+    Rule 5 names only trailing punctuation; ignoring leading punctuation as well can only
+    make more messages count as the keyword, and over-blocking is the safe side."""
+    start = 0
+    while start < len(text) and (
+        text[start].isspace()
+        or unicodedata.category(text[start])[0] == "P"
+        or unicodedata.category(text[start]) == "Cf"
+    ):
+        start += 1
+    return text[start:]
+
+
 def _strip_accents(text: str) -> str:
     decomposed = unicodedata.normalize("NFD", text)
     bare = "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")
@@ -88,14 +102,14 @@ def _strip_accents(text: str) -> str:
 def fold_keyword(text: str, *, homoglyphs: bool) -> str:
     # Trailing symbols go before NFKC as well, or "STOP™" would become "STOPTM".
     # NFKC: full-width and mathematical letters become ASCII, "…" becomes "...".
-    normal = unicodedata.normalize("NFKC", _rstrip_noise(text))
+    normal = unicodedata.normalize("NFKC", _rstrip_noise(_lstrip_punctuation(text)))
     kept: list[str] = []
     for ch in normal:
         cat = unicodedata.category(ch)
         if cat == "Cf":  # zero-width, bidi marks, BOM, soft hyphen: invisible, so absent
             continue
         kept.append("-" if cat == "Pd" else ch)
-    folded = " ".join(_rstrip_noise("".join(kept)).split())
+    folded = " ".join(_rstrip_noise(_lstrip_punctuation("".join(kept))).split())
     if not homoglyphs:
         return folded.casefold()
     # Mapped before casefold too, since casefold merges shapes that differ in the

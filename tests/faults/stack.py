@@ -1,0 +1,220 @@
+"""The fault suite's own services: a dedicated Kafka broker and Redis (``deploy/local/stack.sh``
+with other ports and another state folder), and throwaway ``redis-server`` processes.
+
+The fault tests kill and restart these freely. They never touch the shared stack
+(``make up``, 127.0.0.1:19092 / 16379): every process killed here was started here, and
+is found by the pid this module recorded, never by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED_LIBS = ROOT / ".local" / "kafka" / "libs"
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, not ours: treat as alive, never signal it
+        return True
+    return True
+
+
+@dataclass
+class FaultStack:
+    """Kafka + Redis for the fault suite, managed with deploy/local/stack.sh."""
+
+    state: Path = field(
+        default_factory=lambda: Path(os.environ.get("DNC_FAULTS_STACK_DIR", ROOT / ".local/faults"))
+    )
+    kafka_port: int = field(
+        default_factory=lambda: int(os.environ.get("DNC_FAULTS_KAFKA_PORT", "29092"))
+    )
+    controller_port: int = field(
+        default_factory=lambda: int(os.environ.get("DNC_FAULTS_KAFKA_CONTROLLER_PORT", "29093"))
+    )
+    redis_port: int = field(
+        default_factory=lambda: int(os.environ.get("DNC_FAULTS_REDIS_PORT", "26379"))
+    )
+    started_here: bool = False
+
+    @property
+    def kafka(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def kafka_pid_file(self) -> Path:
+        return self.state / "kafka" / "pid"
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DNC_")}
+        env.update(
+            DNC_STACK_DIR=str(self.state),
+            DNC_KAFKA_PORT=str(self.kafka_port),
+            DNC_KAFKA_CONTROLLER_PORT=str(self.controller_port),
+            DNC_REDIS_PORT=str(self.redis_port),
+            DNC_KAFKA_HEAP=os.environ.get("DNC_FAULTS_KAFKA_HEAP", "512m"),
+        )
+        return env
+
+    def _script(self, command: str, timeout: float = 600) -> None:
+        result = subprocess.run(
+            [str(ROOT / "deploy/local/stack.sh"), command],
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"stack.sh {command} failed ({result.returncode}):\n{result.stdout}{result.stderr}"
+            )
+
+    def up(self) -> None:
+        """Start what is not running (idempotent). Reuses the shared stack's jars."""
+        self.started_here = not (port_open(self.kafka_port) and port_open(self.redis_port))
+        libs = self.state / "kafka" / "libs"
+        if not (libs / ".version").exists() and (SHARED_LIBS / ".version").exists():
+            libs.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(libs, ignore_errors=True)
+            shutil.copytree(SHARED_LIBS, libs)
+        self._script("up")
+
+    def down(self) -> None:
+        self._script("down", timeout=120)
+
+    def kafka_pid(self) -> int:
+        pid = int(self.kafka_pid_file.read_text().strip())
+        if not pid_alive(pid):
+            raise RuntimeError(f"the fault suite's Kafka broker (pid {pid}) is not running")
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        if str(self.state) not in cmdline:
+            raise RuntimeError(f"pid {pid} is not the fault suite's broker: {cmdline[:200]}")
+        return pid
+
+    def kill_kafka(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Stop the fault suite's broker (never another one: the pid is the one stack.sh
+        recorded for this state folder, and the port must be ours)."""
+        assert self.kafka_port != 19092, "refusing to touch the shared broker"
+        pid = self.kafka_pid()
+        os.kill(pid, sig)
+        deadline = time.monotonic() + 60
+        while pid_alive(pid) and _not_zombie(pid):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+            time.sleep(0.05)
+
+    def start_kafka(self) -> None:
+        self._script("up")
+
+    async def wait_kafka_ready(self, timeout: float = 90) -> None:
+        """The port opens before the broker answers metadata; wait for real answers."""
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.kafka, request_timeout_ms=5000)
+            try:
+                await admin.start()
+                await admin.list_topics()
+                return
+            except Exception as exc:
+                last = exc
+                await asyncio.sleep(0.3)
+            finally:
+                await admin.close()
+        raise RuntimeError(f"fault suite broker not ready after {timeout}s: {last!r}")
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+class RedisServer:
+    """A throwaway redis-server without persistence: killed, it comes back empty."""
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.starts += 1
+        log = open(self.workdir / "redis.log", "ab")  # noqa: SIM115 - lives with the child
+        self.proc = subprocess.Popen(
+            [
+                *("redis-server", "--bind", "127.0.0.1", "--port", str(self.port)),
+                *("--save", "", "--appendonly", "no", "--dir", str(self.workdir)),
+            ],
+            stdout=log,
+            stderr=log,
+        )
+        deadline = time.monotonic() + 10
+        while not port_open(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server on {self.port} did not start")
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

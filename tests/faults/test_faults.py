@@ -1,0 +1,305 @@
+"""Fault scenarios: bounce processes, then count (see ``harness`` for how, and for the
+precise meaning of *effective* and *leaked*).
+
+Every scenario runs the real roles as processes (``python -m dnc <role>``) against the
+fault suite's own Kafka broker and a Redis of its own, while opt-outs and outbound
+messages flow. Afterwards, by message id, read with read_committed:
+
+- every outbound message is in exactly one of allowed / blocked / dead-letter (lost = in
+  none, duplicated = in more than one or twice in one);
+- no blockable message produced after its contact's opt-out became effective was allowed
+  (leaked), and per contact nothing was allowed after something was blocked (reopened);
+- nothing else was blocked (wrongly blocked), every opt-out is in the index and exactly
+  once in dnc.changes and in dnc.commands;
+- no role exited on its own (every role recovers by itself).
+
+``DNC_FAULT_ROUNDS`` sets the number of rounds (``make test-faults``: 10); the short
+defaults keep ``make test`` within its time budget. ``@pytest.mark.long`` variants run
+only in ``make test-faults``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.faults.harness import ROLES, Report, monotonic, rounds, scenario, until
+from tests.faults.proxy import ChaosProxy
+from tests.faults.stack import FaultStack, RedisServer, port_open
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
+
+
+def assert_clean(report: Report) -> None:
+    assert report.messages > 0 and report.allowed > 0 and report.blocked > 0
+    assert report.dead_lettered > 0
+    assert not report.problems(), f"{report.line()}\n{report.extra.get('exits', '')}"
+
+
+# --- 1. SIGKILL each role at random moments --------------------------------------------------
+
+
+async def kill_roles(
+    stack: FaultStack, name: str, n: int, *, instances: int = 1, gap_s: tuple[float, float]
+) -> Report:
+    """Each round: SIGKILL one process (each role in turn, in random order; with several
+    instances a random one of them) at a random moment, restart it after 0-1 s."""
+    async with scenario(
+        name,
+        stack.kafka,
+        roles_redis_url=stack.redis_url,
+        watch_redis_url=stack.redis_url,
+        planned_rounds=n,
+        instances=instances,
+    ) as run:
+        order: list[str] = []
+        for _ in range(n):
+            if not order:
+                order = list(ROLES)
+                run.rng.shuffle(order)
+            role = order.pop()
+            victim = run.rng.choice([p for p in run.roles.procs if p.startswith(role)])
+            await asyncio.sleep(run.rng.uniform(*gap_s))
+            run.load.event(f"SIGKILL {victim}")
+            run.roles.kill(victim)
+            await asyncio.sleep(run.rng.uniform(0.0, 1.0))
+            run.roles.restart(victim)
+    return run.report
+
+
+async def test_sigkill_each_role_at_random_moments(fault_stack: FaultStack) -> None:
+    report = await kill_roles(fault_stack, "sigkill-roles", rounds(6), gap_s=(0.5, 4.0))
+    assert_clean(report)
+    assert set(report.kills) == set(ROLES) or report.rounds < len(ROLES)
+
+
+@pytest.mark.long
+async def test_sigkill_two_instances_of_each_role_in_quick_succession(
+    fault_stack: FaultStack,
+) -> None:
+    """Two instances of every role (partitions move between them on every kill, zombie
+    transactions are fenced), killed in quick succession, often while still starting."""
+    report = await kill_roles(
+        fault_stack, "sigkill-two-instances", max(rounds(12), 12), instances=2, gap_s=(0.2, 2.5)
+    )
+    assert_clean(report)
+
+
+# --- 2. Redis killed and restarted empty -----------------------------------------------------
+
+BROKEN_GATE = [sys.executable, "-m", "tests.faults.broken_gate"]
+
+
+async def redis_restarted_empty(
+    stack: FaultStack, workdir: Path, name: str, n: int, gate_argv: list[str] | None = None
+) -> Report:
+    """Each round: SIGKILL Redis (no persistence), restart it empty after 1.5-3 s. In
+    every other round the list writer is also paused (SIGSTOP) across the outage and for
+    2 s after it, so the index stays empty for a while, as a large rebuild would: the
+    gate must wait until the index is rebuilt from dnc.changes."""
+    redis = RedisServer(workdir / "redis")
+    redis.start()
+    try:
+        async with scenario(
+            name,
+            stack.kafka,
+            roles_redis_url=redis.url,
+            watch_redis_url=redis.url,
+            planned_rounds=n,
+            argv={"gate": gate_argv} if gate_argv else None,
+        ) as run:
+            blind: list[str] = []
+            waits = []
+            for i in range(n):
+                await asyncio.sleep(run.rng.uniform(1.0, 3.0))
+                slow_rebuild = i % 2 == 0
+                if slow_rebuild:
+                    run.load.event("SIGSTOP indexer")
+                    run.roles["indexer"].pause()
+                t_kill = monotonic()
+                run.load.event("SIGKILL redis")
+                redis.kill()
+                await asyncio.sleep(run.rng.uniform(1.5, 3.0))
+                redis.start()
+                run.load.event("redis restarted empty")
+                if slow_rebuild:
+                    await asyncio.sleep(2.0)
+                    run.load.event("SIGCONT indexer")
+                    run.roles["indexer"].resume()
+                t_rebuild_possible = monotonic()
+                # Nothing sent after the kill may be decided before the index could be
+                # rebuilt (Redis down, then empty with its writer paused).
+                blind += run.load.decided_between(t_kill, t_rebuild_possible)
+                await until(
+                    lambda t=t_kill: run.load.first_decision_after(t) is not None,  # type: ignore[misc]
+                    120,
+                    "the gate to resume after Redis came back",
+                )
+                first = run.load.first_decision_after(t_kill)
+                assert first is not None
+                waits.append(round(first - t_rebuild_possible, 2))
+            run.report.extra["decided_while_blind"] = len(blind)
+            run.report.extra["resumed_after_s"] = waits
+            run.report.extra["redis_starts"] = redis.starts
+    finally:
+        redis.stop()
+    return run.report
+
+
+async def test_redis_killed_and_restarted_empty(fault_stack: FaultStack, tmp_path: Path) -> None:
+    report = await redis_restarted_empty(fault_stack, tmp_path, "redis-restart-empty", rounds(2))
+    assert_clean(report)
+    assert report.extra["decided_while_blind"] == 0
+
+
+async def test_the_checks_catch_a_gate_that_trusts_an_empty_index(
+    fault_stack: FaultStack, tmp_path: Path
+) -> None:
+    """The same scenario with a gate whose ``_trust`` does nothing: the counts must show
+    the leak (this proves the scenario can fail)."""
+    report = await redis_restarted_empty(
+        fault_stack, tmp_path, "mutant-gate-trusts-empty-index", 1, BROKEN_GATE
+    )
+    assert report.leaked > 0 or report.extra["decided_while_blind"] > 0, report.line()
+
+
+# --- 3. Redis paused (SIGSTOP) for longer than the client time-outs ---------------------------
+
+
+async def redis_paused(stack: FaultStack, workdir: Path, name: str, n: int) -> Report:
+    redis = RedisServer(workdir / "redis")
+    redis.start()
+    try:
+        async with scenario(
+            name,
+            stack.kafka,
+            roles_redis_url=redis.url,
+            watch_redis_url=redis.url,
+            planned_rounds=n,
+            redis_timeout_s=1.0,
+        ) as run:
+            blind: list[str] = []
+            waits = []
+            for _ in range(n):
+                await asyncio.sleep(run.rng.uniform(1.0, 3.0))
+                t_pause = monotonic()
+                run.load.event("SIGSTOP redis")
+                redis.pause()
+                await asyncio.sleep(run.rng.uniform(2.5, 4.0))  # > redis_timeout_s
+                t_resume = monotonic()
+                run.load.event("SIGCONT redis")
+                redis.resume()
+                blind += run.load.decided_between(t_pause, t_resume)
+                await until(
+                    lambda t=t_pause: run.load.first_decision_after(t) is not None,  # type: ignore[misc]
+                    120,
+                    "the gate to resume after Redis was resumed",
+                )
+                first = run.load.first_decision_after(t_pause)
+                assert first is not None
+                waits.append(round(first - t_resume, 2))
+            run.report.extra["decided_while_blind"] = len(blind)
+            run.report.extra["resumed_after_s"] = waits
+    finally:
+        redis.stop()
+    return run.report
+
+
+async def test_redis_paused_longer_than_timeouts(fault_stack: FaultStack, tmp_path: Path) -> None:
+    report = await redis_paused(fault_stack, tmp_path, "redis-sigstop", rounds(2))
+    assert_clean(report)
+    assert report.extra["decided_while_blind"] == 0
+
+
+# --- 4. the Kafka broker restarted under load ------------------------------------------------
+
+
+async def broker_restarts(stack: FaultStack, name: str, n: int) -> Report:
+    try:
+        async with scenario(
+            name,
+            stack.kafka,
+            roles_redis_url=stack.redis_url,
+            watch_redis_url=stack.redis_url,
+            planned_rounds=n,
+            decide_timeout_s=300,
+        ) as run:
+            downtimes, waits = [], []
+            for i in range(n):
+                await asyncio.sleep(run.rng.uniform(2.0, 4.0))
+                sig = signal.SIGKILL if i % 2 == 0 else signal.SIGTERM
+                t_down = monotonic()
+                run.load.event(f"broker {sig.name}")
+                await asyncio.to_thread(stack.kill_kafka, sig)
+                await asyncio.sleep(run.rng.uniform(0.0, 2.0))
+                await asyncio.to_thread(stack.start_kafka)
+                await stack.wait_kafka_ready()
+                t_up = monotonic()
+                run.load.event("broker ready")
+                downtimes.append(round(t_up - t_down, 1))
+                # No role is restarted by the test: they must carry on by themselves.
+                await until(
+                    lambda t=t_up: run.load.first_decision_after(t) is not None,  # type: ignore[misc]
+                    180,
+                    "the gate to resume after the broker restart",
+                )
+                first = run.load.first_decision_after(t_up)
+                assert first is not None
+                waits.append(round(first - t_up, 1))
+            run.report.extra["broker_down_s"] = downtimes
+            run.report.extra["resumed_after_s"] = waits
+    finally:
+        if not port_open(stack.kafka_port):
+            await asyncio.to_thread(stack.start_kafka)
+            await stack.wait_kafka_ready()
+    return run.report
+
+
+async def test_kafka_broker_restarted_under_load(fault_stack: FaultStack) -> None:
+    report = await broker_restarts(fault_stack, "kafka-broker-restart", rounds(2))
+    assert_clean(report)
+
+
+# --- 5. a slow, flapping network between the roles and Redis ---------------------------------
+
+
+async def flaky_network(stack: FaultStack, workdir: Path, name: str, seconds: float) -> Report:
+    redis = RedisServer(workdir / "redis")
+    redis.start()
+    proxy = ChaosProxy(redis.port, latency_s=(0.002, 0.03)).start()
+    try:
+        async with scenario(
+            name,
+            stack.kafka,
+            roles_redis_url=proxy.url,
+            watch_redis_url=redis.url,
+            planned_rounds=0,
+            redis_timeout_s=1.0,
+        ) as run:
+            await asyncio.to_thread(
+                proxy.start_chaos, cut_every_s=(0.5, 2.0), stall_chance=0.25, stall_s=(1.5, 2.5)
+            )
+            await asyncio.sleep(seconds)  # the faults happen meanwhile, at random
+            await asyncio.to_thread(proxy.stop_chaos)
+            run.report.rounds = proxy.stats.cuts
+            run.report.extra["proxy"] = {
+                "connections": proxy.stats.connections,
+                "cuts": proxy.stats.cuts - proxy.stats.stalls,
+                "stalls": proxy.stats.stalls,
+                "connections_cut": proxy.stats.connections_cut,
+                "stalled_s": round(proxy.stats.stalled_s, 1),
+            }
+    finally:
+        proxy.stop()
+        redis.stop()
+    return run.report
+
+
+async def test_slow_flapping_network_to_redis(fault_stack: FaultStack, tmp_path: Path) -> None:
+    report = await flaky_network(fault_stack, tmp_path, "flaky-redis-network", 2.0 * rounds(6))
+    assert_clean(report)
+    assert report.extra["proxy"]["connections_cut"] > 0

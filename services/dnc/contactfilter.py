@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from rbloom import Bloom
 
-from dnc.index import Index, IndexMeta
+from dnc.index import Index, IndexMeta, filter_key
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,12 @@ class ContactFilter:
     @property
     def usable(self) -> bool:
         return self._bloom is not None
+
+    @property
+    def bloom(self) -> Bloom | None:
+        """The filter itself, for a caller that tests a whole batch (``key in bloom``
+        without a method call per message); None while unusable."""
+        return self._bloom
 
     def might_contain(self, key: int) -> bool:
         bloom = self._bloom
@@ -73,7 +79,7 @@ class ContactFilter:
         keys: set[int] = set()
         for _id, blob in adds:
             for bucket, member in struct.iter_unpack("<Ii", blob):
-                keys.add((bucket << 32) | (member & 0xFFFFFFFF))
+                keys.add(filter_key(bucket, member))
         self._bloom.update(keys)
         self.added_since_build += len(keys)
         self.version = adds[-1][0]
@@ -84,14 +90,20 @@ class ContactFilter:
         started = time.monotonic()
         meta = await index.meta()
         version = await index.last_add_id()
-        keys = await index.filter_keys()
-        bloom = Bloom(max(self.capacity, 2 * len(keys)), self.error_rate)
-        bloom.update(keys)
+        # Sized before the scan (the count may grow meanwhile: twice it leaves room), and
+        # filled a few buckets at a time: this runs on the gate's event loop, between
+        # its batches.
+        count = await index.contact_count()
+        bloom = Bloom(max(self.capacity, 2 * count), self.error_rate)
+        added = 0
+        async for keys in index.filter_keys():
+            bloom.update(keys)
+            added += len(keys)
         self._bloom, self.version, self.epoch = bloom, version, meta.epoch
         self.built_at, self.added_since_build = time.monotonic(), 0
         log.info(
             "gate: contact filter built from %d contacts in %.2fs",
-            len(keys),
+            added,
             time.monotonic() - started,
         )
 

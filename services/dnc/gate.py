@@ -1,10 +1,10 @@
 """``dnc gate``: every outbound message is checked against the list, exactly once.
 
-Per batch (``getmany``, all assigned partitions): parse only the five fields the rule
-needs, normalise the destination (fast path for canonical numbers), ask the in-process
-filter, and send the messages it cannot rule out to Redis in ONE Lua call that also
-returns the index's offsets and the contacts added since the filter last looked. Then
-per input partition, in one Kafka transaction with the consumer offset:
+Per batch (``getmany``, all assigned partitions): read only the five fields the rule
+needs and normalise the destination (``dnc.outbound``), ask the in-process filter, and
+send the messages it cannot rule out to Redis in ONE Lua call that also returns the
+index's offsets and the contacts added since the filter last looked. Then per input
+partition, in one Kafka transaction with the consumer offset:
 
 - allowed → ``messages.outbound.allowed`` (or the per-channel topic): the original key,
   value bytes and headers, untouched;
@@ -21,44 +21,24 @@ back and retried: nothing is forwarded unchecked and nothing is dropped.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from array import array
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.structs import ConsumerRecord
 
 from dnc import kafka
 from dnc.contactfilter import ContactFilter
-from dnc.contacts import destination_key, normalise_sender, parse_channel
-from dnc.entries import Entry, blocking_entries
-from dnc.errors import (
-    DuplicateField,
-    IndexNotReady,
-    IndexUnavailable,
-    InvalidValue,
-    MissingField,
-    NotJson,
-)
-from dnc.events import account_ok
-from dnc.index import Index, IndexMeta, unpack_entries
+from dnc.errors import IndexNotReady, IndexUnavailable
+from dnc.index import Index, IndexMeta, LookupResult
 from dnc.kafka import BatchWriter, Sent
+from dnc.outbound import CHANNELS, Decision, OutboundReader, Parsed, Records
 from dnc.pipeline import TransactionalPipeline
 from dnc.settings import Settings
 from dnc.timestamps import format_ms, now_ms
 
 log = logging.getLogger(__name__)
-
-_REQUIRED = ("message_id", "account", "channel", "sender", "destination")
-_KEY_PATTERNS = tuple(f'"{f}"'.encode() for f in _REQUIRED)
-_CHANNELS = {c: c for c in ("SMS", "MMS", "VOICE", "VIBER", "WHATSAPP", "RCS", "EMAIL")}
-_CACHE_LIMIT = 100_000
-
-# account, channel, sender, contact (all canonical), bucket, member, field
-Parsed = tuple[str, str, str, str, int, int, bytes]
 
 
 class Gate:
@@ -88,8 +68,7 @@ class Gate:
         self._seen: dict[int, int] = {}
         self._epoch: str | None = None
         self._rebuild: asyncio.Task[None] | None = None
-        self._senders: dict[str, str | None] = {}
-        self._accounts: set[str] = set()
+        self.reader = OutboundReader(self.index.filter_mask)
         self.counts = {"allowed": 0, "blocked": 0, "dead_letter": 0, "redis_lookups": 0}
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -98,7 +77,7 @@ class Gate:
         t = self.topics
         names = [t.allowed, t.blocked, t.dead_letter, t.changes]
         if t.allowed_template:
-            names += [t.allowed_template.format(channel=c.lower()) for c in _CHANNELS]
+            names += [t.allowed_template.format(channel=c.lower()) for c in CHANNELS]
         self.partitions = await kafka.topic_partitions(self.settings, *names)
         await self.index.start()
         self._offsets = kafka.make_consumer(self.settings, group_id=None)
@@ -145,129 +124,93 @@ class Gate:
     async def idle(self) -> None:
         self._maybe_rebuild_filter()
 
-    async def handle(
-        self,
-        batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]],
-        writers: Mapping[TopicPartition, BatchWriter],
-    ) -> None:
+    async def handle(self, batch: Records, writers: Mapping[TopicPartition, BatchWriter]) -> None:
         if self._floor is None:
             self._floor = await self._changelog_end()
-        locate = self.index.locate
         filt = self.filter if self.filter is not None and self.filter.usable else None
-        parsed: list[Parsed | str] = []  # per record: fields, or the error text
-        ask: list[int] = []  # positions that must be looked up in Redis
-        for records in batch.values():
-            for r in records:
-                try:
-                    account, channel, sender, contact = self._parse(r.value)
-                except (InvalidValue, NotJson) as exc:
-                    parsed.append(str(exc))
-                    continue
-                bucket, member, field = locate(account, contact)
-                if filt is None or filt.might_contain((bucket << 32) | (member & 0xFFFFFFFF)):
-                    ask.append(len(parsed))
-                parsed.append((account, channel, sender, contact, bucket, member, field))
-        hits = await self._lookup(parsed, ask, filt)
-        self._write(batch, writers, parsed, hits)
+        # With per-channel routing an allowed message needs its channel, so it keeps its
+        # fields; without, a message the filter rules out is just None.
+        compact = not self.topics.allowed_template
+        bloom = filt.bloom if filt is not None else None
+        decisions, ask, special = self.reader.check(batch, bloom, compact)
+        hits = await self._lookup(batch, decisions, ask, special, filt)
+        self._write(batch, writers, decisions, special, hits)
 
     # --- steps --------------------------------------------------------------------------
 
-    def _parse(self, raw: bytes | None) -> tuple[str, str, str, str]:
-        """The five fields the rule needs, checked as ``events.OutboundMessage`` checks
-        them, normalised as ``dnc.contacts`` does at write time."""
-        if raw is None:
-            raise NotJson("value: is empty (null record)")
-        try:
-            d = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            d = _loads_fallback(raw, exc)
-        if type(d) is not dict:
-            raise NotJson(f"value: must be a JSON object, not {type(d).__name__}")
-        if b"\\u" in raw or any(raw.count(p) > 1 for p in _KEY_PATTERNS):
-            _refuse_duplicate_fields(raw)
-        values = []
-        for name in _REQUIRED:
-            v = d.get(name)
-            if v is None:
-                raise MissingField(name)
-            if type(v) is not str:
-                raise InvalidValue(name, v, f"must be a string, not {type(v).__name__}")
-            values.append(v)
-        message_id, account, channel, sender, destination = values
-        if not 0 < len(message_id) <= 256:
-            raise InvalidValue("message_id", message_id, "must be 1-256 characters")
-        if account not in self._accounts:
-            if not account_ok(account):
-                raise InvalidValue(
-                    "account", account, "must be 1-128 printable characters without spaces"
-                )
-            if len(self._accounts) < _CACHE_LIMIT:
-                self._accounts.add(account)
-        ch = _CHANNELS.get(channel)
-        if ch is None:
-            parsed_channel = parse_channel(channel, allow_all=False)
-            assert parsed_channel is not None
-            ch = parsed_channel.value
-        s = self._senders.get(sender, "")
-        if s == "":
-            s = normalise_sender(sender)
-            if s is None:
-                raise InvalidValue("sender", sender, "must not be empty")
-            if len(self._senders) >= _CACHE_LIMIT:
-                self._senders.clear()
-            self._senders[sender] = s
-        assert s is not None
-        return account, ch, s, destination_key(destination)
+    def _parse(self, raw: bytes | None) -> Parsed:
+        """One message, read carefully (see ``OutboundReader.parse``)."""
+        return self.reader.parse(raw)
 
     async def _lookup(
-        self, parsed: list[Parsed | str], ask: list[int], filt: ContactFilter | None
+        self,
+        batch: Records,
+        decisions: list[Decision],
+        ask: list[int],
+        special: list[int],
+        filt: ContactFilter | None,
     ) -> dict[int, bytes]:
         """One round trip (two in the rare case the filter learned about one of this
         batch's contacts in the same trip). Raises if the index cannot be trusted."""
         version = filt.version if filt is not None else None
-        result = await self._query(parsed, ask, version)
+        result = await self._query(decisions, ask, version)
         self._trust(result.meta)
         hits = {ask[i]: v for i, v in result.hits.items()}
-        if filt is not None:
-            filt.check_meta(result.meta)
-            if not filt.usable:
-                # Dropped in the middle: we cannot vouch for the messages it ruled out.
-                rest = [
-                    i for i, p in enumerate(parsed) if not isinstance(p, str) and i not in set(ask)
-                ]
-                again = await self._query(parsed, rest, None)
-                self._trust(again.meta)
-                hits.update({rest[i]: v for i, v in again.hits.items()})
-                self._maybe_rebuild_filter()
-                return hits
-            new = filt.add(result.adds)
-            if new:
-                asked = set(ask)
-                late = [
-                    i
-                    for i, p in enumerate(parsed)
-                    if not isinstance(p, str)
-                    and i not in asked
-                    and ((p[4] << 32) | (p[5] & 0xFFFFFFFF)) in new
-                ]
-                if late:
-                    again = await self._query(parsed, late, None)
-                    self._trust(again.meta)
-                    hits.update({late[i]: v for i, v in again.hits.items()})
+        if filt is None:
+            return hits
+        filt.check_meta(result.meta)
+        if not filt.usable:
+            # Dropped in the middle: we cannot vouch for the messages it ruled out.
+            rest = self._ruled_out(batch, decisions, ask, special)
+            hits.update(await self._requery(decisions, rest))
+            self._maybe_rebuild_filter()
+            return hits
+        new = filt.add(result.adds)
+        if new:
+            keep = self.index.filter_mask
+            late = []
+            for i in self._ruled_out(batch, decisions, ask, special):
+                p = decisions[i]
+                assert isinstance(p, tuple)
+                if p[4] & keep in new:
+                    late.append(i)
+            if late:
+                hits.update(await self._requery(decisions, late))
         return hits
 
+    def _ruled_out(
+        self, batch: Records, decisions: list[Decision], ask: list[int], special: list[int]
+    ) -> list[int]:
+        """Positions of the messages the filter ruled out, their fields parsed again
+        where they were not kept (rare: only when the filter may have been wrong)."""
+        if len(special) < len(decisions):
+            special[:] = range(len(decisions))
+            flat = [r for records in batch.values() for r in records]
+            for i, d in enumerate(decisions):
+                if d is None:
+                    decisions[i] = self._parse(flat[i].value)
+        asked = set(ask)
+        return [i for i, d in enumerate(decisions) if isinstance(d, tuple) and i not in asked]
+
+    async def _requery(self, decisions: list[Decision], positions: list[int]) -> dict[int, bytes]:
+        again = await self._query(decisions, positions, None)
+        self._trust(again.meta)
+        return {positions[i]: v for i, v in again.hits.items()}
+
     async def _query(
-        self, parsed: list[Parsed | str], positions: list[int], version: bytes | None
-    ) -> Any:
+        self, decisions: list[Decision], positions: list[int], version: bytes | None
+    ) -> LookupResult:
         buckets, members, lengths = array("I"), array("i"), array("H")
         fields = []
+        mask = self.index.mask
         for i in positions:
-            p = parsed[i]
-            assert not isinstance(p, str)
-            buckets.append(p[4])
-            members.append(p[5])
-            lengths.append(len(p[6]))
-            fields.append(p[6])
+            p = decisions[i]
+            assert isinstance(p, tuple)
+            fp, field = p[4], p[5]
+            buckets.append(fp & mask)
+            members.append((fp >> 32) - 0x80000000)  # as Index.locate
+            lengths.append(len(field))
+            fields.append(field)
         self.counts["redis_lookups"] += len(positions)
         try:
             return await self.index.lookup(buckets, members, lengths, b"".join(fields), version)
@@ -314,51 +257,70 @@ class Gate:
 
     def _write(
         self,
-        batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]],
+        batch: Records,
         writers: Mapping[TopicPartition, BatchWriter],
-        parsed: list[Parsed | str],
+        decisions: list[Decision],
+        special: list[int],
         hits: dict[int, bytes],
     ) -> None:
         t, parts = self.topics, self.partitions
         now = now_ms()
         checked_at = format_ms(now).encode()
         template = t.allowed_template
-        i = 0
+        allowed_topic = t.allowed
+        counts = self.counts
+        base = 0  # position of the partition's first record in `decisions`
+        k = 0  # next index into `special`
         for tp, records in batch.items():
-            out = writers[tp]
-            for r in records:
-                p = parsed[i]
-                raw = hits.get(i)
-                i += 1
-                if isinstance(p, str):
-                    self.counts["dead_letter"] += 1
-                    out.append(
+            append = writers[tp].append
+            allowed_partition = tp.partition % parts[allowed_topic]
+            end = base + len(records)
+            done = 0  # records of this partition written so far
+            while True:
+                nxt = special[k] if k < len(special) else end
+                stop = min(nxt, end) - base
+                # The messages the filter ruled out, in a run: the common case.
+                for r in records[done:stop]:
+                    append(allowed_topic, allowed_partition, r.key, r.value, r.headers)
+                counts["allowed"] += stop - done
+                if nxt >= end:
+                    break
+                k += 1
+                r = records[stop]
+                done = stop + 1
+                d = decisions[nxt]
+                if isinstance(d, str):
+                    counts["dead_letter"] += 1
+                    append(
                         t.dead_letter,
                         r.partition % parts[t.dead_letter],
                         r.key,
                         kafka.dead_letter_value(
-                            tp.topic, tp.partition, r.offset, p, r.value, key=r.key
+                            tp.topic, tp.partition, r.offset, d, r.value, key=r.key
                         ),
                     )
                     continue
-                entry = _blocking(p, raw, now) if raw is not None else None
+                assert d is not None
+                raw = hits.get(nxt)
+                entry = self.reader.verdict(d, raw, now) if raw is not None else None
                 if entry is None:
-                    self.counts["allowed"] += 1
-                    topic = template.format(channel=p[1].lower()) if template else t.allowed
-                    out.append(topic, r.partition % parts[topic], r.key, r.value, r.headers)
+                    counts["allowed"] += 1
+                    topic = template.format(channel=d[1].lower()) if template else allowed_topic
+                    append(topic, r.partition % parts[topic], r.key, r.value, r.headers)
                 else:
-                    self.counts["blocked"] += 1
+                    counts["blocked"] += 1
                     assert r.value is not None
                     value = (
                         b'{"message":'
                         + r.value
                         + b',"reason":"DO_NOT_CONTACT","entry":'
-                        + orjson.dumps(entry.to_dict(origin=False))
+                        + entry
                         + b',"checked_at":"'
                         + checked_at
                         + b'"}'
                     )
-                    out.append(t.blocked, r.partition % parts[t.blocked], r.key, value, r.headers)
+                    append(t.blocked, r.partition % parts[t.blocked], r.key, value, r.headers)
+            base = end
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -382,36 +344,3 @@ class Gate:
             await self.filter.rebuild(self.index)
         except IndexUnavailable as exc:
             log.warning("gate: filter rebuild postponed: %s", exc)
-
-
-def _blocking(p: tuple[Any, ...], raw: bytes, now: int) -> Entry | None:
-    account, channel, sender, contact = p[0], p[1], p[2], p[3]
-    found = blocking_entries(unpack_entries(account, contact, raw), channel, sender, now)
-    return found[0] if found else None
-
-
-def _loads_fallback(raw: bytes, exc: orjson.JSONDecodeError) -> Any:
-    """orjson refuses integers beyond 64 bits, which are valid JSON; the stdlib does not."""
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
-        raise NotJson(f"value: is not valid JSON ({exc.msg} at position {exc.pos})") from None
-
-
-def _refuse_duplicate_fields(raw: bytes) -> None:
-    """A field given twice (possibly spelled with \\u escapes) is ambiguous: a sender might
-    read the other value than we checked. Such a message is never forwarded."""
-
-    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        names = [k for k, _ in pairs if k in _REQUIRED]
-        if len(names) != len(set(names)):
-            dup = next(n for n in names if names.count(n) > 1)
-            raise DuplicateField(dup)
-        return dict(pairs)
-
-    try:
-        json.loads(raw, object_pairs_hook=hook)
-    except InvalidValue:
-        raise
-    except (ValueError, RecursionError):
-        raise NotJson("value: is not valid JSON") from None

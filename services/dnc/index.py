@@ -12,7 +12,8 @@ everything one lookup touches lives in one slot):
   packed as ``channel␟sender␟source␟added_at␟expires_at`` records separated by ␞.
 - ``<p>:meta`` HASH: ``epoch`` (new each time an empty index is initialised), ``layout``,
   ``parts``, and per changelog partition ``chg:<n>`` (next changelog offset to apply) and
-  ``cmd:<n>`` (next command offset to process). Offsets change in the same script as data.
+  ``cmd:<n>`` (next command offset to process). Offsets change in the same script as data
+  (``apply.lua`` for the list writer's commands, ``replay.lua`` for its catch-up).
 - ``<p>:adds`` STREAM of contacts that gained their first entry (last 10 minutes), which
   keeps the gates' in-process filters exact without reading the changelog.
 """
@@ -22,7 +23,7 @@ from __future__ import annotations
 import secrets
 import struct
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -73,16 +74,26 @@ def fingerprint(field_bytes: bytes) -> int:
     return xxhash.xxh3_64_intdigest(field_bytes)
 
 
+def filter_key(bucket: int, member: int) -> int:
+    """See ``Index.filter_key``."""
+    return ((member + 0x80000000) << 32) | bucket
+
+
 def list_partition(account: str, contact: str, partitions: int) -> int:
     """Partition of ``dnc.commands`` / ``dnc.changes`` that owns (account, contact)."""
     return xxhash.xxh3_64_intdigest(contact_field(account, contact), _PARTITION_SEED) % partitions
+
+
+def entry_slot(channel: str | None, sender: str | None) -> str:
+    """The start of a packed entry that identifies it within its contact."""
+    return f"{CHANNEL_CODE[channel]}{SEP}{sender or ''}{SEP}"
 
 
 def pack_entries(entries: Iterable[Entry]) -> bytes:
     out = []
     for e in entries:
         k = e.key
-        out.append(
+        out.append(  # entry_slot() inline: this runs per entry of every changed contact
             f"{CHANNEL_CODE[k.channel]}{SEP}{k.sender or ''}{SEP}{SOURCE_CODE[e.source]}"
             f"{SEP}{e.added_at}{SEP}{'' if e.expires_at is None else e.expires_at}"
         )
@@ -187,7 +198,7 @@ class Index:
             socket_connect_timeout=timeout,
             health_check_interval=10,
         )
-        for name in ("apply", "init", "load", "lookup"):
+        for name in ("apply", "init", "load", "lookup", "replay"):
             text = resources.files("dnc").joinpath("lua", f"{name}.lua").read_text()
             self._scripts[name] = self._client.register_script(text)
 
@@ -215,11 +226,21 @@ class Index:
         """(bucket, member, field) of a contact."""
         f = contact_field(account, contact)
         fp = xxhash.xxh3_64_intdigest(f)
-        return fp & self._mask, ((fp >> 32) & 0xFFFFFFFF) - 0x80000000, f
+        return fp & self._mask, (fp >> 32) - 0x80000000, f
 
     def filter_key(self, bucket: int, member: int) -> int:
-        """The integer the gates' in-process filter stores for a contact."""
-        return (bucket << 32) | (member & 0xFFFFFFFF)
+        """The integer the gates' in-process filter stores for a contact: the bits of its
+        fingerprint the index keeps, i.e. ``fingerprint & filter_mask``, so the gate gets
+        it from a fingerprint with one AND."""
+        return filter_key(bucket, member)
+
+    @property
+    def mask(self) -> int:
+        return self._mask
+
+    @property
+    def filter_mask(self) -> int:
+        return 0xFFFFFFFF00000000 | self._mask
 
     # --- operations -----------------------------------------------------------------
 
@@ -277,9 +298,7 @@ class Index:
         counters: Mapping[tuple[str, str], int] | None = None,
     ) -> None:
         blob = bytearray()
-        progress = REC.join(
-            f"{ref}{SEP}{name}{SEP}{n}" for (ref, name), n in (counters or {}).items()
-        )
+        progress = _progress(counters)
         args: list[Any] = [
             self.prefix,
             epoch,
@@ -299,6 +318,32 @@ class Index:
         # harmless: the gates' filters only ever grow between rebuilds).
         args[7] = bytes(blob)
         await self._call("apply", [self.meta_key], args)
+
+    async def replay(
+        self,
+        *,
+        epoch: str,
+        partition: int,
+        expected: int | None,
+        new_offset: int,
+        records: list[Any],
+        now: int,
+        counters: Mapping[tuple[str, str], int] | None = None,
+    ) -> None:
+        """Merge changelog records into the index (``replay.lua``), with chg:partition =
+        new_offset. ``records``: 5 items per record, in changelog order: bucket, member,
+        field, ``entry_slot(channel, sender)``, the packed entry or "" (removed)."""
+        args: list[Any] = [
+            self.prefix,
+            epoch,
+            partition,
+            "" if expected is None else expected,
+            new_offset,
+            now,
+            _progress(counters),
+        ]
+        args += records
+        await self._call("replay", [self.meta_key], args)
 
     async def lookup(
         self,
@@ -343,18 +388,34 @@ class Index:
         last = await self.redis.xrevrange(f"{self.prefix}:adds", count=1)
         return _b(last[0][0] or b"0-0") if last else b"0-0"
 
-    async def filter_keys(self, chunk: int = 256) -> list[int]:
-        """Every contact of the index as filter keys (for rebuilding a gate's filter)."""
-        out: list[int] = []
+    async def contact_count(self, chunk: int = 4096) -> int:
+        """How many contacts the lookup sets hold (sizes a gate's filter)."""
+        total = 0
+        buckets = self.settings.buckets
+        for start in range(0, buckets, chunk):
+            pipe = self.redis.pipeline(transaction=False)
+            for b in range(start, min(start + chunk, buckets)):
+                pipe.scard(f"{self.prefix}:g:{{{b}}}")
+            total += sum(await pipe.execute())
+        return total
+
+    async def filter_keys(self, chunk: int = 256) -> AsyncIterator[list[int]]:
+        """Every contact of the index as filter keys, a few buckets at a time (a gate's
+        filter is built from them without holding 10M Python ints at once)."""
         buckets = self.settings.buckets
         for start in range(0, buckets, chunk):
             pipe = self.redis.pipeline(transaction=False)
             for b in range(start, min(start + chunk, buckets)):
                 pipe.smembers(f"{self.prefix}:g:{{{b}}}")
-            for offset, members in enumerate(await pipe.execute()):
-                high = (start + offset) << 32
-                out.extend(high | (int(m) & 0xFFFFFFFF) for m in members)
-        return out
+            out: list[int] = []
+            for bucket, members in enumerate(await pipe.execute(), start):
+                # filter_key(bucket, m), inlined: this runs once per contact of the list.
+                out.extend(((int(m) + 0x80000000) << 32) | bucket for m in members)
+            yield out
+
+
+def _progress(counters: Mapping[tuple[str, str], int] | None) -> str:
+    return REC.join(f"{ref}{SEP}{name}{SEP}{n}" for (ref, name), n in (counters or {}).items())
 
 
 def _b(value: bytes | str) -> bytes:

@@ -5,7 +5,8 @@ writer of changelog partition ``p`` and of the index entries of the contacts in 
 
 1. On assignment it starts the partition's transactional producer (fencing any zombie
    owner), then *catches up*: applies ``dnc.changes[p]`` to Redis from the offset Redis
-   says it has (nothing = empty index = rebuild from the start) to the end. Only then does
+   says it has (nothing = empty index = rebuild from the start) to the end, each batch of
+   records merged in Redis by one ``replay.lua`` call (``dnc.changelog``). Only then does
    it take commands from ``p``.
 2. Per batch of commands: load the current entries of the contacts involved from Redis,
    evaluate the commands in order (``dnc.entries.apply_op``: rule 1, opt-in semantics),
@@ -35,13 +36,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from dnc import kafka
-from dnc.entries import Change, Command, ContactState, Entry, EntryKey, Source, apply_op
+from dnc.changelog import ReplayBuilder, entry_dict, format_time
+from dnc.entries import Change, Command, ContactState, apply_op
 from dnc.errors import ConfigurationError, DncError, IndexDiverged, IndexUnavailable
 from dnc.index import ContactUpdate, Index, pack_entries, unpack_entries
 from dnc.kafka import BatchWriter, Sent
 from dnc.pipeline import TransactionalPipeline
 from dnc.settings import Settings
-from dnc.timestamps import format_ms, now_ms, parse_ts
+from dnc.timestamps import now_ms
 
 T = TypeVar("T")
 
@@ -66,6 +68,7 @@ class Indexer:
     def __init__(self, settings: Settings, index: Index | None = None) -> None:
         self.settings = settings
         self.index = index or Index(settings.index, settings.redis_url)
+        self._replay = ReplayBuilder(self.index)
         self.topics = settings.topics
         self.pipeline = TransactionalPipeline(
             settings, "indexer", [settings.topics.commands], self, max_records=5000
@@ -77,6 +80,7 @@ class Indexer:
         self._catch_ups: dict[int, asyncio.Task[None]] = {}
         self._offsets: AIOKafkaConsumer | None = None
         self._last_idle = 0.0
+        self._located: dict[tuple[str, str], tuple[int, int, bytes]] = {}
         self._fatal: BaseException | None = None
         self.applied = 0
 
@@ -176,7 +180,8 @@ class Indexer:
             while True:
                 meta = await self._retrying(self.index.meta)
                 if meta.epoch is None:  # empty index: initialise, then rebuild everything
-                    self.epoch = await self._retrying(functools.partial(self.index.init, self.parts))
+                    init = functools.partial(self.index.init, self.parts)
+                    self.epoch = await self._retrying(init)
                     continue
                 self.epoch = meta.epoch
                 offset = meta.changes.get(p)
@@ -222,33 +227,14 @@ class Indexer:
         expected: int | None,
         new_offset: int,
     ) -> None:
-        """Apply changelog records (catch-up) to Redis with chg:p = new_offset."""
-        latest: dict[EntryKey, Entry | None] = {}
-        counters: Counter[tuple[str, str]] = Counter()
-        for r in records:
-            if r.key is None:
-                continue
-            account, contact, channel, sender = _decode_key(r.key)
-            key = EntryKey(str(account), str(contact), channel, sender)
-            latest[key] = None if r.value is None else _entry_from_json(key, r.value)
-            ref = dict(r.headers).get("dnc-ref") if r.headers else None
-            if ref and r.value is not None:
-                counters[(ref.decode(), "added")] += 1
-        states = await self._load({(k.account, k.contact) for k in latest})
-        for key, entry in latest.items():
-            slot = (key.channel, key.sender)
-            state = states[(key.account, key.contact)]
-            if entry is None:
-                state.entries.pop(slot, None)
-            else:
-                state.entries[slot] = entry
-        await self.index.apply(
+        """Replay changelog records (catch-up) into Redis with chg:p = new_offset."""
+        replay, counters = self._replay.build(records)
+        await self.index.replay(
             epoch=self.epoch,
             partition=p,
             expected=expected,
             new_offset=new_offset,
-            new_command_offset=None,
-            updates=self._updates(states),
+            records=replay,
             now=now_ms(),
             counters=counters,
         )
@@ -307,13 +293,16 @@ class Indexer:
         t = self.topics
         headers = [("dnc-ref", change.ref.encode())] if change.ref else []
         key = change.key.to_json()
-        out.append(t.changes, p, key, change.entry.to_json() if change.entry else None, headers)
         shown = change.entry or change.previous
         assert shown is not None
+        # One rendering serves the changelog value and the history record, and times are
+        # formatted once per command: formatting them dominated this loop.
+        entry = entry_dict(shown)
+        out.append(t.changes, p, key, _dumps(entry) if change.entry else None, headers)
         history = {
             "action": "add" if change.entry else "remove",
-            "entry": shown.to_dict(),
-            "at": format_ms(at),
+            "entry": entry,
+            "at": format_time(at),
             "cause": change.cause,
         }
         out.append(t.history, p, key, _dumps(history), headers)
@@ -403,6 +392,7 @@ class Indexer:
         self, acs: set[tuple[str, str]], expect: tuple[int, int | None] | None = None
     ) -> dict[tuple[str, str], ContactState]:
         located = [(ac, *self.index.locate(*ac)) for ac in acs]
+        self._located = {ac: (b, m, f) for ac, b, m, f in located}  # for _updates
         meta, values = await self.index.load([(b, f) for _ac, b, _m, f in located])
         if expect is not None:
             p, offset = expect
@@ -422,8 +412,10 @@ class Indexer:
 
     def _updates(self, states: Mapping[tuple[str, str], ContactState]) -> list[ContactUpdate]:
         updates = []
-        for (account, contact), state in states.items():
-            bucket, member, f = self.index.locate(account, contact)
+        located = self._located
+        for ac, state in states.items():
+            where = located.get(ac)
+            bucket, member, f = where if where is not None else self.index.locate(*ac)
             updates.append(ContactUpdate(bucket, member, f, pack_entries(state.entries.values())))
         return updates
 
@@ -438,25 +430,6 @@ class Indexer:
                 log.warning("indexer: %s; retrying", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
-
-
-def _decode_key(raw: bytes) -> list[str | None]:
-    key = orjson.loads(raw)
-    if not (isinstance(key, list) and len(key) == 4):
-        raise ValueError(f"changelog key {raw!r} is not [account, contact, channel, sender]")
-    return key
-
-
-def _entry_from_json(key: EntryKey, raw: bytes) -> Entry:
-    d = orjson.loads(raw)
-    expires = d.get("expires_at")
-    return Entry(
-        key,
-        Source(d["source"]),
-        parse_ts(d["added_at"], "added_at"),
-        d.get("origin"),
-        parse_ts(expires, "expires_at") if expires else None,
-    )
 
 
 def _dumps(obj: object) -> bytes:

@@ -61,7 +61,7 @@ def test_defaults_cover_the_contract() -> None:
         (" STOP ALL ", ALL), ("stopall", ALL), ("Stop   All!", ALL), ("STOP\u200bALL", ALL),
         ("START", IN), ("start!", IN), ("Unstop", IN), ("ST\u200bART", IN),
         ("STOP please", None), ("please stop", None), ("stopping", None), ("", None),
-        ("   ", None), ("!!!", None), ("¿STOP?", KeywordAction.OPT_OUT), ("hello", None), ("yes", None),
+        ("   ", None), ("!!!", None), ("¿STOP?", OUT), ("hello", None), ("yes", None),
         ("\u0405TART", None), ("ЅТАRТ", None), ("UNЅTOP", None), ("S T O P", None),
     ],
 )  # fmt: skip

@@ -1,0 +1,379 @@
+"""``make bench``: every performance figure of the service, each measured in the same run
+as its baseline, as one table (Markdown, what the README copies) and a JSON file under
+``artifacts/``.
+
+    .venv/bin/python -m benchmarks.run                      # the full run (~10 minutes)
+    .venv/bin/python -m benchmarks.run --entries 100000 --messages 50000 \\
+        --sizes 10000,100000 --rounds 1 --latency-samples 30 --skip-others   # a quick one
+
+Everything runs in a namespace of its own (topics, consumer groups, transactional ids,
+Redis prefix) that is deleted at the end. What each figure measures:
+
+- rebuild: ``--entries`` changelog records (the list writer's own key/value format) are
+  bulk-produced to ``dnc.changes``, then a ``dnc indexer`` starts on the empty index and
+  is timed until every partition has caught up (``benchmarks.worker rebuild``);
+- memory: that index, by ``MEMORY USAGE`` of its keys and by the ``used_memory`` delta;
+- throughput: ``--messages`` outbound messages (5% to listed contacts) are produced once;
+  then, alternating, the passthrough and the gate (one per index size) drain them with
+  fresh consumer groups (``benchmarks.worker drain``); medians of ``--rounds``. Index
+  sizes up to 2M are built like the rebuild, larger ones with ``apply.lua`` directly;
+- latency: ingest, list writer and gate as ``dnc`` processes, outbound traffic at half
+  the gate's measured rate, STOPs injected one by one (``benchmarks.latency``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from typing import Any
+
+from benchmarks import latency, memory
+from benchmarks.common import (
+    ARTIFACTS,
+    ROOT,
+    bench_settings,
+    changelog_records,
+    command_records,
+    create_topics,
+    drop_run,
+    median,
+    new_run_id,
+    outbound_records,
+    run_child_async,
+)
+from benchmarks.load import bulk_produce, load_index_directly
+from benchmarks.report import Row, kmsg, render, write
+from dnc.settings import GateSettings, Settings
+
+DIRECT_LOAD_ABOVE = 2_000_000
+
+
+def size_name(n: int) -> str:
+    for unit, div in (("M", 1_000_000), ("k", 1000)):
+        if n >= div and n % div == 0:
+            return f"{n // div}{unit}"
+    return str(n)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.run_id = new_run_id()
+        self.raw: dict[str, Any] = {
+            "run_id": self.run_id,
+            "args": vars(args),
+            "load_average_at_start": os.getloadavg(),
+        }
+        self.sizes = sorted({*args.sizes, args.entries})
+
+    def settings(self, size: int, app: str, **kw: Any) -> Settings:
+        return bench_settings(self.run_id, index=size_name(size), app=app, **kw)
+
+    def log(self, text: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+    # --- steps ------------------------------------------------------------------------
+
+    async def build_index(self, size: int) -> dict[str, Any]:
+        s = self.settings(size, "build")
+        await create_topics(s)
+        if size > DIRECT_LOAD_ABOVE:
+            self.log(f"loading {size:,} entries into Redis with apply.lua")
+            return {"how": "apply.lua direct", **await load_index_directly(s, size)}
+        self.log(f"producing {size:,} changelog records")
+        t = time.perf_counter()
+        parts = s.topic_layout.list_partitions
+        await bulk_produce(s, s.topics.changes, changelog_records(size, parts))
+        produced = time.perf_counter() - t
+        self.log(f"rebuilding the {size_name(size)} index from the changelog")
+        before = await memory.used_memory(s.redis_url)
+        rebuild = await run_child_async(self.settings(size, "rebuild"), "rebuild")
+        after = await memory.used_memory(s.redis_url)
+        return {
+            "how": "changelog + indexer catch-up",
+            "produce_seconds": produced,
+            "rebuild": rebuild,
+            "used_memory_delta": after - before,
+        }
+
+    async def drain(self, role: str, size: int, n: int, gate: GateSettings | None = None) -> Any:
+        app = f"{role}-{size_name(size)}-{n}-{time.monotonic_ns()}"
+        s = self.settings(size, app, gate=gate)
+        return await run_child_async(s, "drain", role, str(self.args.messages))
+
+    async def throughput(self) -> dict[str, Any]:
+        s = self.settings(self.args.entries, "traffic")
+        self.log(f"producing {self.args.messages:,} outbound messages")
+        await bulk_produce(
+            s,
+            s.topics.outbound,
+            outbound_records(self.args.messages, s.topic_layout.outbound_partitions),
+        )
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for n in range(self.args.rounds):
+            plan: list[tuple[str, str, int, GateSettings | None]] = [
+                ("passthrough", "passthrough", self.args.entries, None)
+            ]
+            plan += [("gate", f"gate@{size_name(z)}", z, None) for z in self.sizes]
+            if not self.args.skip_no_filter:
+                plan.append(
+                    (
+                        "gate",
+                        "gate-no-filter",
+                        self.args.entries,
+                        GateSettings(filter_enabled=False),
+                    )
+                )
+            for role, label, size, gate in plan:
+                result = await self.drain(role, size, n, gate)
+                runs.setdefault(label, []).append(result)
+                self.log(
+                    f"round {n + 1}: {label:16s} {kmsg(result['rate'])}, "
+                    f"{result['cpu_us_per_msg']:.2f} µs CPU/msg"
+                )
+        return {
+            label: {
+                "rate": median([r["rate"] for r in rs]),
+                "cpu_us_per_msg": median([r["cpu_us_per_msg"] for r in rs]),
+                "runs": rs,
+            }
+            for label, rs in runs.items()
+        }
+
+    async def latency(self, capacity: float) -> dict[str, Any]:
+        s = self.settings(self.args.entries, "latency", traffic="lat")
+        await create_topics(s)
+        rate = capacity / 2
+        self.log(f"latency: roles up, traffic at {kmsg(rate)}")
+        logs = ARTIFACTS / self.run_id / "logs"
+        with latency.roles(s, logs, "indexer", "ingest", "gate"):
+            ready = await latency.wait_ready(s)
+            result = await latency.measure(
+                s, rate, self.args.latency_samples, self.args.latency_spacing
+            )
+        return {"ready_seconds": ready, **result}
+
+    async def commands(self) -> dict[str, Any]:
+        """The list writer's command path (what an import costs it): import-like commands
+        on ``dnc.commands``, timed until the index has processed them all."""
+        n = self.args.command_ops
+        s = bench_settings(self.run_id, index="cmd", app="commands-setup")
+        await create_topics(s)
+        self.log(f"list writer: {n:,} import ops as commands")
+        parts = s.topic_layout.list_partitions
+        await bulk_produce(s, s.topics.commands, command_records(n, parts))
+        run = bench_settings(self.run_id, index="cmd", app="commands")
+        return {"ops": n, **await run_child_async(run, "commands")}
+
+    def others(self) -> dict[str, Any]:
+        """The import and check figures, from their own benchmarks if present."""
+        out: dict[str, Any] = {}
+        for name, argv in (
+            ("import", ["-m", "benchmarks.bench_import"]),
+            ("check", ["-m", "benchmarks.bench_check", "--rate", "500", "--seconds", "30"]),
+        ):
+            if self.args.skip_others or not (ROOT / "benchmarks" / f"bench_{name}.py").exists():
+                continue
+            self.log(f"running benchmarks/bench_{name}.py")
+            proc = subprocess.run(
+                [sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, check=False
+            )
+            out[name] = {"returncode": proc.returncode, "stdout": proc.stdout[-4000:]}
+            if proc.returncode:
+                out[name]["stderr"] = proc.stderr[-2000:]
+        return out
+
+    # --- all --------------------------------------------------------------------------
+
+    async def run(self) -> list[Row]:
+        await create_topics(self.settings(self.args.entries, "setup"))
+        try:
+            built = {}
+            for size in self.sizes:
+                built[size] = await self.build_index(size)
+            self.raw["indexes"] = {size_name(k): v for k, v in built.items()}
+            prefix = self.settings(self.args.entries, "x").index.prefix
+            url = self.settings(self.args.entries, "x").redis_url
+            self.raw["memory"] = await memory.usage_by_kind(url, prefix)
+            self.raw["encodings"] = await memory.encodings(url, prefix)
+            tp = self.raw["throughput"] = await self.throughput()
+            capacity = tp[f"gate@{size_name(self.args.entries)}"]["rate"]
+            if self.args.latency_samples:
+                self.raw["latency"] = await self.latency(capacity)
+            if self.args.command_ops:
+                self.raw["commands"] = await self.commands()
+        finally:
+            self.log("dropping this run's topics and keys")
+            await drop_run(self.run_id)
+        self.raw["others"] = self.others()
+        return self.rows()
+
+    def rows(self) -> list[Row]:
+        a, raw = self.args, self.raw
+        n = a.entries
+        one = size_name(n)
+        tp = raw["throughput"]
+        gate, passthrough = tp[f"gate@{one}"], tp["passthrough"]
+        ratio = gate["rate"] / passthrough["rate"]
+        rows = [
+            Row(
+                f"gate ÷ passthrough throughput ({one} entries, 5% blocked)",
+                f"{ratio:.2f} (gate {kmsg(gate['rate'])})",
+                f"passthrough {kmsg(passthrough['rate'])}; CPU/msg {gate['cpu_us_per_msg']:.1f}"
+                f" vs {passthrough['cpu_us_per_msg']:.1f} µs; medians of {a.rounds}",
+                "≥ 0.8",
+                ratio >= 0.8,
+            )
+        ]
+        if "latency" in raw:
+            lat = raw["latency"]
+            ok = lat["missed"] == 0 and lat["p99_ms"] <= 250
+            rows.append(
+                Row(
+                    "opt-out produced → gate blocks, p50 / p99",
+                    f"{lat['p50_ms']:.0f} / {lat['p99_ms']:.0f} ms",
+                    f"gate at {kmsg(lat['rate_sent'])} (half of {kmsg(gate['rate'])}); "
+                    f"{lat['samples']} STOPs, {lat['missed']} missed, max {lat['max_ms']:.0f} ms;"
+                    f" visible downstream p50/p99 {lat['seen_p50_ms']:.0f} / "
+                    f"{lat['seen_p99_ms']:.0f} ms",
+                    "p99 ≤ 250 ms",
+                    ok,
+                )
+            )
+        mem = raw["memory"]
+        delta = raw["indexes"][one].get("used_memory_delta")
+        lookup = (mem["g"] + mem["gc"]) / n
+        total = mem["all"] / n
+        enc = raw["encodings"]
+        rows += [
+            Row(
+                f"Redis bytes/entry @{one}: gate lookup sets (g + gc)",
+                f"{lookup:.1f} B",
+                f"MEMORY USAGE of the keys; {enc['g']} sets, 16384 buckets",
+                "≤ 24 B",
+                lookup <= 24,
+            ),
+            Row(
+                f"Redis bytes/entry @{one}: everything (g, gc, m, meta, streams)",
+                f"{total:.1f} B",
+                f"MEMORY USAGE; used_memory delta {delta / n:.1f} B ({enc['m']} hashes)"
+                if delta is not None
+                else "MEMORY USAGE",
+                "≤ 120 B",
+                total <= 120,
+            ),
+        ]
+        rows.append(self._other_row("import", "import 15 MB CSV", "≤ 15 s"))
+        rebuild = raw["indexes"][one]["rebuild"]
+        rows.append(
+            Row(
+                f"rebuild {one} entries from dnc.changes into an empty Redis",
+                f"{rebuild['seconds']:.1f} s",
+                f"indexer start → all partitions caught up; indexer CPU "
+                f"{rebuild['cpu_seconds']:.1f} s",
+                "≤ 30 s",
+                rebuild["seconds"] <= 30,
+            )
+        )
+        rows.append(self._other_row("check", "check p99 @500 rps", "≤ 10 ms"))
+        rates = {z: tp[f"gate@{size_name(z)}"]["rate"] for z in self.sizes}
+        cpus = {z: tp[f"gate@{size_name(z)}"]["cpu_us_per_msg"] for z in self.sizes}
+        spread = max(rates.values()) / min(rates.values()) - 1
+        cpu_spread = max(cpus.values()) / min(cpus.values()) - 1
+        how = {}
+        for z in self.sizes:
+            built = raw["indexes"][size_name(z)]
+            took = built.get("seconds") or built.get("rebuild", {}).get("seconds", 0)
+            how[size_name(z)] = f"{built['how']} ({took:.1f} s)"
+        rows.append(
+            Row(
+                "gate throughput with " + ", ".join(size_name(z) for z in self.sizes) + " entries",
+                " / ".join(kmsg(r) for r in rates.values()) + f" (spread {spread:.0%})",
+                "CPU/msg "
+                + " / ".join(f"{c:.2f}" for c in cpus.values())
+                + f" µs (spread {cpu_spread:.0%}); "
+                + "; ".join(f"{k}: {v}" for k, v in how.items()),
+                "flat within 10%",
+                spread <= 0.10,
+            )
+        )
+        if "commands" in raw:
+            c = raw["commands"]
+            rows.append(
+                Row(
+                    f"list writer: {c['ops'] // 1000}k import ops → changelog, history, index",
+                    f"{c['ops'] / c['seconds'] / 1000:.1f}k ops/s",
+                    f"{c['seconds']:.1f} s; list writer CPU {c['cpu_seconds'] / c['ops'] * 1e6:.1f}"
+                    " µs/op; 1000 ops per command, as imports send them",
+                    "(information)",
+                )
+            )
+        if "gate-no-filter" in tp:
+            nf = tp["gate-no-filter"]
+            rows.append(
+                Row(
+                    f"gate without the Bloom filter ({one})",
+                    f"{nf['rate'] / passthrough['rate']:.2f} ({kmsg(nf['rate'])})",
+                    f"CPU/msg {nf['cpu_us_per_msg']:.1f} µs; every message looked up in Redis",
+                    "(information)",
+                )
+            )
+        return rows
+
+    def _other_row(self, name: str, figure: str, target: str) -> Row:
+        got = self.raw.get("others", {}).get(name)
+        if got is None:
+            return Row(figure, "not measured", "", target)
+        text = got["stdout"]
+        if got["returncode"]:
+            return Row(figure, "failed", f"exit {got['returncode']}; see the JSON", target)
+        if name == "import":
+            m = re.search(r'"import_seconds":\s*([\d.]+)', text)
+            if m:
+                return Row(figure, f"{float(m.group(1)):.1f} s", "bench_import.py", target)
+        for line in text.strip().splitlines():
+            m = re.search(r"p99 ([\d.]+) ms", line)
+            if m:
+                return Row(figure, f"{float(m.group(1)):.2f} ms", line.strip()[:150], target)
+        return Row(figure, "see the JSON", f"bench_{name}.py output not recognised", target)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--entries", type=int, default=1_000_000, help="index size of the figures")
+    p.add_argument("--messages", type=int, default=300_000, help="messages per throughput run")
+    p.add_argument(
+        "--sizes",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[10_000, 1_000_000, 10_000_000],
+        help="index sizes of the flatness figure",
+    )
+    p.add_argument("--rounds", type=int, default=3, help="passthrough/gate alternations")
+    p.add_argument("--latency-samples", type=int, default=200)
+    p.add_argument("--latency-spacing", type=float, default=0.15, help="seconds between STOPs")
+    p.add_argument("--command-ops", type=int, default=200_000, help="0 = skip")
+    p.add_argument("--skip-no-filter", action="store_true", help="no run without the filter")
+    p.add_argument("--skip-others", action="store_true", help="no import/check benchmarks")
+    return p.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
+    command = " ".join([".venv/bin/python -m benchmarks.run", *sys.argv[1:]])
+    started = time.monotonic()
+    bench = Bench(args)
+    rows = asyncio.run(bench.run())
+    path = write(rows, bench.raw, command)
+    print(render(rows))
+    print(f"\n`{command}`: {time.monotonic() - started:.0f} s; JSON: {path.relative_to(ROOT)}")
+    print(json.dumps({"ok": all(r.met is not False for r in rows)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -94,7 +94,7 @@ def blocking_entries(entries: Iterable[Entry], channel: str, sender: str, now: i
 
 # --- commands -------------------------------------------------------------------------
 
-OpName = Literal["add", "remove", "remove_if_source"]
+OpName = Literal["add", "remove", "remove_if_source", "remove_if_expired"]
 
 
 @dataclass(slots=True)
@@ -103,6 +103,9 @@ class Op:
     key: EntryKey
     source: Source | None = None  # add: the entry's source; remove_if_source: the condition
     expires_at: int | None = None
+    # add from an opt-out keyword: the confirmation message to send if the add creates the
+    # entry (contract addition; at most one per opt-out).
+    confirm: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         k = self.key
@@ -117,6 +120,8 @@ class Op:
             d["source"] = self.source.value
         if self.expires_at is not None:
             d["expires_at"] = self.expires_at
+        if self.confirm is not None:
+            d["confirm"] = self.confirm
         return d
 
     @classmethod
@@ -127,6 +132,7 @@ class Op:
             key=EntryKey(d["account"], d["contact"], d.get("channel"), d.get("sender")),
             source=Source(src) if src is not None else None,
             expires_at=d.get("expires_at"),
+            confirm=d.get("confirm"),
         )
 
 
@@ -162,7 +168,8 @@ class Command:
         )
 
 
-Outcome = Literal["added", "already_present", "removed", "absent", "kept"]
+Outcome = Literal["added", "already_present", "extended", "removed", "expired", "absent", "kept"]
+HistoryAction = Literal["add", "extend", "remove", "expire", "erase"]
 
 
 @dataclass(slots=True)
@@ -175,6 +182,8 @@ class Change:
     previous: Entry | None = None
     cause: dict[str, Any] | None = None
     ref: str | None = None
+    action: HistoryAction = "add"
+    confirm: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -185,21 +194,36 @@ class ContactState:
 
 
 def apply_op(state: ContactState, op: Op, cmd: Command) -> tuple[Outcome, Change | None]:
-    """Rule 1 (adding an existing key changes nothing; removing a missing key is fine)
-    and rule 5's opt-in (remove only entries of a given source)."""
+    """Rule 1 (adding an existing key changes nothing; removing a missing key is fine),
+    rule 5's opt-in (remove only entries of a given source), and expiry: an add never
+    shortens an entry's life but lengthens it (a STOP on a temporary entry makes it
+    permanent), keeping its source and first time."""
     slot = (op.key.channel, op.key.sender)
     current = state.entries.get(slot)
     if op.op == "add":
-        if current is not None:
-            return "already_present", None
         if op.source is None:
             raise ValueError("add without a source")
+        if current is not None:
+            if current.expires_at is None or (
+                op.expires_at is not None and op.expires_at <= current.expires_at
+            ):
+                return "already_present", None
+            longer = Entry(
+                current.key, current.source, current.added_at, current.origin, op.expires_at
+            )
+            state.entries[slot] = longer
+            return "extended", Change(op.key, longer, current, cmd.origin, cmd.ref, "extend")
         entry = Entry(op.key, op.source, cmd.at, cmd.origin, op.expires_at)
         state.entries[slot] = entry
-        return "added", Change(op.key, entry, None, cmd.origin, cmd.ref)
+        return "added", Change(op.key, entry, None, cmd.origin, cmd.ref, "add", op.confirm)
     if current is None:
         return "absent", None
     if op.op == "remove_if_source" and current.source != op.source:
         return "kept", None
+    if op.op == "remove_if_expired":
+        if current.expires_at is None or current.expires_at > cmd.at:
+            return "kept", None
+        del state.entries[slot]
+        return "expired", Change(op.key, None, current, cmd.origin, cmd.ref, "expire")
     del state.entries[slot]
-    return "removed", Change(op.key, None, current, cmd.origin, cmd.ref)
+    return "removed", Change(op.key, None, current, cmd.origin, cmd.ref, "remove")

@@ -14,6 +14,7 @@ messages created" exact even when several sources race.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -34,7 +35,7 @@ from dnc.errors import ConfigurationError, InvalidValue, PoisonRecord
 from dnc.events import InboundMessage, JourneyAction, UrlUnsubscribe, parse_record
 from dnc.index import contact_field, list_partition
 from dnc.kafka import BatchWriter
-from dnc.keywords import KeywordAction, KeywordMatcher
+from dnc.keywords import KeywordAction, KeywordMatcher, fold_keyword
 from dnc.pipeline import TransactionalPipeline
 from dnc.settings import Settings
 from dnc.signals import SignalMapper
@@ -54,6 +55,10 @@ class Ingest:
         t = settings.topics
         kw = settings.keywords
         self.matcher = KeywordMatcher(kw.opt_out, kw.opt_out_all, kw.opt_in)
+        self._languages = {
+            fold_keyword(word, homoglyphs=True): lang
+            for word, lang in settings.confirmation.languages.items()
+        }
         self.tokens = TokenSigner([k.get_secret_value() for k in settings.api.unsubscribe_keys])
         self.signals = SignalMapper.from_settings(settings)
         self.parsers: dict[str, Parser] = {
@@ -107,7 +112,7 @@ class Ingest:
             parse = self.parsers[tp.topic]
             for record in records:
                 try:
-                    commands = parse(record, now)
+                    commands = self._with_expiry(parse(record, now))
                 except PoisonRecord as exc:
                     self.counts["dead_letter"] += 1
                     out.append(
@@ -173,15 +178,65 @@ class Ingest:
         this_sender = EntryKey(msg.account, contact, channel.value, sender)
         all_senders = this_sender._replace(sender=None)
         if action is KeywordAction.OPT_OUT:
-            ops = [Op("add", this_sender, Source.END_USER_MESSAGE)]
+            ops = [
+                Op(
+                    "add",
+                    this_sender,
+                    Source.END_USER_MESSAGE,
+                    confirm=self._confirmation(msg, channel.value),
+                )
+            ]
         elif action is KeywordAction.OPT_OUT_ALL:
-            ops = [Op("add", all_senders, Source.END_USER_MESSAGE)]
+            ops = [
+                Op(
+                    "add",
+                    all_senders,
+                    Source.END_USER_MESSAGE,
+                    confirm=self._confirmation(msg, channel.value),
+                )
+            ]
         else:
             ops = [
                 Op("remove_if_source", this_sender, Source.END_USER_MESSAGE),
                 Op("remove_if_source", all_senders, Source.END_USER_MESSAGE),
             ]
         return [Command(ops, now, origin, None)]
+
+    def _confirmation(self, msg: InboundMessage, channel: str) -> dict[str, Any] | None:
+        """The message that confirms an opt-out, addressed as the STOP came in (from the
+        sender that received it, to the number that sent it). The list writer sends it if,
+        and only if, this STOP creates the entry."""
+        conf = self.settings.confirmation
+        if not conf.enabled:
+            return None
+        language = self._languages.get(fold_keyword(msg.text, homoglyphs=True), "en")
+        text = conf.texts.get(language) or conf.texts.get("en")
+        if not text:
+            return None
+        digest = hashlib.sha256(f"{msg.account}\x1f{msg.message_id}".encode()).hexdigest()
+        return {
+            "message_id": f"dnc-confirm-{digest[:24]}",
+            "account": msg.account,
+            "channel": channel,
+            "sender": msg.to,
+            "destination": msg.from_,
+            "text": text,
+            "type": "opt_out_confirmation",
+            "in_reply_to": msg.message_id,
+            "language": language,
+        }
+
+    def _with_expiry(self, commands: list[Command]) -> list[Command]:
+        """Entries of sources with a configured lifetime get their expiry here, once."""
+        ttl = self.settings.expiry.ttl_days
+        if not ttl:
+            return commands
+        for cmd in commands:
+            for op in cmd.ops:
+                days = ttl.get(op.source.value) if op.op == "add" and op.source else None
+                if days is not None and op.expires_at is None:
+                    op.expires_at = cmd.at + int(days * 86_400_000)
+        return commands
 
     def _url(self, record: ConsumerRecord[bytes, bytes], now: int) -> list[Command]:
         event = parse_record(UrlUnsubscribe, record.value)

@@ -62,6 +62,72 @@ def _default_signals() -> dict[str, list[str]]:
     }
 
 
+class PrivacySettings(BaseModel):
+    """Privacy mode (contract addition): contacts leave the edge only as contact ids."""
+
+    # When on, commands, the changelog, the history and the list view hold contact ids
+    # ("h1:…", a keyed BLAKE2b of the contact), never the contact itself.
+    enabled: bool = False
+    # Contact-id keys, OLDEST FIRST. The index is always keyed by contact id; the id chains
+    # through every key, so adding a key (rotation) re-keys ids without any clear contact.
+    # Without keys a fixed public key is used: fine while privacy mode is off (the
+    # changelog holds the contacts anyway), refused when it is on.
+    keys: list[SecretStr] = Field(default_factory=list)
+
+
+class ExpirySettings(BaseModel):
+    """Entries that leave the list by themselves (contract addition)."""
+
+    # Days after which entries of a source expire; a source not listed never expires.
+    # Opt-outs the person made (END_USER_MESSAGE, URL_OPT_OUT) are absent by default, and
+    # should stay so unless counsel says otherwise.
+    ttl_days: dict[str, float] = Field(default_factory=dict)
+    # How often each list writer looks for expired entries in the partitions it owns.
+    sweep_interval_s: float = Field(default=5.0, gt=0)
+
+
+def _default_confirmations() -> dict[str, str]:
+    # No marketing, no links: the FCC's 2024 rule allows one confirmation of the opt-out.
+    return {
+        "en": "You are unsubscribed and will get no more messages from us here. "
+        "Reply START to undo.",
+        "fr": "Vous êtes désinscrit et ne recevrez plus nos messages ici. "
+        "Répondez START pour annuler.",
+        "es": "Se ha dado de baja y no recibirá más mensajes nuestros aquí. "
+        "Responda START para deshacerlo.",
+        "pt": "Você cancelou a inscrição e não receberá mais nossas mensagens aqui. "
+        "Responda START para desfazer.",
+        "de": "Sie sind abgemeldet und erhalten hier keine Nachrichten mehr von uns. "
+        "Antworten Sie START, um das rückgängig zu machen.",
+        "it": "Hai annullato l'iscrizione e non riceverai più nostri messaggi qui. "
+        "Rispondi START per annullare.",
+        "nl": "U bent afgemeld en ontvangt hier geen berichten meer van ons. "
+        "Antwoord START om dit ongedaan te maken.",
+        "sv": "Du är avregistrerad och får inga fler meddelanden från oss här. "
+        "Svara START för att ångra.",
+    }
+
+
+def _default_keyword_languages() -> dict[str, str]:
+    return {
+        "ARRET": "fr", "ARRÊT": "fr", "DESINSCRIRE": "fr", "DÉSINSCRIRE": "fr",
+        "DESABONNER": "fr", "DÉSABONNER": "fr",
+        "BAJA": "es", "ALTO": "es", "PARAR": "es", "CANCELAR": "es", "DESINSCRIBIR": "es",
+        "PARE": "pt", "SAIR": "pt",
+        "STOPP": "de", "STOPPEN": "de", "ABMELDEN": "de", "ABBESTELLEN": "de",
+        "ANNULLA": "it", "AFMELDEN": "nl", "AVSLUTA": "sv",
+    }  # fmt: skip
+
+
+class ConfirmationSettings(BaseModel):
+    """One confirmation message after an opt-out keyword (contract addition)."""
+
+    enabled: bool = True
+    texts: dict[str, str] = Field(default_factory=_default_confirmations)
+    # Keyword → language of its confirmation; any other keyword gets "en".
+    languages: dict[str, str] = Field(default_factory=_default_keyword_languages)
+
+
 class IndexSettings(BaseModel):
     # Key prefix inside Redis; two deployments can share one Redis with different prefixes.
     prefix: str = "dnc"
@@ -123,6 +189,9 @@ class Settings(BaseSettings):
     keywords: Keywords = Field(default_factory=Keywords)
     # provider → error codes that become CHANNEL_SIGNAL entries (contract addition).
     channel_signals: dict[str, list[str]] = Field(default_factory=_default_signals)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    expiry: ExpirySettings = Field(default_factory=ExpirySettings)
+    confirmation: ConfirmationSettings = Field(default_factory=ConfirmationSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)

@@ -89,3 +89,34 @@ def test_timestamps_round_trip_to_the_millisecond() -> None:
     assert parse_ts("2026-11-26T06:31:27.123+01:00", "t") == parse_ts(
         "2026-11-26T05:31:27.123Z", "t"
     )
+
+
+def test_an_add_never_shortens_an_entry_but_lengthens_it() -> None:
+    state = ContactState()
+    apply_op(state, Op("add", key(), Source.CHANNEL_SIGNAL, expires_at=100), cmd(at=1))
+    assert apply_op(state, Op("add", key(), Source.MANUAL, expires_at=50), cmd(at=2))[0] == (
+        "already_present"
+    )
+    outcome, change = apply_op(state, Op("add", key(), Source.END_USER_MESSAGE), cmd(at=3))
+    assert outcome == "extended" and change is not None and change.action == "extend"
+    entry = state.entries[("SMS", "acme")]
+    assert (entry.source, entry.added_at, entry.expires_at) == (Source.CHANNEL_SIGNAL, 1, None)
+
+
+def test_the_expiry_sweep_removes_only_what_has_expired() -> None:
+    state = ContactState()
+    apply_op(state, Op("add", key(), Source.CHANNEL_SIGNAL, expires_at=100), cmd(at=1))
+    apply_op(state, Op("add", key(sender=None), Source.MANUAL), cmd(at=1))
+    assert apply_op(state, Op("remove_if_expired", key()), cmd(at=99))[0] == "kept"
+    assert apply_op(state, Op("remove_if_expired", key(sender=None)), cmd(at=500))[0] == "kept"
+    outcome, change = apply_op(state, Op("remove_if_expired", key()), cmd(at=100))
+    assert outcome == "expired" and change is not None and change.action == "expire"
+
+
+def test_a_confirmation_goes_with_the_add_that_creates_the_entry_only() -> None:
+    state = ContactState()
+    confirm = {"text": "You are unsubscribed"}
+    first = apply_op(state, Op("add", key(), Source.END_USER_MESSAGE, confirm=confirm), cmd())
+    again = apply_op(state, Op("add", key(), Source.END_USER_MESSAGE, confirm=confirm), cmd())
+    assert first[1] is not None and first[1].confirm == confirm
+    assert again == ("already_present", None)

@@ -29,6 +29,7 @@ REQUIRED = ("message_id", "account", "channel", "sender", "destination")
 CHANNELS = {c: c for c in ("SMS", "MMS", "VOICE", "VIBER", "WHATSAPP", "RCS", "EMAIL")}
 _KEY_PATTERNS = tuple(f'"{f}"'.encode() for f in REQUIRED)
 _CACHE_LIMIT = 100_000
+_MAX_ADDRESS = 320  # events.OutboundMessage: sender and destination
 _fields = operator.itemgetter(*REQUIRED)
 
 Records = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
@@ -75,7 +76,11 @@ class OutboundReader:
                     message_id, account, channel, sender, destination = fields(d)
                     # Only checked values are cached: hits prove them valid strings.
                     prefix, ch, s = accounts[account], channels[channel], senders[sender]
-                    if type(message_id) is not str or not 0 < len(message_id) <= 256:
+                    if (
+                        type(message_id) is not str
+                        or not 0 < len(message_id) <= 256
+                        or len(destination) > _MAX_ADDRESS
+                    ):
                         raise KeyError  # to the careful path, which names the problem
                     contact = dkey(destination)
                     field = prefix + contact.encode()
@@ -104,9 +109,11 @@ class OutboundReader:
         if raw is None:
             raise NotJson("value: is empty (null record)")
         try:
+            # Strict: UTF-8 only, no NaN/Infinity, no BOM. A message a sender might read
+            # differently from us (the stdlib guesses UTF-16, accepts NaN) is refused.
             d = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            d = _loads_fallback(raw, exc)
+            raise NotJson(f"value: is not valid JSON ({exc.msg} at position {exc.pos})") from None
         if type(d) is not dict:
             raise NotJson(f"value: must be a JSON object, not {type(d).__name__}")
         try:
@@ -132,6 +139,7 @@ class OutboundReader:
             or type(message_id) is not str
             or type(destination) is not str
             or not 0 < len(message_id) <= 256
+            or not 0 < len(destination) <= _MAX_ADDRESS
         ):
             account, ch, s, destination, prefix = self._check_fields(d)
         contact = destination_key(destination)
@@ -150,6 +158,9 @@ class OutboundReader:
         message_id, account, channel, sender, destination = _fields(d)
         if not 0 < len(message_id) <= 256:
             raise InvalidValue("message_id", message_id, "must be 1-256 characters")
+        for name, value in (("sender", sender), ("destination", destination)):
+            if not 0 < len(value) <= _MAX_ADDRESS:
+                raise InvalidValue(name, value, f"must be 1-{_MAX_ADDRESS} characters")
         prefix = self._accounts.get(account)
         if prefix is None:
             if not account_ok(account):
@@ -209,28 +220,26 @@ def _check_duplicates(raw: bytes, d: dict[str, Any]) -> None:
         _refuse_duplicate_fields(raw)
 
 
-def _loads_fallback(raw: bytes, exc: orjson.JSONDecodeError) -> Any:
-    """orjson refuses integers beyond 64 bits, which are valid JSON; the stdlib does not."""
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
-        raise NotJson(f"value: is not valid JSON ({exc.msg} at position {exc.pos})") from None
-
-
 def _refuse_duplicate_fields(raw: bytes) -> None:
     """A field given twice (possibly spelled with \\u escapes) is ambiguous: a sender might
     read the other value than we checked. Such a message is never forwarded."""
 
     def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        # Called for every object, innermost first; only the message's own fields count
+        # (a nested object of the message may well have a "destination" of its own).
+        obj = _Object(pairs)
         names = [k for k, _ in pairs if k in REQUIRED]
         if len(names) != len(set(names)):
-            dup = next(n for n in names if names.count(n) > 1)
-            raise DuplicateField(dup)
-        return dict(pairs)
+            obj.duplicate = next(n for n in names if names.count(n) > 1)
+        return obj
 
     try:
-        json.loads(raw, object_pairs_hook=hook)
-    except InvalidValue:
-        raise
+        top = json.loads(raw, object_pairs_hook=hook)
     except (ValueError, RecursionError):
         raise NotJson("value: is not valid JSON") from None
+    if isinstance(top, _Object) and top.duplicate:
+        raise DuplicateField(top.duplicate)
+
+
+class _Object(dict[str, Any]):
+    duplicate: str | None = None

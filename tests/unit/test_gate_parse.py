@@ -18,7 +18,7 @@ from dnc.errors import InvalidValue, MissingField, NotJson
 from dnc.events import account_ok
 from dnc.gate import Gate
 from dnc.index import Index, contact_field, filter_key, fingerprint
-from dnc.outbound import _loads_fallback, _refuse_duplicate_fields
+from dnc.outbound import _refuse_duplicate_fields
 from dnc.settings import IndexSettings, Settings
 
 REQUIRED = ("message_id", "account", "channel", "sender", "destination")
@@ -32,7 +32,7 @@ def reference(raw: bytes | None) -> tuple[str, str, str, str, int, bytes] | str:
         try:
             d = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            d = _loads_fallback(raw, exc)
+            raise NotJson(f"value: is not valid JSON ({exc.msg} at position {exc.pos})") from None
         if type(d) is not dict:
             raise NotJson(f"value: must be a JSON object, not {type(d).__name__}")
         patterns = [f'"{f}"'.encode() for f in REQUIRED]
@@ -49,6 +49,9 @@ def reference(raw: bytes | None) -> tuple[str, str, str, str, int, bytes] | str:
         message_id, account, channel, sender, destination = values
         if not 0 < len(message_id) <= 256:
             raise InvalidValue("message_id", message_id, "must be 1-256 characters")
+        for name, value in (("sender", sender), ("destination", destination)):
+            if not 0 < len(value) <= 320:
+                raise InvalidValue(name, value, "must be 1-320 characters")
         if not account_ok(account):
             raise InvalidValue(
                 "account", account, "must be 1-128 printable characters without spaces"

@@ -53,6 +53,7 @@ async def make_settings(
     yield make
     for s in made:
         await kit.drop_redis_keys(s)
+        await kit.delete_topics(s)
 
 
 @pytest.fixture

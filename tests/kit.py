@@ -25,9 +25,10 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from dnc.kafka import ensure_topics
+from dnc.kafka import ensure_topics, topic_specs
 from dnc.settings import IndexSettings, Settings, TopicLayout, Topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,6 +119,21 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 async def create_topics(settings: Settings) -> None:
     await ensure_topics(settings)
+
+
+async def delete_topics(settings: Settings) -> None:
+    """A test's topics go when it ends: a broker keeps files open for every partition,
+    and a suite that left them all behind would run it out of file descriptors."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        names = [s.name for s in topic_specs(settings)]
+        existing = set(await admin.list_topics())
+        doomed = [n for n in names if n in existing]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()
 
 
 async def drop_redis_keys(settings: Settings) -> None:

@@ -85,7 +85,9 @@ kafka_up() {
       -c "$KAFKA_DIR/server.properties" >"$KAFKA_DIR/logs/format.log" 2>&1 \
       || { cat "$KAFKA_DIR/logs/format.log" >&2; die "kafka storage format failed"; }
   fi
-  say "starting kafka on 127.0.0.1:$KAFKA_PORT"
+  # A broker keeps several files open per partition; test suites create many topics.
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+  say "starting kafka on 127.0.0.1:$KAFKA_PORT (open files: $(ulimit -n))"
   # setsid: the broker must outlive the shell that started it (make, CI step).
   setsid nohup java -Xms256m -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -Djava.awt.headless=true -Dlog4j2.configurationFile="$ROOT/deploy/kafka/log4j2.properties" \

@@ -21,7 +21,7 @@ import orjson
 from aiokafka.structs import ConsumerRecord
 
 from dnc.entries import Entry
-from dnc.index import SEP, SOURCE_CODE, Index, contact_field, entry_slot, fingerprint
+from dnc.index import SEP, SOURCE_CODE, Index, entry_slot, fingerprint
 from dnc.timestamps import format_ms, parse_ts
 
 _SOURCES = {source.value: code for source, code in SOURCE_CODE.items()}
@@ -69,7 +69,7 @@ class ReplayBuilder:
             if r.key is None:
                 continue
             account, contact, channel, sender = decode_key(r.key)
-            field = contact_field(str(account), str(contact))
+            field = self.index.field(str(account), str(contact))
             fp = fingerprint(field)
             slot = entry_slot(channel, sender)
             value = r.value

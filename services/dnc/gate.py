@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from dnc import kafka
 from dnc.contactfilter import ContactFilter
-from dnc.errors import IndexNotReady, IndexUnavailable
+from dnc.errors import ConfigurationError, IndexNotReady, IndexUnavailable
 from dnc.index import Index, IndexMeta, LookupResult
 from dnc.kafka import BatchWriter, Sent
 from dnc.outbound import CHANNELS, Decision, OutboundReader, Parsed, Records
@@ -45,7 +45,7 @@ class Gate:
     def __init__(self, settings: Settings, index: Index | None = None) -> None:
         self.settings = settings
         self.topics = settings.topics
-        self.index = index or Index(settings.index, settings.redis_url)
+        self.index = index or Index.from_settings(settings)
         gs = settings.gate
         self.filter = (
             ContactFilter(gs.filter_capacity, gs.filter_error_rate) if gs.filter_enabled else None
@@ -68,7 +68,7 @@ class Gate:
         self._seen: dict[int, int] = {}
         self._epoch: str | None = None
         self._rebuild: asyncio.Task[None] | None = None
-        self.reader = OutboundReader(self.index.filter_mask)
+        self.reader = OutboundReader(self.index.filter_mask, self.index.ids)
         self.counts = {"allowed": 0, "blocked": 0, "dead_letter": 0, "redis_lookups": 0}
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -224,6 +224,13 @@ class Gate:
         if not meta.complete():
             self._floor = None
             raise IndexNotReady("index is empty or being rebuilt; waiting")
+        if meta.layout != self.index.layout:
+            # Other buckets or other contact-id keys: every lookup would miss. Stop loudly.
+            raise ConfigurationError(
+                f"the index at prefix {self.index.prefix!r} has layout {meta.layout!r}, this "
+                f"gate computes {self.index.layout!r}: check DNC_INDEX__BUCKETS and "
+                "DNC_PRIVACY__KEYS (all roles must share them)"
+            )
         if self._epoch is not None and meta.epoch != self._epoch:
             log.warning(
                 "gate: index epoch changed (%s → %s): waiting for it to catch up",

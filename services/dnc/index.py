@@ -8,8 +8,9 @@ everything one lookup touches lives in one slot):
   structure. The member is 32 bits of a 64-bit hash, so two contacts may share one;
   ``<p>:gc:{<b>}`` counts the extra holders so removing one never hides the other, and a
   hit is always confirmed against the exact field below.
-- ``<p>:m:{<b>}`` HASH, listpack-encoded: field ``account␟contact`` → the contact's entries
-  packed as ``channel␟sender␟source␟added_at␟expires_at`` records separated by ␞.
+- ``<p>:m:{<b>}`` HASH, listpack-encoded: field ``account␟<16-byte contact id>`` (see
+  ``dnc.contactids``; Redis never holds a contact) → the contact's entries packed as
+  ``channel␟sender␟source␟added_at␟expires_at`` records separated by ␞.
 - ``<p>:meta`` HASH: ``epoch`` (new each time an empty index is initialised), ``layout``,
   ``parts``, and per changelog partition ``chg:<n>`` (next changelog offset to apply) and
   ``cmd:<n>`` (next command offset to process). Offsets change in the same script as data
@@ -35,9 +36,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from dnc.contactids import ContactIds
 from dnc.entries import Entry, EntryKey, Source
 from dnc.errors import ConfigurationError, IndexDiverged, IndexUnavailable
-from dnc.settings import IndexSettings
+from dnc.settings import IndexSettings, Settings
 
 SEP = "\x1f"  # between fields of a record (and in ``account␟contact``)
 REC = "\x1e"  # between records
@@ -64,10 +66,17 @@ SOURCE_CODE = {
 CODE_SOURCE = {v: k for k, v in SOURCE_CODE.items()}
 
 _PARTITION_SEED = 0x5EED
+_SEP_BYTES = SEP.encode()
 
 
-def contact_field(account: str, contact: str) -> bytes:
-    return f"{account}{SEP}{contact}".encode()
+def contact_field(account: str, cid: bytes) -> bytes:
+    """The index field of a contact: the account and its contact id (``dnc.contactids``).
+    No contact is ever stored in Redis, in either mode."""
+    return account.encode() + _SEP_BYTES + cid
+
+
+def account_prefix(account: str) -> bytes:
+    return account.encode() + _SEP_BYTES
 
 
 def fingerprint(field_bytes: bytes) -> int:
@@ -79,9 +88,10 @@ def filter_key(bucket: int, member: int) -> int:
     return ((member + 0x80000000) << 32) | bucket
 
 
-def list_partition(account: str, contact: str, partitions: int) -> int:
-    """Partition of ``dnc.commands`` / ``dnc.changes`` that owns (account, contact)."""
-    return xxhash.xxh3_64_intdigest(contact_field(account, contact), _PARTITION_SEED) % partitions
+def list_partition(field_bytes: bytes, partitions: int) -> int:
+    """Partition of ``dnc.commands`` / ``dnc.changes`` that owns a contact (by its field,
+    so a contact and its stored id land in the same partition)."""
+    return xxhash.xxh3_64_intdigest(field_bytes, _PARTITION_SEED) % partitions
 
 
 def entry_slot(channel: str | None, sender: str | None) -> str:
@@ -121,6 +131,7 @@ class IndexMeta:
     """What the index says about itself. ``epoch`` None = empty index."""
 
     epoch: str | None = None
+    layout: str | None = None
     parts: int | None = None
     changes: dict[int, int] = field(default_factory=dict)
     commands: dict[int, int] = field(default_factory=dict)
@@ -133,6 +144,8 @@ class IndexMeta:
             name, value = flat[i].decode(), flat[i + 1].decode()
             if name == "epoch":
                 meta.epoch = value
+            elif name == "layout":
+                meta.layout = value
             elif name == "parts":
                 meta.parts = int(value)
             elif name.startswith("chg:"):
@@ -169,22 +182,77 @@ class LookupResult:
     adds: list[tuple[bytes, bytes]] | None  # (stream id, blob) after the requested id
 
 
-class Index:
-    """Async access to the index. One instance per process; ``start``/``stop`` idempotent."""
+class Layout:
+    """Where a contact lives: its field, bucket, member and list partition. Pure (no
+    Redis), so the roles that only produce commands use it too."""
 
-    def __init__(self, settings: IndexSettings, redis_url: str) -> None:
+    def __init__(self, settings: IndexSettings, ids: ContactIds | None = None) -> None:
         if settings.buckets & (settings.buckets - 1):
             raise ConfigurationError(
                 f"index buckets must be a power of two, not {settings.buckets}"
             )
         self.settings = settings
-        self.prefix = settings.prefix
+        self.ids = ids or ContactIds([])
         self._mask = settings.buckets - 1
+        # The key chain is part of the layout: a role with other contact-id keys would
+        # look up other fields, so the index refuses it (see init.lua / Gate._trust).
+        probe = self.ids.cid("dnc layout probe").hex()[:12]
+        self.layout = f"v2;buckets={settings.buckets};ids={probe}"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Layout:
+        return cls(settings.index, contact_ids(settings))
+
+    def field(self, account: str, contact: str) -> bytes:
+        return contact_field(account, self.ids.cid(contact))
+
+    def partition(self, account: str, contact: str, partitions: int) -> int:
+        return list_partition(self.field(account, contact), partitions)
+
+    def locate(self, account: str, contact: str) -> tuple[int, int, bytes]:
+        """(bucket, member, field) of a contact."""
+        f = self.field(account, contact)
+        fp = xxhash.xxh3_64_intdigest(f)
+        return fp & self._mask, (fp >> 32) - 0x80000000, f
+
+    def filter_key(self, bucket: int, member: int) -> int:
+        """The integer the gates' in-process filter stores for a contact: the bits of its
+        fingerprint the index keeps, i.e. ``fingerprint & filter_mask``, so the gate gets
+        it from a fingerprint with one AND."""
+        return filter_key(bucket, member)
+
+    @property
+    def mask(self) -> int:
+        return self._mask
+
+    @property
+    def filter_mask(self) -> int:
+        return 0xFFFFFFFF00000000 | self._mask
+
+
+def contact_ids(settings: Settings) -> ContactIds:
+    """The deployment's contact ids: every role must build them the same way."""
+    return ContactIds(
+        [k.get_secret_value() for k in settings.privacy.keys], required=settings.privacy.enabled
+    )
+
+
+class Index(Layout):
+    """Async access to the index. One instance per process; ``start``/``stop`` idempotent."""
+
+    def __init__(
+        self, settings: IndexSettings, redis_url: str, ids: ContactIds | None = None
+    ) -> None:
+        super().__init__(settings, ids)
+        self.prefix = settings.prefix
         self._redis_url = redis_url
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, AsyncScript] = {}
         self.meta_key = f"{self.prefix}:meta"
-        self.layout = f"v1;buckets={settings.buckets}"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Index:
+        return cls(settings.index, settings.redis_url, contact_ids(settings))
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -220,28 +288,6 @@ class Index:
             raise RuntimeError("Index is not started")
         return self._client
 
-    # --- layout ---------------------------------------------------------------------
-
-    def locate(self, account: str, contact: str) -> tuple[int, int, bytes]:
-        """(bucket, member, field) of a contact."""
-        f = contact_field(account, contact)
-        fp = xxhash.xxh3_64_intdigest(f)
-        return fp & self._mask, (fp >> 32) - 0x80000000, f
-
-    def filter_key(self, bucket: int, member: int) -> int:
-        """The integer the gates' in-process filter stores for a contact: the bits of its
-        fingerprint the index keeps, i.e. ``fingerprint & filter_mask``, so the gate gets
-        it from a fingerprint with one AND."""
-        return filter_key(bucket, member)
-
-    @property
-    def mask(self) -> int:
-        return self._mask
-
-    @property
-    def filter_mask(self) -> int:
-        return 0xFFFFFFFF00000000 | self._mask
-
     # --- operations -----------------------------------------------------------------
 
     async def _call(self, name: str, keys: list[Any], args: list[Any]) -> Any:
@@ -252,7 +298,11 @@ class Index:
             if text.startswith("DIVERGED"):
                 raise IndexDiverged(text) from None
             if text.startswith("LAYOUT"):
-                raise ConfigurationError(text) from None
+                raise ConfigurationError(
+                    f"{text}: every role must use the same DNC_INDEX__BUCKETS and "
+                    "DNC_PRIVACY__KEYS; to change them, build a new index under a new "
+                    "DNC_INDEX__PREFIX (it is rebuilt from dnc.changes) and switch the roles"
+                ) from None
             raise
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise IndexUnavailable(f"redis: {exc}") from exc

@@ -67,7 +67,7 @@ class Owned:
 class Indexer:
     def __init__(self, settings: Settings, index: Index | None = None) -> None:
         self.settings = settings
-        self.index = index or Index(settings.index, settings.redis_url)
+        self.index = index or Index.from_settings(settings)
         self._replay = ReplayBuilder(self.index)
         self.topics = settings.topics
         self.pipeline = TransactionalPipeline(

@@ -33,7 +33,7 @@ from dnc.contacts import (
 from dnc.entries import Command, EntryKey, Op, Source
 from dnc.errors import ConfigurationError, InvalidValue, PoisonRecord
 from dnc.events import InboundMessage, JourneyAction, UrlUnsubscribe, parse_record
-from dnc.index import contact_field, list_partition
+from dnc.index import Layout, list_partition
 from dnc.kafka import BatchWriter
 from dnc.keywords import KeywordAction, KeywordMatcher, fold_keyword
 from dnc.pipeline import TransactionalPipeline
@@ -55,6 +55,7 @@ class Ingest:
         t = settings.topics
         kw = settings.keywords
         self.matcher = KeywordMatcher(kw.opt_out, kw.opt_out_all, kw.opt_in)
+        self.layout = Layout.from_settings(settings)
         self._languages = {
             fold_keyword(word, homoglyphs=True): lang
             for word, lang in settings.confirmation.languages.items()
@@ -133,11 +134,12 @@ class Ingest:
                     self.counts["no_change"] += 1
                 for cmd in commands:
                     k = cmd.ops[0].key
+                    field = self.layout.field(k.account, k.contact)
                     self.counts["commands"] += 1
                     out.append(
                         t.commands,
-                        list_partition(k.account, k.contact, self.command_partitions),
-                        contact_field(k.account, k.contact),
+                        list_partition(field, self.command_partitions),
+                        field,
                         cmd.to_json(),
                     )
 

@@ -19,11 +19,12 @@ from aiokafka.structs import ConsumerRecord
 from rbloom import Bloom
 
 from dnc.changelog import entry_dict
+from dnc.contactids import ContactIds
 from dnc.contacts import destination_key, normalise_sender, parse_channel
 from dnc.entries import blocking_entries
 from dnc.errors import DuplicateField, InvalidValue, MissingField, NotJson
 from dnc.events import account_ok
-from dnc.index import contact_field, fingerprint, unpack_entries
+from dnc.index import account_prefix, fingerprint, unpack_entries
 
 REQUIRED = ("message_id", "account", "channel", "sender", "destination")
 CHANNELS = {c: c for c in ("SMS", "MMS", "VOICE", "VIBER", "WHATSAPP", "RCS", "EMAIL")}
@@ -44,8 +45,9 @@ class OutboundReader:
     """Reads messages for one gate; remembers what it has validated (accounts, senders)
     and the blocking entries it has rendered."""
 
-    def __init__(self, filter_mask: int) -> None:
+    def __init__(self, filter_mask: int, ids: ContactIds) -> None:
         self.filter_mask = filter_mask
+        self.ids = ids
         self._senders: dict[str, str] = {}
         self._accounts: dict[str, bytes] = {}  # valid account → its field prefix
         self._verdicts: dict[tuple[bytes, bytes, str, str], bytes | None] = {}
@@ -62,6 +64,7 @@ class OutboundReader:
         same result or the error."""
         keep = self.filter_mask
         loads, dumps, fields, dkey = orjson.loads, orjson.dumps, _fields, destination_key
+        cid = self.ids.cid
         accounts, channels, senders = self._accounts, CHANNELS, self._senders
         decisions: list[Decision] = []
         ask: list[int] = []
@@ -83,7 +86,7 @@ class OutboundReader:
                     ):
                         raise KeyError  # to the careful path, which names the problem
                     contact = dkey(destination)
-                    field = prefix + contact.encode()
+                    field = prefix + cid(contact)
                     fp = fingerprint(field)
                 except (KeyError, TypeError, ValueError, NotJson):
                     try:
@@ -143,7 +146,7 @@ class OutboundReader:
         ):
             account, ch, s, destination, prefix = self._check_fields(d)
         contact = destination_key(destination)
-        field = prefix + contact.encode()  # == contact_field(account, contact)
+        field = prefix + self.ids.cid(contact)  # == Layout.field(account, contact)
         return account, ch, s, contact, fingerprint(field), field
 
     def _check_fields(self, d: dict[str, Any]) -> tuple[str, str, str, str, bytes]:
@@ -167,7 +170,7 @@ class OutboundReader:
                 raise InvalidValue(
                     "account", account, "must be 1-128 printable characters without spaces"
                 )
-            prefix = contact_field(account, "")
+            prefix = account_prefix(account)
             if len(self._accounts) < _CACHE_LIMIT:
                 self._accounts[account] = prefix
         ch = CHANNELS.get(channel)

@@ -12,11 +12,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from tests.kit import drop_redis_keys, eventually, running
 
 from dnc.entries import Command, EntryKey, Op, Source
-from dnc.index import Index, contact_field, entry_slot, list_partition
-from dnc.settings import Settings
+from dnc.index import Index, Layout, entry_slot
+from dnc.settings import IndexSettings, Settings
 from dnc.timestamps import now_ms
 
 pytestmark = pytest.mark.integration
+
+
+# Fields and partitions do not depend on the bucket count or prefix, only on the keys.
+_LAYOUT = Layout(IndexSettings())
 
 
 def _commands(parts: int) -> list[tuple[int, Command]]:
@@ -27,7 +31,10 @@ def _commands(parts: int) -> list[tuple[int, Command]]:
     def cmd(*ops: Op, ref: str | None = None, offset: int = 0) -> None:
         k = ops[0].key
         out.append(
-            (list_partition(k.account, k.contact, parts), Command(list(ops), at + offset, ref=ref))
+            (
+                _LAYOUT.partition(k.account, k.contact, parts),
+                Command(list(ops), at + offset, ref=ref),
+            )
         )
 
     a = EntryKey("acme", "441234567890", "SMS", "acme")
@@ -119,7 +126,7 @@ async def _produce_commands(settings: Settings, commands: list[tuple[int, Comman
             await producer.send(
                 settings.topics.commands,
                 cmd.to_json(),
-                key=contact_field(k.account, k.contact),
+                key=_LAYOUT.field(k.account, k.contact),
                 partition=partition,
             )
         await producer.flush()
@@ -143,7 +150,7 @@ async def test_replay_counts_contacts_that_share_a_lookup_member(settings: Setti
         epoch = await index.init(settings.topic_layout.list_partitions)
         slot = entry_slot("SMS", None)
         rec = slot + "I\x1f1795671087123\x1f"
-        f1, f2 = contact_field("acme", "441234567890"), contact_field("acme", "441234567891")
+        f1, f2 = index.field("acme", "441234567890"), index.field("acme", "441234567891")
         client = index.redis
         g, gc = f"{index.prefix}:g:{{7}}", f"{index.prefix}:gc:{{7}}"
 

@@ -18,6 +18,7 @@ import orjson
 import pytest
 from tests.kit import Process, eventually, inbound, outbound, produce, reading, running
 
+from dnc.index import Index
 from dnc.settings import IndexSettings, Settings
 
 pytestmark = pytest.mark.integration
@@ -79,6 +80,12 @@ async def test_gate_waits_while_redis_is_empty_then_the_index_is_rebuilt(
             reading(settings, t.allowed, t.blocked) as (allowed, blocked),
         ):
             await produce(settings, t.inbound_messages, inbound("mo-1", stopped, "STOP"))
+            async with Index.from_settings(settings) as index:
+
+                async def effective() -> bool:
+                    return bool(await index.entries_of("acme", stopped))
+
+                await eventually(effective, timeout=30, what="the STOP to be effective")
             await produce(settings, t.outbound, outbound("before", stopped))
             await blocked.wait_for(1)
 

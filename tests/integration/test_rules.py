@@ -8,8 +8,9 @@ import subprocess
 
 import orjson
 import pytest
-from tests.kit import ids, inbound, outbound, produce, reading, running
+from tests.kit import eventually, ids, inbound, outbound, produce, reading, running
 
+from dnc.index import Index
 from dnc.settings import Settings
 from dnc.unsubscribe import TokenSigner, UnsubscribeClaims
 
@@ -58,9 +59,21 @@ async def gate_outputs(
 
 
 async def changes(settings: Settings, n: int) -> list[object]:
+    """Wait for n changelog records *and* for the index to have applied them (effective
+    at the gate), then return the records' values."""
     async with reading(settings, settings.topics.changes) as (r,):
         await r.wait_for(n)
         await r.settle(0.5)
+        needed: dict[int, int] = {}
+        for rec in r.records:
+            needed[rec.partition] = max(needed.get(rec.partition, 0), rec.offset + 1)
+        async with Index.from_settings(settings) as index:
+
+            async def applied() -> bool:
+                meta = await index.meta()
+                return all(meta.changes.get(p, 0) >= o for p, o in needed.items())
+
+            await eventually(applied, timeout=30, what="the index to apply the changes")
         return r.values()
 
 

@@ -17,7 +17,7 @@ from dnc.contacts import destination_key, normalise_sender, parse_channel
 from dnc.errors import InvalidValue, MissingField, NotJson
 from dnc.events import account_ok
 from dnc.gate import Gate
-from dnc.index import Index, contact_field, filter_key, fingerprint
+from dnc.index import Index, Layout, filter_key, fingerprint
 from dnc.outbound import _refuse_duplicate_fields
 from dnc.settings import IndexSettings, Settings
 
@@ -64,7 +64,7 @@ def reference(raw: bytes | None) -> tuple[str, str, str, str, int, bytes] | str:
         contact = destination_key(destination)
     except (InvalidValue, NotJson) as exc:
         return str(exc)
-    field = contact_field(account, contact)
+    field = Layout(IndexSettings()).field(account, contact)
     return account, ch.value, s, contact, fingerprint(field), field
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from dnc.entries import Entry, EntryKey, Source, blocking_entries
 from dnc.gate import Gate
-from dnc.index import contact_field, fingerprint, pack_entries
+from dnc.index import fingerprint, pack_entries
 from dnc.settings import Settings
 
 GATE = Gate(Settings())
@@ -46,7 +46,7 @@ def test_verdict_is_the_rule_and_the_contract_rendering(
         for ch, s, src, added, exp in rows
     ]
     raw = pack_entries(entries)
-    field = contact_field(account, contact)
+    field = GATE.index.field(account, contact)
     p = (account, channel, sender, contact, fingerprint(field), field)
     for now in (NOW, NOW + 2000, NOW):  # the second and third see a remembered verdict
         assert GATE.reader.verdict(p, raw, now) == expected(entries, channel, sender, now)

@@ -36,7 +36,7 @@ class ApiContext:
 
     @classmethod
     def build(cls, settings: Settings) -> ApiContext:
-        index = Index(settings.index, settings.redis_url)
+        index = Index.from_settings(settings)
         return cls(
             settings=settings,
             index=index,

@@ -28,7 +28,6 @@ from dnc.contacts import (
     parse_channel,
 )
 from dnc.errors import InvalidValue
-from dnc.index import contact_field
 from dnc.runtime import mask
 from dnc.timestamps import format_ms, now_ms
 from dnc.unsubscribe import UnsubscribeClaims
@@ -116,7 +115,7 @@ async def one_click(c: Ctx, request: Request, token: str) -> Response:
         "token": token,
         "occurred_at": format_ms(now_ms()),
     }
-    key = contact_field(claims.account, claims.contact)
+    key = c.index.field(claims.account, claims.contact)
     await c.writer.send(c.settings.topics.url_unsubscribes, key, orjson.dumps(event))
     if _wants_html(request):
         return _page("Unsubscribed", f"<p>Done: no more {html.escape(_describe(claims))}.</p>")

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 
 from dnc import kafka
 from dnc.entries import Command
-from dnc.index import Index, contact_field, list_partition
+from dnc.index import Index
 from dnc.settings import Settings
 
 Positions = dict[int, int]  # partition → highest offset written
@@ -43,7 +43,7 @@ class CommandWriter:
             await producer.stop()
 
     def partition_of(self, account: str, contact: str) -> int:
-        return list_partition(account, contact, self.partitions)
+        return self.index.partition(account, contact, self.partitions)
 
     async def submit(self, commands: Iterable[Command]) -> Positions:
         """Produce commands (each one's ops share a partition); wait for the broker's ack."""
@@ -54,7 +54,7 @@ class CommandWriter:
             out.append(
                 self.settings.topics.commands,
                 self.partition_of(k.account, k.contact),
-                contact_field(k.account, k.contact),
+                self.index.field(k.account, k.contact),
                 cmd.to_json(),
             )
         positions: Positions = {}

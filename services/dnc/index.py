@@ -430,6 +430,23 @@ class Index(Layout):
             raise IndexUnavailable(f"redis: {exc}") from exc
         return unpack_entries(account, contact, _b(raw)) if raw else []
 
+    async def entries_of_many(
+        self, account: str, contacts: Sequence[str], chunk: int = 5000
+    ) -> list[list[Entry]]:
+        """Entries of many contacts of one account (audience dry run, batch check): one
+        round trip per ``chunk`` contacts, through the same script the list writer reads
+        with. Contacts must be canonical (``dnc.contacts``) or stored ids."""
+        out: list[list[Entry]] = []
+        for start in range(0, len(contacts), chunk):
+            part = contacts[start : start + chunk]
+            located = [self.locate(account, c) for c in part]
+            _meta, values = await self.load([(b, f) for b, _m, f in located])
+            out.extend(
+                unpack_entries(account, c, raw) if raw else []
+                for c, raw in zip(part, values, strict=True)
+            )
+        return out
+
     async def progress(self, ref: str) -> dict[str, int]:
         raw = await self.redis.hgetall(f"{self.prefix}:ref:{ref}")
         return {_b(k).decode(): int(v) for k, v in raw.items()}

@@ -330,6 +330,11 @@ class Process:
         return self.proc is not None and self.proc.poll() is None
 
 
+def is_confirmation(record: Any) -> bool:
+    """An opt-out confirmation the list writer sent to the allowed topic."""
+    return ("dnc-confirmation", b"1") in (record.headers or ())
+
+
 def outbound(
     message_id: str,
     destination: str,

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from aiokafka.structs import ConsumerRecord
 
+from dnc.contactids import is_token
 from dnc.entries import Entry
 from dnc.index import SEP, SOURCE_CODE, Index, entry_slot, fingerprint
 from dnc.timestamps import format_ms, parse_ts
@@ -60,11 +61,12 @@ class ReplayBuilder:
 
     def build(
         self, records: Sequence[ConsumerRecord[bytes, bytes]]
-    ) -> tuple[list[Any], Counter[tuple[str, str]]]:
-        """(replay records, progress counters) of a batch of changelog records."""
+    ) -> tuple[list[Any], Counter[tuple[str, str]], list[tuple[bytes, int | None]]]:
+        """(replay records, progress counters, expiry index changes) of changelog records."""
         mask = self.index.mask
         out: list[Any] = []
         counters: Counter[tuple[str, str]] = Counter()
+        expiry: list[tuple[bytes, int | None]] = []
         for r in records:
             if r.key is None:
                 continue
@@ -73,28 +75,39 @@ class ReplayBuilder:
             fp = fingerprint(field)
             slot = entry_slot(channel, sender)
             value = r.value
+            if value is None:
+                packed, expires = "", None
+            else:
+                tail, expires = self._packed_tail(value, is_token(str(contact)))
+                packed = slot + tail
             out += (
                 fp & mask,
                 (fp >> 32) - 0x80000000,  # as Index.locate
                 field,
                 slot,
-                "" if value is None else slot + self._packed_tail(value),
+                packed,
             )
+            # Every record sets its key's place in the expiry index: an entry that no
+            # longer expires (or left) must leave it.
+            expiry.append((r.key, expires))
             if r.headers and value is not None:
                 ref = dict(r.headers).get("dnc-ref")
                 if ref:
                     counters[(ref.decode(), "added")] += 1
-        return out, counters
+        return out, counters, expiry
 
-    def _packed_tail(self, raw: bytes) -> str:
-        """``source␟added_at␟expires_at`` of a changelog value (see ``pack_entries``)."""
+    def _packed_tail(self, raw: bytes, as_id: bool) -> tuple[str, int | None]:
+        """(``source␟added_at␟expires_at`` of a changelog value (see ``pack_entries``; a
+        lower-case source marks an entry stored under the contact's id), its expiry)."""
         d = orjson.loads(raw)
         source = _SOURCES.get(d["source"])
         if source is None:
             raise ValueError(f"changelog value has an unknown source {d['source']!r}")
-        expires = d.get("expires_at")
-        tail = self.ms(expires, "expires_at") if expires else ""
-        return f"{source}{SEP}{self.ms(d['added_at'], 'added_at')}{SEP}{tail}"
+        expires_text = d.get("expires_at")
+        expires = self.ms(expires_text, "expires_at") if expires_text else None
+        code = source.lower() if as_id else source
+        tail = "" if expires is None else str(expires)
+        return f"{code}{SEP}{self.ms(d['added_at'], 'added_at')}{SEP}{tail}", expires
 
     def ms(self, text: object, field: str) -> int:
         """``parse_ts``, exact and fast for the form we write (``format_ms``:

@@ -15,6 +15,7 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
+from dnc.contactids import is_token
 from dnc.timestamps import format_ms
 
 
@@ -55,6 +56,9 @@ class Entry:
     added_at: int  # epoch ms
     origin: dict[str, Any] | None = None
     expires_at: int | None = None  # epoch ms; None = never
+    # Stored under the contact's id (dnc.contactids) in the changelog: privacy mode, or
+    # after an erasure; key.contact is then that id.
+    stored_as_id: bool = False
 
     def blocks(self, channel: str, sender: str, now: int) -> bool:
         k = self.key
@@ -94,7 +98,7 @@ def blocking_entries(entries: Iterable[Entry], channel: str, sender: str, now: i
 
 # --- commands -------------------------------------------------------------------------
 
-OpName = Literal["add", "remove", "remove_if_source", "remove_if_expired"]
+OpName = Literal["add", "remove", "remove_if_source", "remove_if_expired", "erase"]
 
 
 @dataclass(slots=True)
@@ -106,6 +110,8 @@ class Op:
     # add from an opt-out keyword: the confirmation message to send if the add creates the
     # entry (contract addition; at most one per opt-out).
     confirm: dict[str, Any] | None = None
+    # erase: the keys of the person's history records to delete (from the list view).
+    history_keys: list[list[Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         k = self.key
@@ -122,6 +128,8 @@ class Op:
             d["expires_at"] = self.expires_at
         if self.confirm is not None:
             d["confirm"] = self.confirm
+        if self.history_keys is not None:
+            d["history_keys"] = self.history_keys
         return d
 
     @classmethod
@@ -133,6 +141,7 @@ class Op:
             source=Source(src) if src is not None else None,
             expires_at=d.get("expires_at"),
             confirm=d.get("confirm"),
+            history_keys=d.get("history_keys"),
         )
 
 
@@ -168,7 +177,9 @@ class Command:
         )
 
 
-Outcome = Literal["added", "already_present", "extended", "removed", "expired", "absent", "kept"]
+Outcome = Literal[
+    "added", "already_present", "extended", "removed", "expired", "absent", "kept", "erased"
+]
 HistoryAction = Literal["add", "extend", "remove", "expire", "erase"]
 
 
@@ -209,21 +220,30 @@ def apply_op(state: ContactState, op: Op, cmd: Command) -> tuple[Outcome, Change
             ):
                 return "already_present", None
             longer = Entry(
-                current.key, current.source, current.added_at, current.origin, op.expires_at
+                current.key,
+                current.source,
+                current.added_at,
+                current.origin,
+                op.expires_at,
+                current.stored_as_id,
             )
             state.entries[slot] = longer
-            return "extended", Change(op.key, longer, current, cmd.origin, cmd.ref, "extend")
-        entry = Entry(op.key, op.source, cmd.at, cmd.origin, op.expires_at)
+            return "extended", Change(current.key, longer, current, cmd.origin, cmd.ref, "extend")
+        entry = Entry(
+            op.key, op.source, cmd.at, cmd.origin, op.expires_at, is_token(op.key.contact)
+        )
         state.entries[slot] = entry
         return "added", Change(op.key, entry, None, cmd.origin, cmd.ref, "add", op.confirm)
     if current is None:
         return "absent", None
     if op.op == "remove_if_source" and current.source != op.source:
         return "kept", None
+    # Removals address the entry as it is stored: after an erasure that is under the
+    # contact's id, whatever form the command used.
     if op.op == "remove_if_expired":
         if current.expires_at is None or current.expires_at > cmd.at:
             return "kept", None
         del state.entries[slot]
-        return "expired", Change(op.key, None, current, cmd.origin, cmd.ref, "expire")
+        return "expired", Change(current.key, None, current, cmd.origin, cmd.ref, "expire")
     del state.entries[slot]
-    return "removed", Change(op.key, None, current, cmd.origin, cmd.ref, "remove")
+    return "removed", Change(current.key, None, current, cmd.origin, cmd.ref, "remove")

@@ -100,27 +100,42 @@ def entry_slot(channel: str | None, sender: str | None) -> str:
 
 
 def pack_entries(entries: Iterable[Entry]) -> bytes:
+    """The lower-case source code marks an entry stored under the contact's id."""
     out = []
     for e in entries:
         k = e.key
+        code = SOURCE_CODE[e.source]
         out.append(  # entry_slot() inline: this runs per entry of every changed contact
-            f"{CHANNEL_CODE[k.channel]}{SEP}{k.sender or ''}{SEP}{SOURCE_CODE[e.source]}"
+            f"{CHANNEL_CODE[k.channel]}{SEP}{k.sender or ''}{SEP}"
+            f"{code.lower() if e.stored_as_id else code}"
             f"{SEP}{e.added_at}{SEP}{'' if e.expires_at is None else e.expires_at}"
         )
     return REC.join(out).encode()
 
 
-def unpack_entries(account: str, contact: str, raw: bytes) -> list[Entry]:
+def unpack_entries(
+    account: str, contact: str, raw: bytes, stored_id: str | None = None
+) -> list[Entry]:
+    """The entries of a contact. ``stored_id`` (the contact's id as the changelog stores
+    it) becomes the key of entries stored under the id; without it they keep
+    ``contact``."""
     entries = []
     for rec in raw.decode().split(REC):
         ch, sender, src, added, expires = rec.split(SEP)
+        as_id = src.islower()
         entries.append(
             Entry(
-                EntryKey(account, contact, CODE_CHANNEL[ch], sender or None),
-                CODE_SOURCE[src],
+                EntryKey(
+                    account,
+                    stored_id if as_id and stored_id else contact,
+                    CODE_CHANNEL[ch],
+                    sender or None,
+                ),
+                CODE_SOURCE[src.upper()],
                 int(added),
                 None,
                 int(expires) if expires else None,
+                as_id,
             )
         )
     return entries
@@ -346,6 +361,7 @@ class Index(Layout):
         updates: Sequence[ContactUpdate],
         now: int,
         counters: Mapping[tuple[str, str], int] | None = None,
+        expiry: Sequence[tuple[bytes, int | None]] = (),
     ) -> None:
         blob = bytearray()
         progress = _progress(counters)
@@ -359,6 +375,7 @@ class Index(Layout):
             now,
             b"",
             progress,
+            _expiry(expiry),
         ]
         for u in updates:
             args += (u.bucket, u.member, u.field, u.value)
@@ -379,6 +396,7 @@ class Index(Layout):
         records: list[Any],
         now: int,
         counters: Mapping[tuple[str, str], int] | None = None,
+        expiry: Sequence[tuple[bytes, int | None]] = (),
     ) -> None:
         """Merge changelog records into the index (``replay.lua``), with chg:partition =
         new_offset. ``records``: 5 items per record, in changelog order: bucket, member,
@@ -391,6 +409,7 @@ class Index(Layout):
             new_offset,
             now,
             _progress(counters),
+            _expiry(expiry),
         ]
         args += records
         await self._call("replay", [self.meta_key], args)
@@ -447,6 +466,16 @@ class Index(Layout):
             )
         return out
 
+    async def expiring(self, partition: int, now: int, limit: int = 500) -> list[bytes]:
+        """Changelog keys of partition's entries that have expired by ``now``."""
+        try:
+            keys = await self.redis.zrangebyscore(
+                f"{self.prefix}:x:{partition}", "-inf", now, start=0, num=limit
+            )
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise IndexUnavailable(f"redis: {exc}") from exc
+        return [k if isinstance(k, bytes) else str(k).encode() for k in keys]
+
     async def progress(self, ref: str) -> dict[str, int]:
         raw = await self.redis.hgetall(f"{self.prefix}:ref:{ref}")
         return {_b(k).decode(): int(v) for k, v in raw.items()}
@@ -479,6 +508,12 @@ class Index(Layout):
                 # filter_key(bucket, m), inlined: this runs once per contact of the list.
                 out.extend(((int(m) + 0x80000000) << 32) | bucket for m in members)
             yield out
+
+
+def _expiry(changes: Sequence[tuple[bytes, int | None]]) -> bytes:
+    return b"\x1e".join(
+        k + b"\x1f" + (b"" if ms is None else str(ms).encode()) for k, ms in changes
+    )
 
 
 def _progress(counters: Mapping[tuple[str, str], int] | None) -> str:

@@ -26,21 +26,22 @@ import asyncio
 import functools
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from dnc import kafka
-from dnc.changelog import ReplayBuilder, entry_dict, format_time
-from dnc.entries import Change, Command, ContactState, apply_op
+from dnc.changelog import ReplayBuilder
+from dnc.entries import Command
 from dnc.errors import ConfigurationError, DncError, IndexDiverged, IndexUnavailable
-from dnc.index import ContactUpdate, Index, pack_entries, unpack_entries
+from dnc.expiry import ExpirySweeper
+from dnc.index import Index
 from dnc.kafka import BatchWriter, Sent
+from dnc.listwriter import Evaluated, ListWriter
+from dnc.outbound import CHANNELS
 from dnc.pipeline import TransactionalPipeline
 from dnc.settings import Settings
 from dnc.timestamps import now_ms
@@ -60,8 +61,7 @@ class Owned:
     ready: bool = False
     offset: int | None = None  # chg:p as last written by us
     last_write: float = 0.0
-    pending: list[ContactUpdate] = field(default_factory=list)
-    counters: Counter[tuple[str, str]] = field(default_factory=Counter)
+    pending: Evaluated = field(default_factory=Evaluated)
 
 
 class Indexer:
@@ -80,7 +80,10 @@ class Indexer:
         self._catch_ups: dict[int, asyncio.Task[None]] = {}
         self._offsets: AIOKafkaConsumer | None = None
         self._last_idle = 0.0
-        self._located: dict[tuple[str, str], tuple[int, int, bytes]] = {}
+        self.sweeper = ExpirySweeper(
+            settings, self.index, lambda: [p for p, o in self.owned.items() if o.ready]
+        )
+        self.writer: ListWriter | None = None
         self._fatal: BaseException | None = None
         self.applied = 0
 
@@ -98,11 +101,18 @@ class Indexer:
             )
         self.parts = counts[t.changes]
         self.dead_letter_partitions = counts[t.dead_letter]
+        allowed = [t.allowed]
+        if t.allowed_template:
+            allowed = [t.allowed_template.format(channel=c.lower()) for c in CHANNELS]
+        self.writer = ListWriter(
+            self.settings, self.index, await kafka.topic_partitions(self.settings, *allowed)
+        )
         await self.index.start()
         self.epoch = await self._retrying(functools.partial(self.index.init, self.parts))
         self._offsets = kafka.make_consumer(self.settings, group_id=None)
         await self._offsets.start()
         await self.pipeline.start()
+        await self.sweeper.start()
 
     async def run(self) -> None:
         await self.pipeline.run()
@@ -113,6 +123,7 @@ class Indexer:
         self.pipeline.request_stop()
 
     async def stop(self) -> None:
+        await self.sweeper.stop()
         for task in self._catch_ups.values():
             task.cancel()
         await asyncio.gather(*self._catch_ups.values(), return_exceptions=True)
@@ -207,6 +218,26 @@ class Indexer:
             owned = self.owned.get(p)
             if owned is None:
                 return
+            # Commands whose changes were replayed were processed: say so in cmd:p, or an
+            # API request waiting for them would wait until the next command arrives.
+            assert self.pipeline.consumer is not None
+            assert offset is not None
+            committed = await self.pipeline.consumer.committed(
+                TopicPartition(self.topics.commands, p)
+            )
+            if committed is not None:
+                await self._retrying(
+                    functools.partial(
+                        self.index.apply,
+                        epoch=self.epoch,
+                        partition=p,
+                        expected=offset,
+                        new_offset=offset,
+                        new_command_offset=committed,
+                        updates=[],
+                        now=now_ms(),
+                    )
+                )
             owned.offset, owned.ready, owned.last_write = offset, True, time.monotonic()
             log.info(
                 "indexer: partition %d caught up at %s (%d changes in %.2fs)",
@@ -228,7 +259,7 @@ class Indexer:
         new_offset: int,
     ) -> None:
         """Replay changelog records (catch-up) into Redis with chg:p = new_offset."""
-        replay, counters = self._replay.build(records)
+        replay, counters, expiry = self._replay.build(records)
         await self.index.replay(
             epoch=self.epoch,
             partition=p,
@@ -237,6 +268,7 @@ class Indexer:
             records=replay,
             now=now_ms(),
             counters=counters,
+            expiry=expiry,
         )
 
     # --- commands (pipeline Handler) ----------------------------------------------------
@@ -251,15 +283,16 @@ class Indexer:
         writers: Mapping[TopicPartition, BatchWriter],
     ) -> None:
         t = self.topics
+        assert self.writer is not None
         for tp, records in batch.items():
             owned = self.owned.get(tp.partition)
             if owned is None or not owned.ready:
                 raise IndexDiverged(f"partition {tp.partition} is catching up")
-            commands: list[Command] = []
+            commands: list[tuple[int, Command]] = []
             out = writers[tp]
             for r in records:
                 try:
-                    commands.append(Command.from_json(r.value))
+                    commands.append((r.offset, Command.from_json(r.value)))
                 except (ValueError, KeyError, TypeError) as exc:  # not ours: dead-letter it
                     out.append(
                         t.dead_letter,
@@ -274,38 +307,15 @@ class Indexer:
                             key=r.key,
                         ),
                     )
-            touched = {(op.key.account, op.key.contact) for c in commands for op in c.ops}
-            states = await self._load(touched, expect=(tp.partition, owned.offset))
-            changed: dict[tuple[str, str], ContactState] = {}
-            owned.counters = Counter()
-            for cmd in commands:
-                for op in cmd.ops:
-                    ac = (op.key.account, op.key.contact)
-                    outcome, change = apply_op(states[ac], op, cmd)
-                    if cmd.ref:
-                        owned.counters[(cmd.ref, outcome)] += 1
-                    if change is not None:
-                        changed[ac] = states[ac]
-                        self._emit(out, tp.partition, change, cmd.at)
-            owned.pending = self._updates(changed)
-
-    def _emit(self, out: BatchWriter, p: int, change: Change, at: int) -> None:
-        t = self.topics
-        headers = [("dnc-ref", change.ref.encode())] if change.ref else []
-        key = change.key.to_json()
-        shown = change.entry or change.previous
-        assert shown is not None
-        # One rendering serves the changelog value and the history record, and times are
-        # formatted once per command: formatting them dominated this loop.
-        entry = entry_dict(shown)
-        out.append(t.changes, p, key, _dumps(entry) if change.entry else None, headers)
-        history = {
-            "action": "add" if change.entry else "remove",
-            "entry": entry,
-            "at": format_time(at),
-            "cause": change.cause,
-        }
-        out.append(t.history, p, key, _dumps(history), headers)
+            touched = {(op.key.account, op.key.contact) for _, c in commands for op in c.ops}
+            meta, states = await self.writer.load(touched)
+            if meta.epoch != self.epoch or meta.changes.get(tp.partition) != owned.offset:
+                self._schedule_catch_up(tp.partition)
+                raise IndexDiverged(
+                    f"partition {tp.partition}: Redis has {meta.changes.get(tp.partition)}, "
+                    f"we wrote {owned.offset}"
+                )
+            owned.pending = self.writer.evaluate(tp.partition, commands, states, out)
 
     async def committed(
         self, tp: TopicPartition, records: Sequence[ConsumerRecord[bytes, bytes]], sent: list[Sent]
@@ -316,6 +326,7 @@ class Indexer:
         last = [s.last_offset for s in sent if s.topic == self.topics.changes]
         new_offset = max(last) + 1 if last else owned.offset
         assert new_offset is not None
+        done = owned.pending
         try:
             await self.index.apply(
                 epoch=self.epoch,
@@ -323,9 +334,10 @@ class Indexer:
                 expected=owned.offset,
                 new_offset=new_offset,
                 new_command_offset=records[-1].offset + 1,
-                updates=owned.pending,
+                updates=done.updates,
                 now=now_ms(),
-                counters=owned.counters,
+                counters=done.counters,
+                expiry=done.expiry,
             )
         except (IndexDiverged, IndexUnavailable) as exc:
             # The changes are committed in Kafka; catching up from the changelog puts them
@@ -333,11 +345,11 @@ class Indexer:
             log.warning(
                 "indexer: partition %d: %s; catching up from the changelog", tp.partition, exc
             )
-            owned.pending = []
+            owned.pending = Evaluated()
             self._schedule_catch_up(tp.partition)
             return
-        self.applied += len(owned.pending)
-        owned.offset, owned.pending, owned.last_write = new_offset, [], time.monotonic()
+        self.applied += len(done.updates)
+        owned.offset, owned.pending, owned.last_write = new_offset, Evaluated(), time.monotonic()
 
     async def idle(self) -> None:
         """Keep chg:p at the changelog's end while quiet (transaction markers advance it),
@@ -388,37 +400,6 @@ class Indexer:
 
     # --- helpers ------------------------------------------------------------------------
 
-    async def _load(
-        self, acs: set[tuple[str, str]], expect: tuple[int, int | None] | None = None
-    ) -> dict[tuple[str, str], ContactState]:
-        located = [(ac, *self.index.locate(*ac)) for ac in acs]
-        self._located = {ac: (b, m, f) for ac, b, m, f in located}  # for _updates
-        meta, values = await self.index.load([(b, f) for _ac, b, _m, f in located])
-        if expect is not None:
-            p, offset = expect
-            if meta.epoch != self.epoch or meta.changes.get(p) != offset:
-                self._schedule_catch_up(p)
-                raise IndexDiverged(
-                    f"partition {p}: Redis has {meta.changes.get(p)}, we wrote {offset}"
-                )
-        states: dict[tuple[str, str], ContactState] = {}
-        for (ac, _b, _m, _f), raw in zip(located, values, strict=True):
-            state = ContactState()
-            if raw:
-                for e in unpack_entries(ac[0], ac[1], raw):
-                    state.entries[(e.key.channel, e.key.sender)] = e
-            states[ac] = state
-        return states
-
-    def _updates(self, states: Mapping[tuple[str, str], ContactState]) -> list[ContactUpdate]:
-        updates = []
-        located = self._located
-        for ac, state in states.items():
-            where = located.get(ac)
-            bucket, member, f = where if where is not None else self.index.locate(*ac)
-            updates.append(ContactUpdate(bucket, member, f, pack_entries(state.entries.values())))
-        return updates
-
     async def _retrying(self, fn: Callable[[], Awaitable[T]]) -> T:
         delay = 0.1
         while True:
@@ -430,7 +411,3 @@ class Indexer:
                 log.warning("indexer: %s; retrying", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
-
-
-def _dumps(obj: object) -> bytes:
-    return orjson.dumps(obj)

@@ -113,7 +113,7 @@ class Ingest:
             parse = self.parsers[tp.topic]
             for record in records:
                 try:
-                    commands = self._with_expiry(parse(record, now))
+                    commands = self._for_storage(self._with_expiry(parse(record, now)))
                 except PoisonRecord as exc:
                     self.counts["dead_letter"] += 1
                     out.append(
@@ -238,6 +238,17 @@ class Ingest:
                 days = ttl.get(op.source.value) if op.op == "add" and op.source else None
                 if days is not None and op.expires_at is None:
                     op.expires_at = cmd.at + int(days * 86_400_000)
+        return commands
+
+    def _for_storage(self, commands: list[Command]) -> list[Command]:
+        """Privacy mode: contacts leave ingest only as their stored ids (the confirmation
+        keeps the number it must reach; it travels in dnc.commands, never in the list)."""
+        if not self.settings.privacy.enabled:
+            return commands
+        token = self.layout.ids.token
+        for cmd in commands:
+            for op in cmd.ops:
+                op.key = op.key._replace(contact=token(op.key.contact))
         return commands
 
     def _url(self, record: ConsumerRecord[bytes, bytes], now: int) -> list[Command]:

@@ -215,6 +215,8 @@ class Report:
     messages: int = 0
     opt_outs: int = 0
     allowed: int = 0
+    confirmations: int = 0  # opt-out confirmations the list writer sent (one per opt-out)
+    confirmations_duplicated: int = 0
     blocked: int = 0
     dead_lettered: int = 0
     lost: int = 0
@@ -241,7 +243,7 @@ class Report:
             "lost", "duplicated", "leaked", "reopened", "wrongly_blocked", "misrouted",
             "opt_outs_missing_in_index", "opt_outs_missing_in_changes",
             "opt_out_changes_duplicated", "opt_out_commands_duplicated", "unexpected_exits",
-            "unclean_shutdowns",
+            "unclean_shutdowns", "confirmations_duplicated",
         ]  # fmt: skip
         return [f"{name}={getattr(self, name)}" for name in bad if getattr(self, name)]
 
@@ -309,6 +311,19 @@ async def topic_partitions(
     return [TopicPartition(topic, p) for p in sorted(parts)]
 
 
+def count_confirmation(report: Report, value: bytes | None, seen: set[Any]) -> None:
+    """Opt-out confirmations: exactly one per opt-out the list writer created, however
+    often its roles were killed (a second one per inbound message is a duplicate)."""
+    v = orjson.loads(value) if value else None
+    if not isinstance(v, dict) or v.get("type") != "opt_out_confirmation":
+        return
+    if v.get("in_reply_to") in seen:
+        report.confirmations_duplicated += 1
+    else:
+        seen.add(v.get("in_reply_to"))
+        report.confirmations += 1
+
+
 def message_id_of(kind: str, value: bytes | None, outbound_topic: str) -> str | None:
     """The outbound message id an output record is about (None: not an outbound message)."""
     if value is None:
@@ -318,6 +333,8 @@ def message_id_of(kind: str, value: bytes | None, outbound_topic: str) -> str | 
     except orjson.JSONDecodeError:
         return None
     if kind == "allowed":
+        if isinstance(v, dict) and v.get("type") == "opt_out_confirmation":
+            return None  # not an outbound message: counted by count_confirmations
         inner = v
     elif kind == "blocked":
         inner = v.get("message")
@@ -562,12 +579,15 @@ class Workload:
         """Read every output from the beginning and fill in the report."""
         s, t = self.settings, self.settings.topics
         outputs: dict[str, list[str]] = defaultdict(list)
+        confirmed: set[Any] = set()
         for topic, kind in ((t.allowed, "allowed"), (t.blocked, "blocked"),
                             (t.dead_letter, "dead_letter")):  # fmt: skip
             for r in await read_all(s, topic):
                 mid = message_id_of(kind, r.value, t.outbound)
                 if mid is not None:
                     outputs[mid].append(kind)
+                elif kind == "allowed":
+                    count_confirmation(report, r.value, confirmed)
         mine = {m: s_ for m, s_ in self.sent.items() if not s_.failed}
         report.messages = len(mine)
         report.produce_errors = len(self.sent) - len(mine)

@@ -13,15 +13,31 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
-from tests.kit import Process, eventually, inbound, outbound, produce, reading, running
+from tests.kit import (
+    Process,
+    Reader,
+    eventually,
+    inbound,
+    is_confirmation,
+    outbound,
+    produce,
+    reading,
+    running,
+)
 
 from dnc.index import Index
 from dnc.settings import IndexSettings, Settings
 
 pytestmark = pytest.mark.integration
+
+
+def messages(reader: Reader) -> list[Any]:
+    """The outbound messages the gate allowed (not the list writer's confirmations)."""
+    return [r for r in reader.records if not is_confirmation(r)]
 
 
 def _free_port() -> int:
@@ -98,17 +114,18 @@ async def test_gate_waits_while_redis_is_empty_then_the_index_is_rebuilt(
                 outbound("during-2", "442222222222"),
             )
             await asyncio.sleep(1.5)
-            assert allowed.records == [] and len(blocked.records) == 1, "forwarded unchecked"
+            assert messages(allowed) == [] and len(blocked.records) == 1, "forwarded unchecked"
 
             with private_redis(port):  # back, but empty
                 await blocked.wait_for(2, timeout=30)
-                await allowed.wait_for(1, timeout=30)
+                await allowed.wait_for(2, timeout=30)  # during-2 and the STOP's confirmation
                 await allowed.settle(1.0)
     assert [orjson.loads(r.value)["message"]["message_id"] for r in blocked.records] == [
         "before",
         "during-1",
     ]
-    assert [orjson.loads(r.value)["message_id"] for r in allowed.records] == ["during-2"]
+    assert len(allowed.records) - len(messages(allowed)) == 1  # one confirmation, once
+    assert [orjson.loads(r.value)["message_id"] for r in messages(allowed)] == ["during-2"]
 
 
 async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
@@ -143,20 +160,25 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
             async def all_out() -> bool:
                 for r in readers:
                     await r.poll(0.1)
-                return len(allowed.records) + len(blocked.records) + len(dlq.records) >= sent
+                return len(messages(allowed)) + len(blocked.records) + len(dlq.records) >= sent
 
             await eventually(all_out, timeout=90, what=f"{sent} outputs")
             for r in readers:
                 await r.settle(1.5)
+        confirmed = Counter(
+            orjson.loads(r.value)["in_reply_to"] for r in allowed.records if is_confirmation(r)
+        )
+        assert sorted(confirmed) == sorted(f"mo-{n}" for n in stopped)  # one per opt-out
+        assert max(confirmed.values()) == 1
         seen = Counter(
-            [orjson.loads(r.value)["message_id"] for r in allowed.records]
+            [orjson.loads(r.value)["message_id"] for r in messages(allowed)]
             + [orjson.loads(r.value)["message"]["message_id"] for r in blocked.records]
         )
         assert dlq.records == []
         assert sum(seen.values()) == sent and max(seen.values()) == 1  # none lost, none twice
         leaked = [
             orjson.loads(r.value)
-            for r in allowed.records
+            for r in messages(allowed)
             if orjson.loads(r.value)["destination"] in stopped
         ]
         assert leaked == []

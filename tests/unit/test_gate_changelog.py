@@ -75,7 +75,7 @@ def test_records_are_packed_as_the_list_writer_packs_them(
     key = EntryKey("acme", "441234567890", channel, sender)
     entry = Entry(key, source, added, {"kind": "manual"}, expires)
     builder = ReplayBuilder(INDEX)
-    out, counters = builder.build(
+    out, counters, expiry = builder.build(
         [
             record(key.to_json(), entry.to_json(), [("dnc-ref", b"imp-1")]),
             record(key.to_json(), None),
@@ -96,6 +96,8 @@ def test_records_are_packed_as_the_list_writer_packs_them(
         "",
     ]
     assert counters == {("imp-1", "added"): 1}
+    # Every record places its key in the expiry index, or takes it out.
+    assert expiry == [(key.to_json(), expires), (key.to_json(), None)]
 
 
 def test_unknown_source_stops_the_rebuild() -> None:

@@ -6,6 +6,8 @@
 --          new changes offset, new commands offset ("" = unchanged), now_ms,
 --          new-contacts blob (8 bytes per contact: uint32 bucket, int32 member; "" = none),
 --          progress counters ("ref␟name␟increment" records separated by ␞; "" = none),
+--          expiry index changes ("changelog key␟expiry ms" records separated by ␞; an
+--          empty expiry removes the key; "" = none),
 --          then 4 per contact: bucket, member, field, value ("" = the contact left the list)
 --
 -- The compare-and-set on (epoch, offset) makes a writer that raced a FLUSH, a restart that
@@ -18,6 +20,23 @@ end
 local current = redis.call('HGET', meta, 'chg:' .. part)
 if (current or '') ~= ARGV[4] then
   return redis.error_reply('DIVERGED offset ' .. tostring(current) .. ' expected ' .. ARGV[4])
+end
+
+-- The partition's expiry index: changelog keys of entries that expire, by expiry time
+-- (the list writer's sweeper reads it). Maintained here, with the data, so it survives
+-- restarts and is rebuilt with the index.
+local function expiry(blob)
+  if blob == '' then
+    return
+  end
+  local xkey = prefix .. ':x:' .. part
+  for member, score in string.gmatch(blob, '([^\30\31]+)\31([^\30\31]*)') do
+    if score == '' then
+      redis.call('ZREM', xkey, member)
+    else
+      redis.call('ZADD', xkey, score, member)
+    end
+  end
 end
 
 local function acquire(b, member)
@@ -39,7 +58,7 @@ local function release(b, member)
   end
 end
 
-local i = 10
+local i = 11
 while i <= #ARGV do
   local b, member, field, value = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local mkey = prefix .. ':m:{' .. b .. '}'
@@ -58,6 +77,7 @@ while i <= #ARGV do
   i = i + 4
 end
 
+expiry(ARGV[10])
 redis.call('HSET', meta, 'chg:' .. part, ARGV[5])
 if ARGV[6] ~= '' then
   redis.call('HSET', meta, 'cmd:' .. part, ARGV[6])

@@ -5,8 +5,8 @@
 --
 -- KEYS[1]  meta hash
 -- ARGV     prefix, epoch, partition, expected changes offset ("" = must be absent),
---          new changes offset, now_ms, progress counters (as apply.lua),
---          then 5 per changelog record, in changelog order: bucket, member, field,
+--          new changes offset, now_ms, progress counters (as apply.lua), expiry index
+--          changes (as apply.lua), then 5 per changelog record, in changelog order: bucket, member, field,
 --          slot ("channel␟sender␟", which identifies the entry within the contact),
 --          packed entry ("" = a tombstone: the entry left the list)
 local meta = KEYS[1]
@@ -17,6 +17,23 @@ end
 local current = redis.call('HGET', meta, 'chg:' .. part)
 if (current or '') ~= ARGV[4] then
   return redis.error_reply('DIVERGED offset ' .. tostring(current) .. ' expected ' .. ARGV[4])
+end
+
+-- The partition's expiry index: changelog keys of entries that expire, by expiry time
+-- (the list writer's sweeper reads it). Maintained here, with the data, so it survives
+-- restarts and is rebuilt with the index.
+local function expiry(blob)
+  if blob == '' then
+    return
+  end
+  local xkey = prefix .. ':x:' .. part
+  for member, score in string.gmatch(blob, '([^\30\31]+)\31([^\30\31]*)') do
+    if score == '' then
+      redis.call('ZREM', xkey, member)
+    else
+      redis.call('ZADD', xkey, score, member)
+    end
+  end
 end
 
 local function acquire(b, member)
@@ -63,7 +80,7 @@ end
 
 local new_contacts, n_new = {}, 0
 local mkeys = {}
-local i = 8
+local i = 9
 while i <= #ARGV do
   local b, member, field, slot, rec = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local mkey = mkeys[b]
@@ -91,6 +108,7 @@ while i <= #ARGV do
   i = i + 5
 end
 
+expiry(ARGV[8])
 redis.call('HSET', meta, 'chg:' .. part, ARGV[5])
 if n_new > 0 then
   -- Contacts that gained their first entry, for the gates' filters (see apply.lua).

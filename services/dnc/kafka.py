@@ -90,6 +90,18 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     rf = layout.replication_factor
     month = str(30 * 24 * 3600 * 1000)
     wrapped = {"max.message.bytes": str(WRAPPED_TOPIC_MAX_BYTES)}
+    day = str(24 * 3600 * 1000)
+    compacted = {
+        "cleanup.policy": "compact",
+        "retention.ms": "-1",
+        # Tombstones must outlive the slowest rebuild so a rebuilding index sees the
+        # removal; one day is generous for a rebuild measured in seconds.
+        "delete.retention.ms": day,
+        # Segments roll daily so compaction reaches erased data within about two days
+        # (it never touches the active segment).
+        "segment.ms": day,
+        "min.insync.replicas": "1" if rf == 1 else "2",
+    }
     specs = [
         NewTopic(t.inbound_messages, layout.input_partitions, rf),
         NewTopic(t.url_unsubscribes, layout.input_partitions, rf),
@@ -114,16 +126,11 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
             t.changes,
             layout.list_partitions,
             rf,
-            topic_configs={
-                "cleanup.policy": "compact",
-                "retention.ms": "-1",
-                # Tombstones must outlive the slowest rebuild so a rebuilding index sees
-                # the removal; one day is generous for a rebuild measured in seconds.
-                "delete.retention.ms": str(24 * 3600 * 1000),
-                "min.insync.replicas": "1" if rf == 1 else "2",
-            },
+            topic_configs=compacted,
         ),
-        NewTopic(t.history, layout.list_partitions, rf, topic_configs={"retention.ms": "-1"}),
+        # Unique keys: compaction removes only what an erasure tombstoned; append-only
+        # otherwise.
+        NewTopic(t.history, layout.list_partitions, rf, topic_configs=compacted),
         NewTopic(t.notifications, 3, rf, topic_configs={"retention.ms": month}),
     ]
     for channel in _allowed_channel_topics(settings):

@@ -1,6 +1,11 @@
 """The list view's SQLite store at scale: build time, bytes per entry, page and count times.
 
     .venv/bin/python benchmarks/bench_view.py --rows 1000000
+    .venv/bin/python benchmarks/bench_view.py --rows 1000000 --privacy --history
+
+``--privacy`` stores contacts as privacy mode does (contact ids, ``h1:`` + 22 characters);
+``--history`` also writes one history record ("add", with its cause) per entry, as the
+list writer does for every entry it creates.
 
 Rows go in through ``ViewWriter.apply`` (the path the changelog consumer uses) as
 changelog records in batches of 5000; queries run through the same functions the API's
@@ -23,6 +28,7 @@ import orjson
 
 from dnc.api import view_store as store
 from dnc.api.query import EntryQuery
+from dnc.contactids import ContactIds
 from dnc.entries import EntryKey
 from dnc.timestamps import format_ms
 
@@ -32,7 +38,10 @@ YEAR_MS = 365 * 24 * 3600 * 1000
 START_MS = 1_760_000_000_000
 
 
-def record(rng: random.Random, i: int) -> tuple[bytes, bytes]:
+IDS = ContactIds(["bench-view privacy key, 32 bytes or more"])
+
+
+def record(rng: random.Random, i: int, *, privacy: bool = False) -> tuple[bytes, bytes]:
     account = rng.choices([a for a, _ in ACCOUNTS], [w for _, w in ACCOUNTS])[0]
     if rng.random() < 0.8:
         contact = f"44{7000000000 + i * 7 % 1_000_000_000:010d}"
@@ -56,6 +65,8 @@ def record(rng: random.Random, i: int) -> tuple[bytes, bytes]:
             "partition": i % 6,
             "offset": i,
         }
+    if privacy:
+        contact = IDS.token(contact)
     key = EntryKey(account, contact, channel, sender)
     value = {
         "account": account,
@@ -67,6 +78,13 @@ def record(rng: random.Random, i: int) -> tuple[bytes, bytes]:
         "origin": origin,
     }
     return key.to_json(), orjson.dumps(value)
+
+
+def history_record(key: bytes, value: bytes, hid: str) -> tuple[bytes, bytes]:
+    """The history record of an entry's creation, as the list writer writes it."""
+    k, entry = orjson.loads(key), orjson.loads(value)
+    record = {"action": "add", "entry": entry, "at": entry["added_at"], "cause": entry["origin"]}
+    return orjson.dumps([*k, hid]), orjson.dumps(record)
 
 
 def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float, object]:
@@ -84,6 +102,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--dir", default=None, help="where to build the file (default: a tmp dir)")
+    parser.add_argument("--privacy", action="store_true", help="contacts stored as contact ids")
+    parser.add_argument("--history", action="store_true", help="one history record per entry")
     args = parser.parse_args()
     rng = random.Random(7)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
@@ -92,15 +112,28 @@ def main() -> None:
         writer.open()
         t0 = time.perf_counter()
         for start in range(0, args.rows, 5000):
-            batch = [record(rng, i) for i in range(start, min(start + 5000, args.rows))]
-            writer.apply(batch, {0: start + len(batch)})
+            batch = [
+                record(rng, i, privacy=args.privacy)
+                for i in range(start, min(start + 5000, args.rows))
+            ]
+            history = [
+                (0, start + n, *history_record(k, v, f"0-{start + n}-0"))
+                for n, (k, v) in enumerate(batch)
+                if args.history
+            ]
+            writer.apply(batch, {0: start + len(batch)}, history, {0: start + len(batch)})
         build_s = time.perf_counter() - t0
         writer.optimize()
         writer.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         size = os.path.getsize(path)
         rows = writer.conn.execute("SELECT count(*) FROM entries").fetchone()[0]
         print(f"rows {rows}  build {build_s:.1f}s ({rows / build_s:,.0f} rows/s)")
-        print(f"file {size / 1e6:.1f} MB  = {size / rows:.0f} bytes per entry (with indexes)")
+        kind = "contact ids" if args.privacy else "contacts"
+        extra = " and one history record" if args.history else ""
+        print(
+            f"file {size / 1e6:.1f} MB  = {size / rows:.0f} bytes per entry{extra} "
+            f"(with indexes; {kind})"
+        )
         writer.close()
 
         conn = store.connect(path, readonly=True)

@@ -202,12 +202,27 @@ class ImportCompleted(BaseModel):
 
 
 class HistoryRecord(BaseModel):
-    """``dnc.history`` (contract addition): one change of the list and what caused it."""
+    """``dnc.history`` (contract addition): one change of the list and what caused it.
+    Key: ``[account, contact, channel, sender, "<partition>-<offset>-<op>"]`` (unique; the
+    topic is compacted so that an erasure's tombstones delete records)."""
 
-    action: Literal["add", "remove"]
-    entry: EntryModel
+    action: Literal["add", "extend", "remove", "expire", "erase"]
+    entry: EntryModel | ErasedEntry = Field(
+        description="the entry as it was added, extended or removed; for an erasure only "
+        "the account and the person's contact id"
+    )
     at: Timestamp
-    cause: dict[str, Any] | None
+    cause: dict[str, Any] | None = Field(
+        description="what caused it: {kind: api|import|journey|inbound_message|"
+        "url_unsubscribe|channel_signal|expiry|erasure, …ids}"
+    )
+
+
+class ErasedEntry(BaseModel):
+    account: str
+    contact: str = Field(description="the contact id (h<n>:…), never the contact")
+    channel: None = None
+    sender: None = None
 
 
 CONTRACT_MODELS: dict[str, type[BaseModel]] = {

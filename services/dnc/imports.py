@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dnc.contacts import (
     Channel,
@@ -25,6 +25,7 @@ from dnc.contacts import (
 )
 from dnc.errors import InvalidValue
 from dnc.imports_files import ImportFile, ImportFileError, read_table
+from dnc.timestamps import parse_ts
 
 Target = Literal["contact", "sender", "channel"]
 TARGETS: tuple[Target, ...] = ("contact", "sender", "channel")
@@ -32,6 +33,8 @@ TARGETS: tuple[Target, ...] = ("contact", "sender", "channel")
 DEFAULT_MAPPING: dict[str, Target] = {"0": "contact", "1": "sender", "2": "channel"}
 ALL_CHANNELS = ("", "all", "all channels")
 _CACHE_LIMIT = 10_000
+MAX_TTL_DAYS = 36_500
+_DAY_MS = 86_400_000
 NATIONAL_HINT = (
     "; if the file holds national numbers, choose the country they belong to "
     "(default_country, e.g. US)"
@@ -60,6 +63,50 @@ class ImportOptions(BaseModel):
         description="ISO country code (e.g. US, GB) for numbers written in national format",
         max_length=8,
     )
+    # Contract addition: entries that stop blocking (and leave the list) by themselves.
+    expires_at: str | None = Field(
+        default=None,
+        max_length=40,
+        description="RFC 3339: the imported entries expire then (must be in the future)",
+    )
+    ttl_days: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_TTL_DAYS,
+        description="the imported entries expire this many days after the import starts",
+    )
+
+    @model_validator(mode="after")
+    def _one_expiry(self) -> ImportOptions:
+        check_expiry(self.expires_at, self.ttl_days)
+        return self
+
+
+def check_expiry(expires_at: str | None, ttl_days: float | None) -> int | None:
+    """The shape of an expiry request: one of the two, a timestamp that parses. Returns
+    ``expires_at`` in epoch ms (whether it is still in the future is ``resolve_expiry``'s
+    question: options are kept, and time passes)."""
+    if expires_at is not None and ttl_days is not None:
+        raise InvalidValue(
+            "ttl_days", ttl_days, "cannot be given together with expires_at; choose one"
+        )
+    return None if expires_at is None else parse_ts(expires_at, "expires_at")
+
+
+def resolve_expiry(expires_at: str | None, ttl_days: float | None, now: int) -> int | None:
+    """When entries added now with this request expire (epoch ms), or None (never)."""
+    at = check_expiry(expires_at, ttl_days)
+    if at is not None:
+        if at <= now:
+            raise InvalidValue("expires_at", expires_at, "is not in the future")
+        return at
+    if ttl_days is not None:
+        if not 0 < ttl_days <= MAX_TTL_DAYS:
+            raise InvalidValue(
+                "ttl_days", ttl_days, f"must be more than 0 and at most {MAX_TTL_DAYS}"
+            )
+        return now + int(ttl_days * _DAY_MS)
+    return None
 
 
 @dataclass(frozen=True, slots=True)

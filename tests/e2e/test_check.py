@@ -33,7 +33,7 @@ async def test_check_a_contact(page: Page, tenant: Tenant) -> None:
     await expect(result.locator(".verdict")).to_have_text(
         f"{PHONE} is on the Do Not Contact list: messages are blocked in {acme}."
     )
-    tables = result.locator("table")
+    tables = result.locator("table.check-entries")
     await expect(tables).to_have_count(1)
     await expect(tables.locator("caption")).to_have_text(f"Entries in {acme}, most specific first")
     lines = [
@@ -54,7 +54,7 @@ async def test_check_a_contact(page: Page, tenant: Tenant) -> None:
     await expect(result.locator(".verdict")).to_have_text(
         f"{PHONE} is on the Do Not Contact list: messages on Viber from ACME are blocked in {acme}."
     )
-    blocks = await result.locator("tbody tr td:nth-child(5)").all_inner_texts()
+    blocks = await result.locator("table.check-entries tbody tr td:nth-child(5)").all_inner_texts()
     assert blocks == ["No", "No", "Yes"]
 
     # Another account: not on the list there.
@@ -63,7 +63,7 @@ async def test_check_a_contact(page: Page, tenant: Tenant) -> None:
     await expect(result.locator(".verdict")).to_have_text(
         f"{PHONE} is not on the Do Not Contact list in {globex}."
     )
-    await expect(result.locator("table")).to_have_count(0)
+    await expect(result.locator("table.check-entries")).to_have_count(0)
 
     # Someone who is on no list; and a contact that is not one (said next to the field).
     await form.get_by_label("Account").select_option("")

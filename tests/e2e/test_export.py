@@ -11,7 +11,7 @@ from playwright.async_api import Page, expect
 
 from tests.e2e.conftest import Tenant, rows, sign_in
 
-HEADER = ["Contact information", "Sender", "Source", "Channel", "Account", "Added"]
+HEADER = ["Contact information", "Sender", "Source", "Channel", "Account", "Added", "Expires"]
 A, B, C = "447700900401", "447700900402", "jane@example.com"
 
 

@@ -42,6 +42,22 @@ def requests_naming(account: str) -> list[tuple[str, str, dict[str, Any]]]:
         ("GET", "/v1/check", {"params": {"account": account, "contact": PHONE}}),
         ("POST", "/v1/check", {"json": {"account": account, "contacts": [PHONE]}}),
         ("POST", "/v1/unsubscribe-links", {"json": {"account": account, "contact": PHONE}}),
+        ("GET", "/v1/history", {"params": {"account": account, "contact": PHONE}}),
+        ("POST", "/v1/erasures", {"json": {"contact": PHONE, "accounts": ["acme", account]}}),
+        (
+            "POST",
+            "/v1/audience/dry-run",
+            {"json": {"account": account, "channel": "SMS", "contacts": [PHONE]}},
+        ),
+        (
+            "POST",
+            "/v1/audience/dry-run",
+            {
+                "data": {"account": account, "channel": "SMS"},
+                "files": {"file": ("a.csv", PHONE.encode())},
+            },
+        ),
+        ("GET", "/v1/entries/export", {"params": {"account": account, "history": "true"}}),
     ]
 
 

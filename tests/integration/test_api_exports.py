@@ -61,7 +61,15 @@ async def test_export_everything_a_filter_matches(client: httpx.AsyncClient) -> 
     assert r.headers["content-type"].startswith("text/csv")
     assert r.headers["content-disposition"].startswith('attachment; filename="dnc-export-')
     rows = csv_rows(r.content)
-    assert rows[0] == ["Contact information", "Sender", "Source", "Channel", "Account", "Added"]
+    assert rows[0] == [
+        "Contact information",
+        "Sender",
+        "Source",
+        "Channel",
+        "Account",
+        "Added",
+        "Expires",
+    ]
     by_contact = {row[0]: row for row in rows[1:]}
     assert set(by_contact) == {"441234567890", "447700900123", "jane@example.com"}
     assert by_contact["441234567890"][1] == "'" + HOSTILE.lower()  # senders are case-folded
@@ -103,7 +111,7 @@ async def test_export_selected_entries(client: httpx.AsyncClient) -> None:
     assert r.headers["x-dnc-missing"] == "1"
     rows = csv_rows(r.content)[1:]
     assert rows == [
-        ["jane@example.com", "news@acme.com", "IMPORT", "EMAIL", "acme", listed[0]["added_at"]]
+        ["jane@example.com", "news@acme.com", "IMPORT", "EMAIL", "acme", listed[0]["added_at"], ""]
     ]
 
     r = await client.post(

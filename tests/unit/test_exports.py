@@ -1,15 +1,19 @@
-"""Exports: the columns of the list page, formula neutralisation, streaming."""
+"""Exports: the columns of the list page, formula neutralisation, streaming, and the
+history that goes with them on request."""
 
 from __future__ import annotations
 
 import csv
 import io
+import zipfile
 from collections.abc import AsyncIterator
+from typing import Any
 
 import openpyxl
 import pytest
 
 from dnc import exports
+from dnc.api.view_history import HistoryItem
 from dnc.entries import Entry, EntryKey, Source
 
 HOSTILE = [
@@ -33,7 +37,7 @@ def entry(i: int, sender: str | None = "acme", channel: str | None = "SMS") -> E
     )
 
 
-async def batches(entries: list[Entry], size: int = 3) -> AsyncIterator[list[Entry]]:
+async def batches(entries: list[Any], size: int = 3) -> AsyncIterator[list[Any]]:
     """A stand-in for ListView.stream: newest first, a chunk at a time."""
     for start in range(0, len(entries), size):
         yield entries[start : start + size]
@@ -57,6 +61,7 @@ def test_row_has_the_columns_of_the_page() -> None:
         "All channels",
         "acme",
         "2026-11-26T05:31:27.122Z",
+        "",
     )
 
 
@@ -68,10 +73,18 @@ async def test_csv_stream() -> None:
     hostile = [entry(i, sender=s) for i, s in enumerate(HOSTILE)]
     data = await _csv([entry(100), *hostile])
     assert data.startswith(
-        b"\xef\xbb\xbfContact information,Sender,Source,Channel,Account,Added\r\n"
+        b"\xef\xbb\xbfContact information,Sender,Source,Channel,Account,Added,Expires\r\n"
     )
     rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
-    assert rows[1] == ["447700900100", "acme", "IMPORT", "SMS", "acme", "2026-11-26T05:31:27.023Z"]
+    assert rows[1] == [
+        "447700900100",
+        "acme",
+        "IMPORT",
+        "SMS",
+        "acme",
+        "2026-11-26T05:31:27.023Z",
+        "",
+    ]
     assert [r[1] for r in rows[2:]] == ["'" + s for s in HOSTILE]
     assert not (await _csv([], bom=False)).startswith(b"\xef\xbb\xbf")
 
@@ -113,3 +126,76 @@ async def test_empty_xlsx_has_its_header() -> None:
     data = b"".join([c async for c in exports.file_stream(handle)])
     sheet = openpyxl.load_workbook(io.BytesIO(data))["Entries"]
     assert [c.value for c in next(sheet.iter_rows())] == list(exports.HEADER)
+
+
+def history_item(action: str, sender: str = "acme", **cause: object) -> HistoryItem:
+    entry = {"account": "acme", "contact": TOKEN, "channel": None, "sender": sender}
+    if action != "erase":
+        entry |= {"source": "IMPORT", "added_at": "2026-11-26T05:31:27.123Z"}
+    return HistoryItem("acme", TOKEN, None, sender, "0-1-0", 5, 0, 1, action, entry, cause)
+
+
+TOKEN = "h1:AbCdEfGhIjKlMnOpQrStUv"
+
+
+def test_expiry_and_masked_ids_in_rows() -> None:
+    e = entry(1)
+    temporary = Entry(e.key._replace(contact=TOKEN), e.source, e.added_at, None, 1795671087999)
+    row = exports.row_of(temporary)
+    assert row[0] == "h1:AbCdE…"
+    assert row[-1] == "2026-11-26T05:31:27.999Z"
+    assert exports.row_of(e)[-1] == ""
+
+
+def test_history_rows_are_neutralised_and_name_their_cause() -> None:
+    row = exports.history_row(history_item("add", HOSTILE[0], kind="journey", journey_id="=1+1"))
+    assert dict(zip(exports.HISTORY_HEADER, row, strict=True)) == {
+        "At": "1970-01-01T00:00:00.005Z",
+        "Action": "add",
+        "Account": "acme",
+        "Contact information": "h1:AbCdE…",
+        "Channel": "All channels",
+        "Sender": "'" + HOSTILE[0],
+        "Source": "IMPORT",
+        "Added": "2026-11-26T05:31:27.123Z",
+        "Expires": "",
+        "Cause": "journey",
+        "Details": '{"journey_id":"=1+1"}',
+    }
+    erased = exports.history_row(history_item("erase", kind="erasure"))
+    assert (erased[1], erased[6], erased[7], erased[10]) == ("erase", "", "", "")
+
+
+async def test_xlsx_with_a_history_sheet(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(exports, "XLSX_MAX_ROWS", 3)
+    items = [history_item("add"), history_item("remove"), history_item("erase")]
+    handle = await exports.xlsx_file(
+        batches([entry(i) for i in range(3)]), history=batches(items, 2)
+    )
+    data = b"".join([c async for c in exports.file_stream(handle)])
+    book = openpyxl.load_workbook(io.BytesIO(data))
+    assert book.sheetnames == ["Entries", "Entries 2", "History", "History 2"]
+    assert [c.value for c in next(book["History"].iter_rows())] == list(exports.HISTORY_HEADER)
+    actions = [
+        r[1] for name in ("History", "History 2") for r in book[name].iter_rows(2, values_only=True)
+    ]
+    assert actions == ["add", "remove", "erase"]
+
+
+async def test_csv_zip_with_history() -> None:
+    handle = await exports.csv_zip_file(batches([entry(1)]), batches([history_item("add")]))
+    data = b"".join([c async for c in exports.file_stream(handle)])
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        assert z.namelist() == ["entries.csv", "history.csv"]
+        entries = z.read("entries.csv")
+        history = z.read("history.csv")
+    assert entries.startswith(b"\xef\xbb\xbfContact information,")
+    assert len(entries.splitlines()) == 2
+    rows = list(csv.reader(io.StringIO(history.decode("utf-8-sig"), newline="")))
+    assert rows[0] == list(exports.HISTORY_HEADER)
+    assert rows[1][1:4] == ["add", "acme", "h1:AbCdE…"]
+    # Nothing exported: both files still have their header.
+    handle = await exports.csv_zip_file(batches([]), batches([]), bom=False)
+    data = b"".join([c async for c in exports.file_stream(handle)])
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        assert [len(z.read(n).splitlines()) for n in z.namelist()] == [1, 1]

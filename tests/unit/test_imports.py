@@ -9,7 +9,7 @@ from typing import Any
 import openpyxl
 import pytest
 
-from dnc.api.import_jobs import MAX_OPS, _CommandBuilder
+from dnc.api.import_commands import MAX_OPS, CommandBuilder
 from dnc.entries import Command, Source
 from dnc.errors import InvalidValue
 from dnc.imports import ImportOptions, chunks, count_rows, parse_mapping
@@ -324,7 +324,7 @@ def test_commands_share_a_partition_and_stay_small() -> None:
     def partition_of(account: str, contact: str) -> int:
         return sum(map(ord, contact)) % 3
 
-    build = _CommandBuilder(["acme", "acme-eu"], "imp-1", {"kind": "import"}, partition_of)
+    build = CommandBuilder(["acme", "acme-eu"], "imp-1", {"kind": "import"}, partition_of)
     rows = [(f"4477009{i:05d}", "SMS", None) for i in range(3000)]
     commands = build(rows)
     assert sum(len(c.ops) for c in commands) == 6000

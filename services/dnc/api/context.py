@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from dnc.api.auth import KeyRing, Principal, principal_from
+from dnc.api.contactforms import ContactForms
 from dnc.api.view import ListView
 from dnc.api.writer import CommandWriter
 from dnc.index import Index
@@ -27,6 +28,7 @@ class ApiContext:
     view: ListView
     keys: KeyRing
     signer: TokenSigner
+    contacts: ContactForms
     _started: bool = field(default=False, repr=False)
     # Background work started by routes (imports) that must end before the clients close.
     _stoppers: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
@@ -44,6 +46,7 @@ class ApiContext:
             view=ListView(settings),
             keys=KeyRing(settings.api.keys),
             signer=TokenSigner([k.get_secret_value() for k in settings.api.unsubscribe_keys]),
+            contacts=ContactForms(index.ids, privacy=settings.privacy.enabled),
         )
 
     async def start(self) -> None:

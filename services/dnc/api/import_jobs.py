@@ -18,7 +18,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,11 +28,12 @@ from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
 from dnc.api.context import ApiContext
+from dnc.api.import_commands import CommandBuilder
 from dnc.api.writer import Positions, merge
-from dnc.entries import Command, EntryKey, Op, Source
+from dnc.entries import Command
 from dnc.errors import IndexUnavailable, InvalidValue
 from dnc.events import ImportCompleted
-from dnc.imports import Chunk, ImportOptions, Invalid, Valid, chunks, count_rows
+from dnc.imports import Chunk, ImportOptions, Invalid, chunks, count_rows, resolve_expiry
 from dnc.imports_files import ImportFile, Limits, open_upload
 from dnc.timestamps import format_ms, now_ms
 
@@ -42,9 +43,6 @@ UPLOAD_TTL_S = 3600
 JOB_TTL_S = 7 * 24 * 3600  # as long as the list writer keeps the ref counters
 STALE_AFTER_S = 60.0  # a running job updates its heartbeat far more often than this
 CHUNK_ROWS = 20_000
-MAX_OPS = 1000
-# A command is one Kafka record; it must fit a producer batch (kafka.MAX_BATCH_BYTES).
-MAX_COMMAND_BYTES = 256 * 1024
 INVALID_KEPT = 100
 _ID = re.compile(r"(imp|upl)-[A-Za-z0-9_-]{1,40}")  # what this module hands out
 WAIT_POLL_S = 0.1
@@ -75,6 +73,7 @@ class _Job:
     accounts: list[str]
     rows: int | None  # None: count them first
     chunks: Iterator[Chunk]  # started by the caller, see _first_chunk
+    expires_at: int | None  # of every entry the import adds (epoch ms)
 
 
 def _ts(ms: int | None) -> str | None:
@@ -160,6 +159,7 @@ class ImportJobs:
     ) -> str:
         """Check the file and options, record the job and start it; return its id."""
         chosen = upload.options if options is None else options
+        expires = resolve_expiry(chosen.expires_at, chosen.ttl_days, now_ms())
         f = await asyncio.to_thread(open_upload, upload.name, upload.data, limits_of(self.ctx))
         # Fails now (422) rather than in the background when a mapped header is missing.
         first = await asyncio.to_thread(_first_chunk, f, chosen)
@@ -186,7 +186,9 @@ class ImportJobs:
             pipe.expire(self._job_key(import_id), JOB_TTL_S)
             await pipe.execute()
         task = asyncio.create_task(
-            self._run(_Job(import_id, upload.owner, f, chosen, list(accounts), rows, first)),
+            self._run(
+                _Job(import_id, upload.owner, f, chosen, list(accounts), rows, first, expires)
+            ),
             name=import_id,
         )
         self._tasks.add(task)
@@ -288,7 +290,8 @@ class ImportJobs:
         the broker acknowledges the previous one."""
         writer = self.ctx.writer
         origin = {"kind": "import", "import_id": job.import_id, "key": job.owner}
-        build = _CommandBuilder(job.accounts, job.import_id, origin, writer.partition_of)
+        build = CommandBuilder(job.accounts, job.import_id, origin, writer.partition_of)
+        build.stored, build.expires_at = self.ctx.contacts.stored, job.expires_at
         source = job.chunks
         positions: Positions = {}
         kept: list[dict[str, Any]] = []
@@ -364,46 +367,6 @@ def _first_chunk(f: ImportFile, options: ImportOptions) -> Iterator[Chunk]:
         yield from source
 
     return joined()
-
-
-class _CommandBuilder:
-    """Rows → add commands, grouped by partition, at most MAX_OPS / MAX_COMMAND_BYTES
-    each (a smaller record costs the list writer the same per op; more ops per record
-    cost it fewer records)."""
-
-    def __init__(
-        self,
-        accounts: list[str],
-        ref: str,
-        origin: dict[str, Any],
-        partition_of: Callable[[str, str], int],
-    ) -> None:
-        self.accounts, self.ref, self.origin, self.partition_of = (
-            accounts,
-            ref,
-            origin,
-            partition_of,
-        )
-
-    def __call__(self, rows: list[Valid]) -> list[Command]:
-        at = now_ms()
-        out: list[Command] = []
-        groups: dict[int, tuple[list[Op], list[int]]] = {}
-        partition_of, source = self.partition_of, Source.IMPORT
-        for contact, channel, sender in rows:
-            for account in self.accounts:
-                p = partition_of(account, contact)
-                group = groups.get(p)
-                if group is None:
-                    group = groups[p] = ([], [0])
-                ops, size = group
-                ops.append(Op("add", EntryKey(account, contact, channel, sender), source))
-                size[0] += 96 + len(account) + len(contact) + len(sender or "")
-                if len(ops) >= MAX_OPS or size[0] >= MAX_COMMAND_BYTES:
-                    out.append(Command(ops, at, self.origin, self.ref))
-                    del groups[p]
-        out.extend(Command(ops, at, self.origin, self.ref) for ops, _ in groups.values())
-        return out
 
 
 def _b(value: bytes | str) -> bytes:

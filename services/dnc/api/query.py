@@ -4,7 +4,9 @@ A filter may take several values (repeat the query parameter): values of one fil
 OR-ed, filters are AND-ed. ``channel=ALL`` / ``sender=ALL`` select the entries that apply
 to all channels / all senders. ``contact`` is exact unless it ends with ``*`` (prefix).
 Contacts, senders and channels are normalised exactly as at write time, so a filter on
-``+44 1234 567890`` finds ``441234567890``.
+``+44 1234 567890`` finds ``441234567890``; a contact matches every form the list stores
+it under (``dnc.api.contactforms``: its id in privacy mode, or after an erasure), and in
+privacy mode a prefix cannot match anything, so it is refused.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import Annotated
 from fastapi import Depends, Query
 
 from dnc.api.auth import Principal
-from dnc.api.context import principal
-from dnc.contacts import normalise_contact, normalise_sender, parse_channel
+from dnc.api.contactforms import ContactForms
+from dnc.api.context import ApiContext, api_context, principal
+from dnc.contacts import normalise_sender, parse_channel
 from dnc.entries import Source
 from dnc.errors import InvalidValue
 from dnc.timestamps import parse_ts
@@ -47,6 +50,8 @@ def build_query(  # noqa: PLR0917 - mirrors the query string, one argument per f
     source: list[str] | None = None,
     added_from: str | None = None,
     added_to: str | None = None,
+    *,
+    forms: ContactForms,
 ) -> EntryQuery:
     """Validate and normalise raw filter values; 403 for accounts the key does not grant."""
     accounts = tuple(who.scope(account))
@@ -55,12 +60,19 @@ def build_query(  # noqa: PLR0917 - mirrors the query string, one argument per f
     for raw in contact or ():
         text = raw.strip()
         if text.endswith("*"):
+            if forms.privacy:
+                raise InvalidValue(
+                    "contact",
+                    raw,
+                    "cannot be matched by its start in privacy mode: contacts are stored as "
+                    "keyed hashes, so give the whole contact",
+                )
             stem = text[:-1].strip().lstrip("+").replace(" ", "").lower()
             if not stem:
                 raise InvalidValue("contact", raw, "needs at least one character before '*'")
             prefixes.append(stem)
         else:
-            exact.append(normalise_contact(text)[0])
+            exact += forms.forms(forms.parse(text)[0])
     channels: list[str | None] = []
     for raw in channel or ():
         if raw.strip().upper() == ALL:
@@ -93,6 +105,7 @@ def build_query(  # noqa: PLR0917 - mirrors the query string, one argument per f
 
 async def entry_query(  # async: a sync dependency would run on a thread pool
     who: Annotated[Principal, Depends(principal)],
+    c: Annotated[ApiContext, Depends(api_context)],
     *,
     account: Annotated[
         list[str] | None, Query(description="account id; repeat for several")
@@ -107,4 +120,6 @@ async def entry_query(  # async: a sync dependency would run on a thread pool
     added_to: Annotated[str | None, Query(description="RFC 3339, exclusive")] = None,
 ) -> EntryQuery:
     """FastAPI dependency: the query string as an ``EntryQuery``."""
-    return build_query(who, account, contact, channel, sender, source, added_from, added_to)
+    return build_query(
+        who, account, contact, channel, sender, source, added_from, added_to, forms=c.contacts
+    )

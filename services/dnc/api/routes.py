@@ -5,9 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from dnc.api import (
+    routes_audience,
     routes_check,
     routes_entries,
     routes_exports,
+    routes_history,
     routes_imports,
     routes_me,
     routes_ops,
@@ -19,6 +21,8 @@ ROUTERS: list[APIRouter] = [
     routes_ops.router,
     routes_entries.router,
     routes_check.router,
+    routes_history.router,
+    routes_audience.router,
     routes_unsubscribe.router,
     routes_imports.router,
     routes_exports.router,

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dnc.api.auth import Principal
 from dnc.api.context import ApiContext, api_context, principal
-from dnc.contacts import normalise_contact, normalise_sender, parse_channel
+from dnc.contacts import normalise_sender, parse_channel
 from dnc.entries import Entry
 from dnc.errors import IndexNotReady, InvalidValue
 from dnc.index import Index, unpack_entries
@@ -52,7 +52,7 @@ async def check(
     sender: Annotated[str | None, Query(description="omitted = any sender")] = None,
 ) -> Response:
     who.authorize((account,))
-    canonical = normalise_contact(contact)[0]
+    canonical = c.contacts.parse(contact)[0]  # a contact id (h1:…) is looked up as it is
     ch, se = _dimensions(channel, sender)
     (entries,) = await lookup(c.index, account, [canonical])
     return _json(
@@ -68,7 +68,7 @@ async def check_batch(c: Ctx, who: Who, body: CheckBatch) -> Response:
     errors: dict[int, dict[str, Any]] = {}
     for i, raw in enumerate(body.contacts):
         try:
-            canonical.append(normalise_contact(raw)[0])
+            canonical.append(c.contacts.parse(raw)[0])
         except InvalidValue as exc:
             canonical.append(None)
             errors[i] = {"error": str(exc), "field": exc.field, "reason": exc.reason}

@@ -14,10 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dnc.api import writes
 from dnc.api.auth import Principal
+from dnc.api.contactforms import shown
 from dnc.api.context import ApiContext, api_context, principal
 from dnc.api.query import EntryQuery, entry_query
 from dnc.api.writer import parse_positions
 from dnc.errors import InvalidValue
+from dnc.imports import MAX_TTL_DAYS, resolve_expiry
 from dnc.timestamps import now_ms
 
 router = APIRouter(prefix="/v1", tags=["entries"])
@@ -36,11 +38,21 @@ class AddEntries(BaseModel):
     channel: str | None = Field(None, description="null or omitted = all channels")
     sender: str | None = Field(None, description="null or omitted = all senders")
     accounts: list[str] = Field(min_length=1, max_length=100, description="one entry each")
+    expires_at: str | None = Field(
+        None,
+        max_length=40,
+        description="RFC 3339, in the future: the entry stops blocking then and leaves the "
+        "list (omitted = never; not with ttl_days)",
+    )
+    ttl_days: float | None = Field(
+        None, gt=0, le=MAX_TTL_DAYS, description="expire this many days from now"
+    )
 
 
 class EntryKeyIn(BaseModel):
     """An entry's key. Other fields (as listed: source, added_at…) are ignored, so listed
-    entries can be sent back as they are."""
+    entries can be sent back as they are (an entry kept under a contact id is listed with
+    a masked ``contact`` and the full id in ``contact_id``, which is then used)."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -48,6 +60,13 @@ class EntryKeyIn(BaseModel):
     contact: str
     channel: str | None = None
     sender: str | None = None
+    contact_id: str | None = Field(
+        None, description="as listed for an entry kept under a contact id: used instead of contact"
+    )
+
+    @property
+    def stored(self) -> str:
+        return self.contact_id or self.contact
 
 
 class RemoveMatching(BaseModel):
@@ -80,7 +99,7 @@ async def list_entries(
 ) -> dict[str, Any]:
     page = await c.view.query(q, limit=limit, cursor=cursor)
     return {
-        "entries": [e.to_dict() for e in page.entries],
+        "entries": [shown(e.to_dict()) for e in page.entries],
         "total": page.total,
         "next_cursor": page.next_cursor,
         "limit": limit,
@@ -97,10 +116,13 @@ async def add_entries(c: Ctx, who: Who, request: Request, body: AddEntries) -> J
     accounts = list(dict.fromkeys(body.accounts))
     who.authorize(accounts)
     keys = [
-        writes.manual_key(a, body.contact, body.channel, body.sender, adding=True) for a in accounts
+        writes.manual_key(a, body.contact, body.channel, body.sender, adding=True, forms=c.contacts)
+        for a in accounts
     ]
+    now = now_ms()
+    expires = resolve_expiry(body.expires_at, body.ttl_days, now)
     rid = writes.request_id(request)
-    outcome = await writes.apply(c, writes.add_commands(keys, who, rid, now_ms()), rid)
+    outcome = await writes.apply(c, writes.add_commands(keys, who, rid, now, expires), rid)
     if not outcome.effective:
         return _pending(outcome)
     results = await writes.add_results(c, keys, outcome)
@@ -117,7 +139,8 @@ async def remove_entries(
 ) -> JSONResponse:
     who.authorize(dict.fromkeys(k.account for k in keys))
     parsed = [
-        writes.manual_key(k.account, k.contact, k.channel, k.sender, adding=False) for k in keys
+        writes.manual_key(k.account, k.stored, k.channel, k.sender, adding=False, forms=c.contacts)
+        for k in keys
     ]
     rid = writes.request_id(request)
     outcome = await writes.apply(c, writes.remove_commands(parsed, who, rid, now_ms()), rid)

@@ -16,9 +16,10 @@ from dnc.api.context import ctx, principal
 from dnc.api.import_jobs import ImportJobs, limits_of
 from dnc.errors import InvalidValue
 from dnc.events import validation_to_poison
-from dnc.imports import ImportOptions, parse_mapping
+from dnc.imports import ImportOptions, parse_mapping, resolve_expiry
 from dnc.imports_analysis import analyze
 from dnc.imports_files import FileTooLarge, Limits, megabytes, open_upload
+from dnc.timestamps import now_ms
 
 router = APIRouter(prefix="/v1/imports", tags=["imports"])
 
@@ -105,6 +106,7 @@ async def analyze_upload(
     found = jobs(request)
     try:
         name, data, options, upload_id = await _read_upload(request, limits, found, who)
+        resolve_expiry(options.expires_at, options.ttl_days, now_ms())  # said now, not later
         f = await asyncio.to_thread(open_upload, name, data, limits)
         result = await asyncio.to_thread(analyze, f, options, invalid_limit)
     except FileTooLarge as exc:
@@ -178,22 +180,22 @@ async def _read_upload(
         upload_id = form.get("upload_id")
         if isinstance(upload, UploadFile):
             data = await upload.read(limits.max_bytes + 1)
-            return upload.filename or "upload", data, _options(form), None
+            return upload.filename or "upload", data, form_options(form), None
         if isinstance(upload_id, str) and upload_id:
             kept = await found.upload(upload_id, who.name)
             if kept is None:
                 raise _no_upload(upload_id)
-            return kept.name, kept.data, _options(form), upload_id
+            return kept.name, kept.data, form_options(form), upload_id
         raise InvalidValue("file", None, "is required (a multipart part named 'file')")
 
 
-def _options(form: FormData) -> ImportOptions:
+def form_options(form: FormData) -> ImportOptions:
     raw = form.get("options")
     try:
         if isinstance(raw, str) and raw.strip():
             return ImportOptions.model_validate_json(raw)
         fields: dict[str, Any] = {}
-        for name in ("skip_rows", "default_country"):
+        for name in ("skip_rows", "default_country", "expires_at", "ttl_days"):
             value = form.get(name)
             if isinstance(value, str) and value.strip():
                 fields[name] = value.strip()

@@ -1,23 +1,25 @@
-"""The list's query view: a local SQLite database materialised from ``dnc.changes``.
+"""The list's query view: a local SQLite database materialised from ``dnc.changes`` and
+``dnc.history``.
 
 Listing, filtering, counting and export need queries the Redis index is not built for
 (newest first, by sender, by source, by time). The changelog is the source of truth, so
-each API instance keeps its own copy of it in SQLite, consuming every partition with a
-non-group consumer (read_committed) and storing the consumed offsets in the same SQLite
-transaction as the rows: a restart resumes where it stopped, and a missing or foreign file
-is rebuilt from offset 0.
+each API instance keeps its own copy of it in SQLite, consuming every partition of both
+topics with one non-group consumer (read_committed) and storing the consumed offsets in
+the same SQLite transaction as the rows: a restart resumes where it stopped, and a missing
+or foreign file is rebuilt from offset 0.
 
 All SQLite work runs on threads, never on the event loop: one writer thread (one
 connection) applies the changelog; reader threads each have their own connection (WAL).
 
 Read-your-writes: after a write is effective at the gate, the API reads the index's
-``chg:<p>`` offsets and ``wait_for`` them here, so the list shows the write too.
+``chg:<p>`` offsets and ``wait_for`` them here, so the list shows the write too; a write
+whose history matters (an erasure) also waits for the history's end
+(``wait_for_history``), which the list writer's committed transaction has moved.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import re
@@ -25,17 +27,22 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from dnc import kafka
+from dnc.api import view_history
 from dnc.api import view_store as store
+from dnc.api.view_pages import (
+    HistoryPage,
+    Page,
+    decode_cursor,
+    decode_history_cursor,
+    encode_cursor,
+)
 from dnc.entries import Entry, EntryKey
-from dnc.errors import InvalidValue
 from dnc.settings import Settings
 
 if TYPE_CHECKING:  # query.py imports the API context, which imports the view
@@ -50,13 +57,6 @@ BATCH = 5000
 RETRY_S = 1.0
 
 
-@dataclass(slots=True)
-class Page:
-    entries: list[Entry]
-    total: int
-    next_cursor: str | None
-
-
 def view_file(settings: Settings) -> Path:
     """The configured path with the deployment's app id in the name, so that two
     namespaces on one host never share a file."""
@@ -65,35 +65,24 @@ def view_file(settings: Settings) -> Path:
     return path.with_name(f"{path.stem}.{tag}{path.suffix or '.sqlite3'}")
 
 
-def encode_cursor(position: store.Position) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(list(position))).rstrip(b"=").decode()
-
-
-def decode_cursor(cursor: str) -> store.Position:
-    try:
-        raw = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        added_at, kh = raw
-        if isinstance(added_at, int) and isinstance(kh, int):
-            return added_at, kh
-    except (ValueError, TypeError, orjson.JSONDecodeError):
-        pass
-    raise InvalidValue("cursor", cursor[:40], "is not a cursor from this listing")
-
-
 class ListView:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.topic = settings.topics.changes
+        self.history_topic = settings.topics.history
         self.path = view_file(settings)
         self.offsets: dict[int, int] = {}  # partition → next offset stored in SQLite
+        self.history_offsets: dict[int, int] = {}  # the same, of dnc.history
         self.skipped = 0  # changelog records that could not be read
         self.error: str | None = None  # the last error of the consume loop, until it recovers
         self._start_targets: dict[int, int] = {}
+        self._history_targets: dict[int, int] = {}
         self._caught_up = False
         self._writer: store.ViewWriter | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._tps: list[TopicPartition] = []
+        self._htps: list[TopicPartition] = []
         self._write_pool: ThreadPoolExecutor | None = None
         self._read_pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
@@ -106,7 +95,8 @@ class ListView:
     async def start(self) -> None:
         if self._task is not None:
             return
-        parts = (await kafka.topic_partitions(self.settings, self.topic))[self.topic]
+        counts = await kafka.topic_partitions(self.settings, self.topic, self.history_topic)
+        parts, hparts = counts[self.topic], counts[self.history_topic]
         self._progress = asyncio.Condition()
         self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="dnc-view-write")
         self._read_pool = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="dnc-view-read")
@@ -116,27 +106,44 @@ class ListView:
                 "bootstrap": self.settings.kafka_bootstrap,
                 "topic": self.topic,
                 "partitions": str(parts),
+                "history": self.history_topic,
+                "history_partitions": str(hparts),
             },
         )
-        stored = await self._write(self._writer.open)
+        writer = self._writer
+        changes = await self._write(writer.open)
+        history = await self._write(writer.offsets, store.HISTORY)
+        stored = {
+            **{TopicPartition(self.topic, p): o for p, o in changes.items()},
+            **{TopicPartition(self.history_topic, p): o for p, o in history.items()},
+        }
         consumer = kafka.make_consumer(self.settings, group_id=None, max_records=BATCH)
         await consumer.start()
         self._consumer = consumer
         self._tps = [TopicPartition(self.topic, p) for p in range(parts)]
-        consumer.assign(self._tps)
-        begin = await consumer.beginning_offsets(self._tps)
-        end = await consumer.end_offsets(self._tps)
-        if any(not begin[tp] <= stored.get(tp.partition, begin[tp]) <= end[tp] for tp in self._tps):
+        self._htps = [TopicPartition(self.history_topic, p) for p in range(hparts)]
+        every = self._tps + self._htps
+        consumer.assign(every)
+        begin = await consumer.beginning_offsets(every)
+        end = await consumer.end_offsets(every)
+        if any(not begin[tp] <= stored.get(tp, begin[tp]) <= end[tp] for tp in every):
             log.warning(
-                "view: %s does not match %s (recreated?); rebuilding", self.path, self.topic
+                "view: %s does not match %s / %s (recreated?); rebuilding",
+                self.path,
+                self.topic,
+                self.history_topic,
             )
-            await self._write(self._writer.reset)
+            await self._write(writer.reset)
             stored = {}
-        for tp in self._tps:
-            consumer.seek(tp, stored.get(tp.partition, begin[tp]))
-        self.offsets = {tp.partition: stored.get(tp.partition, begin[tp]) for tp in self._tps}
+        for tp in every:
+            consumer.seek(tp, stored.get(tp, begin[tp]))
+        self.offsets = {tp.partition: stored.get(tp, begin[tp]) for tp in self._tps}
+        self.history_offsets = {tp.partition: stored.get(tp, begin[tp]) for tp in self._htps}
         self._start_targets = {tp.partition: end[tp] for tp in self._tps}
-        self._caught_up = self._reached(self._start_targets)
+        self._history_targets = {tp.partition: end[tp] for tp in self._htps}
+        self._caught_up = self._reached(self._start_targets) and self._reached(
+            self._history_targets, self.history_offsets
+        )
         self._task = asyncio.create_task(self._run(), name="list-view")
 
     async def stop(self) -> None:
@@ -176,11 +183,19 @@ class ListView:
                 # the index's chg:<p> (what writers wait for) counts those too.
                 positions = {tp.partition: await consumer.position(tp) for tp in self._tps}
                 moved = {p: o for p, o in positions.items() if o != self.offsets.get(p)}
-                if not moved:
+                hpositions = {tp.partition: await consumer.position(tp) for tp in self._htps}
+                hmoved = {p: o for p, o in hpositions.items() if o != self.history_offsets.get(p)}
+                if not moved and not hmoved:
                     continue
-                records = [(r.key, r.value) for rs in batch.values() for r in rs if r.key]
-                self.skipped += await self._write(writer.apply, records, moved)
-                await self._advanced(moved)
+                records: list[tuple[bytes, bytes | None]] = []
+                history: list[view_history.Record] = []
+                for tp, rs in batch.items():
+                    if tp.topic == self.topic:
+                        records += [(r.key, r.value) for r in rs if r.key]
+                    else:
+                        history += [(r.partition, r.offset, r.key, r.value) for r in rs if r.key]
+                self.skipped += await self._write(writer.apply, records, moved, history, hmoved)
+                await self._advanced(moved, hmoved)
                 self.error = None
             except asyncio.CancelledError:
                 raise
@@ -190,21 +205,31 @@ class ListView:
                 await asyncio.sleep(RETRY_S)
                 for tp in self._tps:  # redo from what SQLite holds
                     consumer.seek(tp, self.offsets[tp.partition])
+                for tp in self._htps:
+                    consumer.seek(tp, self.history_offsets[tp.partition])
 
-    async def _advanced(self, moved: dict[int, int]) -> None:
+    async def _advanced(self, moved: dict[int, int], hmoved: dict[int, int]) -> None:
         assert self._progress is not None
         assert self._writer is not None
         async with self._progress:
             self.offsets.update(moved)
+            self.history_offsets.update(hmoved)
             self._progress.notify_all()
-        if not self._caught_up and self._reached(self._start_targets):
+        if (
+            not self._caught_up
+            and self._reached(self._start_targets)
+            and self._reached(self._history_targets, self.history_offsets)
+        ):
             self._caught_up = True
-            log.info("view: caught up with %s (%s)", self.topic, self.path)
+            log.info(
+                "view: caught up with %s and %s (%s)", self.topic, self.history_topic, self.path
+            )
             # Fresh statistics after a rebuild, so the planner picks the ordered indexes.
             await self._write(self._writer.optimize)
 
-    def _reached(self, targets: dict[int, int]) -> bool:
-        return all(self.offsets.get(p, 0) >= o for p, o in targets.items())
+    def _reached(self, targets: dict[int, int], held: dict[int, int] | None = None) -> bool:
+        have = self.offsets if held is None else held
+        return all(have.get(p, 0) >= o for p, o in targets.items())
 
     @property
     def caught_up(self) -> bool:
@@ -226,26 +251,54 @@ class ListView:
             return self._reached(offsets)
         return True
 
+    async def wait_for_history(self, partitions: Sequence[int], timeout: float) -> bool:  # noqa: ASYNC109
+        """True once the view holds ``dnc.history`` partitions up to their current end
+        (after an effective write: its history records are committed, so within it)."""
+        if self._progress is None or self._consumer is None:
+            return False
+        tps = [tp for tp in self._htps if tp.partition in set(partitions)]
+        ends = {tp.partition: o for tp, o in (await self._consumer.end_offsets(tps)).items()}
+
+        def held() -> bool:
+            return self._reached(ends, self.history_offsets)
+
+        try:
+            async with self._progress:
+                await asyncio.wait_for(self._progress.wait_for(held), timeout)
+        except TimeoutError:
+            return held()
+        return True
+
     def lag(self) -> int | None:
         """Records behind the last stable offsets seen in fetches (no I/O; for metrics)."""
         consumer = self._consumer
         if consumer is None:
             return None
         total = 0
-        for tp in self._tps:
+        for tp in self._tps + self._htps:
+            held = self.offsets if tp.topic == self.topic else self.history_offsets
             lso = consumer.last_stable_offset(tp)
             if lso is None or lso < 0:
                 lso = consumer.highwater(tp)
             if lso is not None and lso >= 0:
-                total += max(0, lso - self.offsets.get(tp.partition, 0))
+                total += max(0, lso - held.get(tp.partition, 0))
         return total
 
     async def end_lag(self) -> int:
         """Records behind the changelog's current end, asking the broker (readiness)."""
         if self._consumer is None:
             raise RuntimeError("the view is not started")
-        ends = await self._consumer.end_offsets(self._tps)
-        return sum(max(0, ends[tp] - self.offsets.get(tp.partition, 0)) for tp in self._tps)
+        ends = await self._consumer.end_offsets(self._tps + self._htps)
+        return sum(
+            max(
+                0,
+                end
+                - (self.offsets if tp.topic == self.topic else self.history_offsets).get(
+                    tp.partition, 0
+                ),
+            )
+            for tp, end in ends.items()
+        )
 
     # --- threads -----------------------------------------------------------------------
 
@@ -303,3 +356,34 @@ class ListView:
     async def get(self, keys: Sequence[EntryKey]) -> dict[EntryKey, Entry]:
         """The entries of these keys that the view holds."""
         return await self._read(store.get, list(keys))
+
+    # --- history -------------------------------------------------------------------------
+
+    async def history(
+        self, accounts: Sequence[str], contacts: Sequence[str], *, limit: int, cursor: str | None
+    ) -> HistoryPage:
+        """A person's history records (``contacts``: every form of them), newest first."""
+        after = decode_history_cursor(cursor) if cursor else None
+        items = await self._read(view_history.page, accounts, contacts, limit + 1, after)
+        more = len(items) > limit
+        items = items[:limit]
+        return HistoryPage(items, encode_cursor(items[-1].position) if more else None)
+
+    async def history_keys(self, account: str, contacts: Sequence[str]) -> list[list[Any]]:
+        return await self._read(view_history.keys, account, contacts)
+
+    async def history_stream(
+        self, q: EntryQuery, chunk: int = 1000
+    ) -> AsyncIterator[list[view_history.HistoryItem]]:
+        """The history of every person with an entry ``q`` matches, ``chunk`` at a time."""
+        after: view_history.ExportPosition | None = None
+        while True:
+            items = await self._read(store.history_of_matching, q, chunk, after)
+            if items:
+                yield items
+            if len(items) < chunk:
+                return
+            after = view_history.export_position(items[-1])
+
+    async def history_of(self, people: Sequence[tuple[str, str]]) -> list[view_history.HistoryItem]:
+        return await self._read(view_history.of_people, people)

@@ -1,4 +1,5 @@
-"""The SQLite side of the list view: schema, applying changelog records, and queries.
+"""The SQLite side of the list view: schema, applying changelog (and history) records,
+and queries. The history's own table and queries are ``view_history``.
 
 Synchronous and thread-bound on purpose: ``ListView`` runs every call here on its own
 threads (one writer connection, one reader connection per reader thread, WAL), never on
@@ -25,6 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 import xxhash
 
+from dnc.api import view_history
 from dnc.entries import Entry, EntryKey, Source
 from dnc.errors import ConfigurationError
 from dnc.timestamps import parse_ts
@@ -32,7 +34,8 @@ from dnc.timestamps import parse_ts
 if TYPE_CHECKING:  # query.py imports the API context, which imports the view
     from dnc.api.query import EntryQuery
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+CHANGES, HISTORY = "c", "h"  # the logs whose offsets the file keeps
 # An upper bound for "starts with": sorts after any character a contact can contain.
 _PREFIX_END = "\U0010ffff"
 _COLUMNS = "account, contact, channel, sender, source, added_at, origin, expires_at, kh"
@@ -40,9 +43,12 @@ _KEY_MATCH = (
     "account = ? AND contact = ? AND coalesce(channel, '') = ? AND coalesce(sender, '') = ?"
 )
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS offsets (part INTEGER PRIMARY KEY, next INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS offsets (
+    log TEXT NOT NULL, part INTEGER NOT NULL, next INTEGER NOT NULL, PRIMARY KEY (log, part)
+);
 CREATE TABLE IF NOT EXISTS entries (
     id INTEGER PRIMARY KEY,
     account TEXT NOT NULL,
@@ -62,6 +68,8 @@ CREATE INDEX IF NOT EXISTS entries_sender ON entries (account, sender, added_at,
 CREATE INDEX IF NOT EXISTS entries_channel ON entries (account, channel, added_at, kh);
 CREATE INDEX IF NOT EXISTS entries_source ON entries (account, source, added_at, kh);
 """
+    + view_history.SCHEMA
+)
 
 _UPSERT = f"""
 INSERT INTO entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -152,19 +160,28 @@ class ViewWriter:
             raise RuntimeError("ViewWriter is not open")
         return self._conn
 
-    def offsets(self) -> dict[int, int]:
-        return dict(self.conn.execute("SELECT part, next FROM offsets").fetchall())
+    def offsets(self, log: str = CHANGES) -> dict[int, int]:
+        """Partition → next offset stored, of the changelog (or of the history)."""
+        cur = self.conn.execute("SELECT part, next FROM offsets WHERE log = ?", (log,))
+        return dict(cur.fetchall())
 
     def reset(self) -> None:
         """Forget everything (the changelog was recreated or truncated): rebuild from 0."""
         with _transaction(self.conn):
             self.conn.execute("DELETE FROM entries")
+            self.conn.execute("DELETE FROM history")
             self.conn.execute("DELETE FROM offsets")
 
-    def apply(self, records: Iterable[tuple[bytes, bytes | None]], offsets: dict[int, int]) -> int:
-        """Apply changelog records (key, value or None) and move the offsets, atomically.
-        Returns how many records could not be read (skipped, not fatal: one foreign record
-        must not stop the list from updating)."""
+    def apply(
+        self,
+        records: Iterable[tuple[bytes, bytes | None]],
+        offsets: dict[int, int],
+        history: Iterable[view_history.Record] = (),
+        history_offsets: dict[int, int] | None = None,
+    ) -> int:
+        """Apply changelog records (key, value or None) and history records, and move
+        both logs' offsets, atomically. Returns how many records could not be read
+        (skipped, not fatal: one foreign record must not stop the list from updating)."""
         latest: dict[bytes, bytes | None] = {}
         for key, value in records:
             latest[key] = value  # a key lives in one partition: the last record wins
@@ -180,13 +197,16 @@ class ViewWriter:
                     upserts.append(_row(k, value))
             except (ValueError, KeyError, TypeError):
                 bad += 1
+        moved = [(CHANGES, p, o) for p, o in offsets.items()]
+        moved += [(HISTORY, p, o) for p, o in (history_offsets or {}).items()]
         with _transaction(self.conn):
             self.conn.executemany(f"DELETE FROM entries WHERE {_KEY_MATCH}", deletes)
             self.conn.executemany(_UPSERT, upserts)
+            bad += view_history.apply(self.conn, history)
             self.conn.executemany(
-                "INSERT INTO offsets VALUES (?, ?)"
-                " ON CONFLICT (part) DO UPDATE SET next = excluded.next",
-                offsets.items(),
+                "INSERT INTO offsets VALUES (?, ?, ?)"
+                " ON CONFLICT (log, part) DO UPDATE SET next = excluded.next",
+                moved,
             )
         return bad
 
@@ -356,3 +376,13 @@ def get(conn: sqlite3.Connection, wanted: Sequence[EntryKey]) -> dict[EntryKey, 
         if row is not None:
             out[k] = _entry(row)
     return out
+
+
+def history_of_matching(
+    conn: sqlite3.Connection,
+    q: EntryQuery,
+    limit: int,
+    after: view_history.ExportPosition | None,
+) -> list[view_history.HistoryItem]:
+    """The history of every person with an entry ``q`` matches (see ``view_history``)."""
+    return view_history.of_matching(conn, q.accounts, filters(q), limit, after)

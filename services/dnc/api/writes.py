@@ -22,12 +22,14 @@ from typing import Any
 from fastapi import Request
 
 from dnc.api.auth import Principal
+from dnc.api.contactforms import ContactForms, shown
 from dnc.api.context import ApiContext
 from dnc.api.routes_ops import new_request_id
 from dnc.api.writer import Positions, format_positions, merge
 from dnc.contacts import (
+    Channel,
+    ContactKind,
     check_channel_for_contact,
-    normalise_contact,
     normalise_sender,
     parse_channel,
 )
@@ -73,21 +75,39 @@ def account_ref(rid: str, i: int) -> str:
 
 
 def manual_key(
-    account: str, contact: object, channel: object, sender: object, *, adding: bool
+    account: str,
+    contact: object,
+    channel: object,
+    sender: object,
+    *,
+    adding: bool,
+    forms: ContactForms,
 ) -> EntryKey:
-    """A key typed by a person: the contract's rules for adding by hand (no WHATSAPP), or,
-    for removing, only the rules that make a key possible at all."""
-    canonical, kind = normalise_contact(contact, "contact")
+    """A key typed by a person, as the list stores it: the contract's rules for adding by
+    hand (no WHATSAPP), or, for removing, only the rules that make a key possible at all.
+    A contact id (``h1:…``) is taken as it is; what kind of contact it stands for is
+    unknown, so only the rules that do not depend on it apply."""
+    canonical, kind = forms.parse(contact, "contact")
     parsed = parse_channel(channel)
-    check_channel_for_contact(kind, parsed, by_hand=adding)
-    return EntryKey(account, canonical, parsed.value if parsed else None, normalise_sender(sender))
+    if kind is not None:
+        check_channel_for_contact(kind, parsed, by_hand=adding)
+    elif adding and parsed is Channel.WHATSAPP:
+        check_channel_for_contact(ContactKind.PHONE, parsed, by_hand=True)  # refuses it
+    return EntryKey(
+        account,
+        forms.stored(canonical),
+        parsed.value if parsed else None,
+        normalise_sender(sender),
+    )
 
 
-def add_commands(keys: Sequence[EntryKey], who: Principal, rid: str, at: int) -> list[Command]:
+def add_commands(
+    keys: Sequence[EntryKey], who: Principal, rid: str, at: int, expires_at: int | None = None
+) -> list[Command]:
     """One command per account (each account's entry lives in its own partition)."""
     cause = origin(who, rid)
     return [
-        Command([Op("add", k, Source.MANUAL)], at, cause, account_ref(rid, i))
+        Command([Op("add", k, Source.MANUAL, expires_at)], at, cause, account_ref(rid, i))
         for i, k in enumerate(keys)
     ]
 
@@ -142,11 +162,13 @@ async def add_results(
             added = (
                 entry is not None and (entry.origin or {}).get("request_id") == outcome.request_id
             )
+        # "extended": it was there with an earlier expiry, which this add pushed back.
+        extended = not added and counts.get("extended", 0) > 0
         results.append(
             {
                 "account": k.account,
-                "outcome": "added" if added else "already_present",
-                "entry": entry.to_dict() if entry is not None else None,
+                "outcome": "added" if added else "extended" if extended else "already_present",
+                "entry": shown(entry.to_dict()) if entry is not None else None,
             }
         )
     return results

@@ -6,7 +6,7 @@ import { $, el, api, announce, session, plural, waitEffective, fieldError } from
 
 let onSaved = async () => {};
 
-const FIELDS = ['contact', 'sender', 'channel', 'accounts', 'form'];
+const FIELDS = ['contact', 'sender', 'channel', 'accounts', 'expires', 'form'];
 
 function control(field) {
   if (field === 'accounts') return $('add-accounts').querySelector('input');
@@ -19,7 +19,8 @@ function clearErrors() {
 }
 
 function showError(field, message) {
-  const known = field && field.startsWith('accounts') ? 'accounts' : field;
+  const known = field && field.startsWith('accounts') ? 'accounts'
+    : field === 'expires_at' || field === 'ttl_days' ? 'expires' : field;
   const target = FIELDS.includes(known) ? known : 'form';
   fieldError(control(target), $(`add-${target}-error`), message);
   (control(target) || $('add-contact')).focus();
@@ -59,11 +60,14 @@ async function save(event) {
     showError('accounts', 'Choose at least one account.');
     return;
   }
+  const expires = $('add-expires').value;
   const body = {
     contact,
     channel: $('add-channel').value || null,
     sender: $('add-sender').value.trim() || null,
     accounts,
+    // datetime-local is the user's local time; the API wants RFC 3339.
+    expires_at: expires ? new Date(expires).toISOString() : null,
   };
   const button = $('add-rows').querySelector('button[type="submit"]');
   button.disabled = true;

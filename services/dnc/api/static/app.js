@@ -5,6 +5,7 @@ import * as list from './list.js';
 import * as addNew from './addnew.js';
 import * as wizard from './wizard.js';
 import * as check from './check.js';
+import * as dryrun from './dryrun.js';
 
 function showSignIn(message = '') {
   $('app').hidden = true;
@@ -21,11 +22,12 @@ function showApp() {
   $('who').hidden = false;
   $('signin').hidden = true;
   $('app').hidden = false;
-  check.init();
+  check.init(() => list.reload());
   filters.init(() => list.reset());
   list.init();
   addNew.init(() => list.first());
   wizard.init(() => list.reload());
+  dryrun.init();
   list.reset();
   $('list-h').focus();
 }

@@ -1,10 +1,28 @@
 // "Check a contact": is this person on the list, and why — the matching entries of each
-// account, most specific first (the API's order), with source and added time.
+// account, most specific first (the API's order), with source and added time — then the
+// person's history (every change and its cause), and "Erase this person".
 import {
-  $, el, api, session, timeEl, fieldError, sourceLabel, channelLabel, senderLabel,
+  $, el, api, announce, alertError, session, timeEl, fieldError, plural, waitEffective,
+  confirmDialog, sourceLabel, channelLabel, senderLabel,
 } from './api.js';
 
 const FIELDS = ['contact', 'channel', 'sender'];
+const ACTIONS = {
+  add: 'Added', extend: 'Expiry extended', remove: 'Removed', expire: 'Expired', erase: 'Erased',
+};
+const CAUSES = {
+  api: 'By hand or API',
+  import: 'Import',
+  journey: 'Journey',
+  inbound_message: 'Message from end user',
+  url_unsubscribe: 'Unsubscribe link',
+  channel_signal: 'Channel signal',
+  expiry: 'Expiry',
+  erasure: 'Erasure request',
+};
+
+let last = null; // the last check: {contact, accounts}
+let onErased = async () => {};
 
 function clearErrors() {
   for (const f of FIELDS) fieldError($(`check-${f}`), $(`check-${f}-error`), '');
@@ -15,7 +33,7 @@ function entriesTable(result) {
     el('td', { text: channelLabel(e.channel) }),
     el('td', { text: senderLabel(e.sender) }),
     el('td', { text: sourceLabel(e.source) }),
-    el('td', {}, timeEl(e.added_at)),
+    el('td', {}, timeEl(e.added_at), e.expires_at ? el('span', { class: 'muted' }, ' · expires ', timeEl(e.expires_at)) : null),
     el('td', { text: e.blocks ? 'Yes' : 'No' })));
   return el('table', { class: 'check-entries' },
     el('caption', { text: `Entries in ${result.account}, most specific first` }),
@@ -24,7 +42,46 @@ function entriesTable(result) {
     el('tbody', {}, ...rows));
 }
 
-function render(contact, results, channel, sender) {
+// What caused a change, in words: the ids that let someone trace it.
+export function causeText(cause) {
+  if (!cause) return '';
+  const c = cause;
+  const details = {
+    api: () => `key ${c.key}`,
+    import: () => `import ${c.import_id}`,
+    journey: () => (c.journey_id ? `journey ${c.journey_id}` : ''),
+    inbound_message: () => `message ${c.message_id}: “${c.text}”`,
+    url_unsubscribe: () => (c.campaign_id ? `campaign ${c.campaign_id}` : ''),
+    channel_signal: () => `${c.provider} code ${c.error_code}`,
+    erasure: () => `key ${c.key}`,
+  }[c.kind]?.() ?? '';
+  const kind = CAUSES[c.kind] ?? c.kind ?? '';
+  return details ? `${kind} (${details})` : kind;
+}
+
+function historyTable(records, more) {
+  const rows = records.map((h) => {
+    const e = h.entry;
+    const what = h.action === 'erase'
+      ? 'Data and history erased; the suppression stays'
+      : `${channelLabel(e.channel)} · ${senderLabel(e.sender)} · ${sourceLabel(e.source)}`;
+    return el('tr', {},
+      el('td', {}, timeEl(h.at)),
+      el('td', { text: ACTIONS[h.action] ?? h.action }),
+      el('td', { text: h.account }),
+      el('td', { text: what }),
+      el('td', { text: causeText(h.cause) }));
+  });
+  if (!rows.length) rows.push(el('tr', {}, el('td', { colspan: 5, class: 'empty', text: 'No history.' })));
+  const caption = more ? `History, newest first (the latest ${records.length} changes)` : 'History, newest first';
+  return el('table', { id: 'check-history', class: 'check-history' },
+    el('caption', { text: caption }),
+    el('thead', {}, el('tr', {}, ...['When', 'Change', 'Account', 'Entry', 'Cause']
+      .map((h) => el('th', { scope: 'col', text: h })))),
+    el('tbody', {}, ...rows));
+}
+
+function render(contact, results, channel, sender, history) {
   const blocked = results.filter((r) => r.blocked).map((r) => r.account);
   const listed = results.filter((r) => r.entries.length);
   const shown = results[0]?.contact || contact;
@@ -36,7 +93,28 @@ function render(contact, results, channel, sender) {
       : `${shown} is not on the Do Not Contact list in ${results.length === 1 ? results[0].account : 'any of your accounts'}.`;
   const out = [el('p', { class: blocked.length ? 'verdict blocked' : 'verdict', text: headline })];
   for (const r of listed) out.push(entriesTable(r));
+  out.push(historyTable(history.history, Boolean(history.next_cursor)));
+  if (listed.length || history.history.length) {
+    out.push(el('div', { class: 'actions' },
+      el('button', { type: 'button', id: 'check-erase', class: 'danger', text: 'Erase this person', onclick: erase })));
+  }
   $('check-result').replaceChildren(...out);
+}
+
+async function run(contact, accounts) {
+  const channel = $('check-channel').value;
+  const sender = $('check-sender').value.trim();
+  const results = await Promise.all(accounts.map(async (account) => {
+    const params = { account, contact };
+    if (channel) params.channel = channel;
+    if (sender) params.sender = sender;
+    return { ...(await api('/v1/check', { params })).data, account };
+  }));
+  const params = new URLSearchParams({ contact, limit: '100' });
+  for (const account of accounts) params.append('account', account);
+  const history = (await api('/v1/history', { params })).data;
+  last = { contact, accounts };
+  render(contact, results, channel, sender, history);
 }
 
 async function check(event) {
@@ -48,18 +126,10 @@ async function check(event) {
     $('check-contact').focus();
     return;
   }
-  const channel = $('check-channel').value;
-  const sender = $('check-sender').value.trim();
   const accounts = $('check-account').value ? [$('check-account').value] : session.me.accounts;
   $('check-result').replaceChildren(el('p', { class: 'muted', text: 'Checking…' }));
   try {
-    const results = await Promise.all(accounts.map(async (account) => {
-      const params = { account, contact };
-      if (channel) params.channel = channel;
-      if (sender) params.sender = sender;
-      return { ...(await api('/v1/check', { params })).data, account };
-    }));
-    render(contact, results, channel, sender);
+    await run(contact, accounts);
   } catch (err) {
     $('check-result').replaceChildren();
     const field = FIELDS.includes(err.field) ? err.field : 'contact';
@@ -68,7 +138,40 @@ async function check(event) {
   }
 }
 
-export function init() {
+async function erase(event) {
+  const { contact, accounts } = last;
+  const ok = await confirmDialog({
+    title: 'Erase this person?',
+    text: `Their contact information in the clear and their whole history are deleted in ${accounts.join(', ')}; `
+      + 'one record says that an erasure happened. The suppression stays: their entries keep blocking '
+      + 'messages, kept under a contact id, shown masked. This cannot be undone.',
+    items: [contact],
+    ok: 'Erase',
+  }, event.currentTarget, $('check-contact'));
+  if (!ok) return;
+  try {
+    const { status, data } = await api('/v1/erasures', { method: 'POST', json: { contact, accounts } });
+    if (status === 202) {
+      announce('The erasure was accepted and is being applied.');
+      await waitEffective(data.follow_up);
+      await run(contact, accounts);
+      await onErased();
+      return;
+    }
+    const erased = data.results.reduce((n, r) => n + r.history_records_erased, 0);
+    const kept = data.results.reduce((n, r) => n + r.entries_kept, 0);
+    await run(contact, accounts);
+    await onErased();
+    announce(`Erased: ${plural(erased, 'history record')} deleted; ${plural(kept, 'entry', 'entries')} `
+      + `keep blocking as ${data.contact}.`);
+  } catch (err) {
+    alertError(`Nothing was erased: ${err.message}`);
+  }
+}
+
+// erased: called after an erasure (the list shows the person's entries masked now).
+export function init(erased) {
+  onErased = erased;
   const select = $('check-account');
   select.replaceChildren(el('option', { value: '', text: 'All my accounts' }),
     ...session.me.accounts.map((a) => el('option', { value: a, text: a })));

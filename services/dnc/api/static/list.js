@@ -16,8 +16,11 @@ const state = {
   loading: 0,
 };
 
-const keyOf = (e) => JSON.stringify([e.account, e.contact, e.channel, e.sender]);
-const keyBody = (e) => ({ account: e.account, contact: e.contact, channel: e.channel, sender: e.sender });
+// An entry kept under a contact id (privacy mode, or an erased person) is listed masked;
+// its full id (contact_id) is what identifies it.
+const stored = (e) => e.contact_id ?? e.contact;
+const keyOf = (e) => JSON.stringify([e.account, stored(e), e.channel, e.sender]);
+const keyBody = (e) => ({ account: e.account, contact: stored(e), channel: e.channel, sender: e.sender });
 const describe = (e) => `${e.contact} · ${channelLabel(e.channel)} · ${senderLabel(e.sender)} · ${e.account}`;
 const pageSize = () => Number($('page-size').value) || 25;
 
@@ -70,7 +73,7 @@ async function load() {
 function render() {
   const rows = state.entries.map(rowOf);
   if (!rows.length) {
-    rows.push(el('tr', {}, el('td', { colspan: 8, class: 'empty', text: 'No contacts on the list match.' })));
+    rows.push(el('tr', {}, el('td', { colspan: 9, class: 'empty', text: 'No contacts on the list match.' })));
   }
   $('rows').replaceChildren(...rows);
   const size = pageSize();
@@ -105,12 +108,13 @@ function rowOf(e) {
   remove.addEventListener('click', () => removeEntries([e], remove));
   return el('tr', { dataset: { key } },
     el('td', {}, select),
-    el('td', { class: 'contact', text: e.contact }),
+    el('td', { class: 'contact', text: e.contact, title: e.contact_id ? 'Kept as a contact id (shown masked)' : null }),
     el('td', { class: e.sender ? '' : 'muted', text: senderLabel(e.sender) }),
     el('td', { text: sourceLabel(e.source) }),
     el('td', { class: e.channel ? '' : 'muted', text: channelLabel(e.channel) }),
     el('td', { text: e.account }),
     el('td', {}, timeEl(e.added_at)),
+    el('td', { class: e.expires_at ? '' : 'muted' }, e.expires_at ? timeEl(e.expires_at) : 'Never'),
     el('td', { class: 'row-actions' }, remove));
 }
 
@@ -164,20 +168,23 @@ async function removeEntries(entries, opener) {
 
 async function exportEntries(selectedOnly) {
   const format = $('export-format').value;
+  const history = $('export-history').checked;
+  const withHistory = history ? ' with their history' : '';
   try {
     if (selectedOnly) {
       const keys = [...state.selected.values()].map(keyBody);
-      const headers = await download('/v1/entries/export', {
-        method: 'POST', params: { format }, json: { keys },
-      });
+      const params = { format };
+      if (history) params.history = 'true';
+      const headers = await download('/v1/entries/export', { method: 'POST', params, json: { keys } });
       const missing = Number(headers.get('X-DNC-Missing') || 0);
       const note = missing ? ` (${plural(missing, 'was', 'were')} no longer on the list)` : '';
-      announce(`Exported ${plural(keys.length - missing, 'selected contact')} as ${format.toUpperCase()}${note}.`);
+      announce(`Exported ${plural(keys.length - missing, 'selected contact')}${withHistory} as ${format.toUpperCase()}${note}.`);
     } else {
       const params = filterParams();
       params.set('format', format);
+      if (history) params.set('history', 'true');
       await download('/v1/entries/export', { params });
-      announce(`Exported ${plural(state.total, 'contact')} as ${format.toUpperCase()}.`);
+      announce(`Exported ${plural(state.total, 'contact')}${withHistory} as ${format.toUpperCase()}.`);
     }
   } catch (err) {
     alertError(`The export failed: ${err.message}`);

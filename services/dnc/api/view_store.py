@@ -74,7 +74,12 @@ CREATE INDEX IF NOT EXISTS entries_source ON entries (account, source, added_at,
 _UPSERT = f"""
 INSERT INTO entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (account, contact, coalesce(channel, ''), coalesce(sender, '')) DO UPDATE SET
-    source = excluded.source, added_at = excluded.added_at, origin = excluded.origin,
+    source = excluded.source, added_at = excluded.added_at,
+    -- An extension rewrites the entry without its origin (the list writer reads entries
+    -- from Redis, which does not keep origins): the same entry keeps the origin it had.
+    origin = CASE WHEN excluded.origin IS NULL AND entries.source = excluded.source
+                   AND entries.added_at = excluded.added_at
+              THEN entries.origin ELSE excluded.origin END,
     expires_at = excluded.expires_at, kh = excluded.kh
 """
 

@@ -29,6 +29,12 @@ class Source(StrEnum):
     CHANNEL_SIGNAL = "CHANNEL_SIGNAL"
 
 
+# Decoding runs per op of every command: a dict lookup instead of the enum's constructor
+# (which still reports an unknown value), tuple.__new__ instead of NamedTuple's __new__.
+_SOURCES = {s.value: s for s in Source}
+_new_key = tuple.__new__
+
+
 class EntryKey(NamedTuple):
     """(account, contact, channel or None = all, sender or None = all); all canonical."""
 
@@ -136,12 +142,12 @@ class Op:
     def from_dict(cls, d: dict[str, Any]) -> Op:
         src = d.get("source")
         return cls(
-            op=d["op"],
-            key=EntryKey(d["account"], d["contact"], d.get("channel"), d.get("sender")),
-            source=Source(src) if src is not None else None,
-            expires_at=d.get("expires_at"),
-            confirm=d.get("confirm"),
-            history_keys=d.get("history_keys"),
+            d["op"],
+            _new_key(EntryKey, (d["account"], d["contact"], d.get("channel"), d.get("sender"))),
+            None if src is None else _SOURCES.get(src) or Source(src),
+            d.get("expires_at"),
+            d.get("confirm"),
+            d.get("history_keys"),
         )
 
 
@@ -169,8 +175,9 @@ class Command:
     @classmethod
     def from_json(cls, raw: bytes) -> Command:
         d = orjson.loads(raw)
+        from_dict = Op.from_dict
         return cls(
-            ops=[Op.from_dict(o) for o in d["ops"]],
+            ops=[from_dict(o) for o in d["ops"]],
             at=int(d["at"]),
             origin=d.get("origin"),
             ref=d.get("ref"),

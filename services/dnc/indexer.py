@@ -40,7 +40,7 @@ from dnc.errors import ConfigurationError, DncError, IndexDiverged, IndexUnavail
 from dnc.expiry import ExpirySweeper
 from dnc.index import Index
 from dnc.kafka import BatchWriter, Sent
-from dnc.listwriter import Evaluated, ListWriter
+from dnc.listwriter import Evaluated, ListWriter, paused_gc
 from dnc.outbound import CHANNELS
 from dnc.pipeline import TransactionalPipeline
 from dnc.settings import Settings
@@ -284,38 +284,38 @@ class Indexer:
     ) -> None:
         t = self.topics
         assert self.writer is not None
-        for tp, records in batch.items():
-            owned = self.owned.get(tp.partition)
-            if owned is None or not owned.ready:
-                raise IndexDiverged(f"partition {tp.partition} is catching up")
-            commands: list[tuple[int, Command]] = []
-            out = writers[tp]
-            for r in records:
-                try:
-                    commands.append((r.offset, Command.from_json(r.value)))
-                except (ValueError, KeyError, TypeError) as exc:  # not ours: dead-letter it
-                    out.append(
-                        t.dead_letter,
-                        r.partition % self.dead_letter_partitions,
-                        r.key,
-                        kafka.dead_letter_value(
-                            tp.topic,
-                            tp.partition,
-                            r.offset,
-                            f"value: is not a list command ({exc!r})",
-                            r.value,
-                            key=r.key,
-                        ),
+        with paused_gc():
+            for tp, records in batch.items():
+                owned = self.owned.get(tp.partition)
+                if owned is None or not owned.ready:
+                    raise IndexDiverged(f"partition {tp.partition} is catching up")
+                commands: list[tuple[int, Command]] = []
+                out = writers[tp]
+                for r in records:
+                    try:
+                        commands.append((r.offset, Command.from_json(r.value)))
+                    except (ValueError, KeyError, TypeError) as exc:  # not ours: dead-letter it
+                        out.append(
+                            t.dead_letter,
+                            r.partition % self.dead_letter_partitions,
+                            r.key,
+                            kafka.dead_letter_value(
+                                tp.topic,
+                                tp.partition,
+                                r.offset,
+                                f"value: is not a list command ({exc!r})",
+                                r.value,
+                                key=r.key,
+                            ),
+                        )
+                meta, contacts = await self.writer.load(commands)
+                if meta.epoch != self.epoch or meta.changes.get(tp.partition) != owned.offset:
+                    self._schedule_catch_up(tp.partition)
+                    raise IndexDiverged(
+                        f"partition {tp.partition}: Redis has {meta.changes.get(tp.partition)}, "
+                        f"we wrote {owned.offset}"
                     )
-            touched = {(op.key.account, op.key.contact) for _, c in commands for op in c.ops}
-            meta, states = await self.writer.load(touched)
-            if meta.epoch != self.epoch or meta.changes.get(tp.partition) != owned.offset:
-                self._schedule_catch_up(tp.partition)
-                raise IndexDiverged(
-                    f"partition {tp.partition}: Redis has {meta.changes.get(tp.partition)}, "
-                    f"we wrote {owned.offset}"
-                )
-            owned.pending = self.writer.evaluate(tp.partition, commands, states, out)
+                owned.pending = self.writer.evaluate(tp.partition, commands, contacts, out)
 
     async def committed(
         self, tp: TopicPartition, records: Sequence[ConsumerRecord[bytes, bytes]], sent: list[Sent]

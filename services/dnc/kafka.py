@@ -28,6 +28,8 @@ from dnc.settings import Settings
 log = logging.getLogger(__name__)
 
 Headers = Sequence[tuple[str, bytes]]
+# (key, value, headers): headers as a list, which is what the C batch builder takes.
+Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
 
 # Big enough to amortise per-batch costs, small enough to stay far below the broker's
 # default message.max.bytes (1 MiB).
@@ -222,6 +224,25 @@ class BatchWriter:
                 raise ConfigurationError(
                     f"a record for {topic} is larger than the producer batch size"
                 )
+
+    def extend(self, topic: str, partition: int, records: Iterable[Record]) -> None:
+        """``append`` of many records to one partition, in order: one loop around the
+        builder's append (a list writer batch is a million records)."""
+        slot = (topic, partition)
+        builder = self._open.get(slot)
+        append = None if builder is None else builder.append
+        for key, value, headers in records:
+            if append is None:  # no empty batch: flush would send it
+                builder = self._open[slot] = self._producer.create_batch()
+                append = builder.append
+            if append(key=key, value=value, timestamp=None, headers=headers) is None:
+                self._full.append((builder, topic, partition))
+                builder = self._open[slot] = self._producer.create_batch()
+                append = builder.append
+                if append(key=key, value=value, timestamp=None, headers=headers) is None:
+                    raise ConfigurationError(
+                        f"a record for {topic} is larger than the producer batch size"
+                    )
 
     async def flush(self) -> list[Sent]:
         """Send all batches and wait until the broker has them (or raise)."""

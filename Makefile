@@ -6,13 +6,25 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STACK := deploy/local/stack.sh
+CLUSTER := deploy/local/cluster.sh
+# The local Redis Cluster (make up-cluster): 3 masters; the index reaches it through any node.
+export DNC_CLUSTER_PORTS ?= 17000 17001 17002
+CLUSTER_URL := redis://127.0.0.1:$(firstword $(DNC_CLUSTER_PORTS))/0
+# The integration tier once more, with every index on the cluster. Left out: one test of the
+# import jobs that talks to a single Redis directly (its owners know), and the test that
+# kills a private single Redis (test_cluster_node_loss.py does that to a cluster master).
+CLUSTER_TEST_ENV := DNC_REDIS_URL=$(CLUSTER_URL) DNC_INDEX__CLUSTER=true
+CLUSTER_DESELECT := \
+  --deselect tests/integration/test_api_imports.py::test_an_import_whose_instance_stopped_is_reported_failed \
+  --deselect tests/integration/test_recovery.py::test_gate_waits_while_redis_is_empty_then_the_index_is_rebuilt
 
 export DNC_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(or $(DNC_KAFKA_PORT),19092)
 export DNC_REDIS_URL ?= redis://127.0.0.1:$(or $(DNC_REDIS_PORT),16379)/0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all deps up down run topics test test-unit test-integration test-e2e test-faults \
-        test-faults-short lint fmt types schemas bench clean tools helm
+.PHONY: all deps up down up-cluster down-cluster run topics test test-unit test-integration \
+        test-cluster test-e2e test-faults test-faults-short lint fmt types schemas bench clean \
+        tools helm
 
 all: lint types test
 
@@ -63,6 +75,14 @@ up: deps
 
 down:
 	@$(STACK) down
+	@$(CLUSTER) down
+
+# A 3-master Redis Cluster on 127.0.0.1:17000-17002 beside the stack (data in .local/cluster).
+up-cluster: up
+	@$(CLUSTER) up
+
+down-cluster:
+	@$(CLUSTER) down
 
 topics: deps
 	@$(BIN)/dnc topics ensure
@@ -91,10 +111,13 @@ types: deps
 schemas: deps
 	$(BIN)/dnc schemas write
 
-# Every test: unit, integration (real Kafka + Redis), browser, and the short fault suite.
-test: up tools helm
+# Every test: unit, integration (real Kafka + Redis, then again on the Redis Cluster),
+# browser, and the short fault suite.
+test: up up-cluster tools helm
 	$(BIN)/pytest tests/unit -q
 	$(BIN)/pytest tests/integration -q -p no:cacheprovider --require-integration
+	$(CLUSTER_TEST_ENV) $(BIN)/pytest tests/integration -q -p no:cacheprovider \
+	  --require-integration $(CLUSTER_DESELECT)
 	$(BIN)/pytest tests/e2e -q -p no:cacheprovider
 	$(BIN)/pytest tests/faults -q -p no:cacheprovider -m "not long"
 
@@ -103,6 +126,12 @@ test-unit: deps helm
 
 test-integration: up tools
 	$(BIN)/pytest tests/integration -q --require-integration
+
+# The integration tier with the index on the local Redis Cluster (the test_cluster_* files
+# run only here; they start clusters of their own where they kill or reshard masters).
+test-cluster: up-cluster tools
+	$(CLUSTER_TEST_ENV) $(BIN)/pytest tests/integration -q -p no:cacheprovider \
+	  --require-integration $(CLUSTER_DESELECT)
 
 test-e2e: up tools
 	$(BIN)/pytest tests/e2e -q

@@ -70,7 +70,7 @@ async def load_index_directly(
     """Write entries start..n-1 into an index with ``apply.lua``, the script the list
     writer uses, and mark every changelog partition as applied up to offset 0 (the
     changelog of this list is empty). The additions stream is left out: a gate that
-    starts later builds its filter from the lookup sets."""
+    starts later builds its filter from the lookup sets. A single Redis only."""
     index = Index(settings.index, settings.redis_url)
     await index.start()
     parts = settings.topic_layout.list_partitions
@@ -80,9 +80,12 @@ async def load_index_directly(
         code = SOURCE_CODE[Source.IMPORT]
         in_flight: list[asyncio.Task[Any]] = []
         expected: str = ""
+        keys = [index.meta_key, index.adds_key, f"{index.prefix}:x:0"]
         for lo in range(start, n, chunk):
+            # apply.lua's arguments (see its header): no new-contacts blob, no counters, no
+            # expiry changes, a single Redis.
             args: list[Any] = [index.prefix, epoch, 0, expected, 0, "", int(time.time() * 1000)]
-            args += [b"", ""]
+            args += [b"", "", b"", ""]
             for i in range(lo, min(lo + chunk, n)):
                 account, contact, channel, sender = entry_contact(i)
                 bucket, member, field = index.locate(account, contact)
@@ -92,18 +95,24 @@ async def load_index_directly(
                 args += (bucket, member, field, value.encode())
             if not expected:
                 # The first call creates chg:0; the rest compare against it.
-                await index._call("apply", [index.meta_key], args)
+                await index._call("apply", keys, args)
                 expected = "0"
                 continue
-            in_flight.append(asyncio.create_task(index._call("apply", [index.meta_key], args)))
+            in_flight.append(asyncio.create_task(index._call("apply", keys, args)))
             await asyncio.sleep(0)
             if len(in_flight) >= 2:
                 await in_flight.pop(0)
         for task in in_flight:
             await task
         for p in range(1, parts):
-            await index._call(
-                "apply", [index.meta_key], [index.prefix, epoch, p, "", 0, "", 0, b"", ""]
+            await index.apply(
+                epoch=epoch,
+                partition=p,
+                expected=None,
+                new_offset=0,
+                new_command_offset=None,
+                updates=[],
+                now=0,
             )
     finally:
         await index.stop()

@@ -18,7 +18,9 @@ Redis prefix) that is deleted at the end. What each figure measures:
   fresh consumer groups (``benchmarks.worker drain``); medians of ``--rounds``. Index
   sizes up to 2M are built like the rebuild, larger ones with ``apply.lua`` directly;
 - latency: ingest, list writer and gate as ``dnc`` processes, outbound traffic at half
-  the gate's measured rate, STOPs injected one by one (``benchmarks.latency``).
+  the gate's measured rate, STOPs injected one by one (``benchmarks.latency``);
+- scaling: the same messages drained by 1 and by 2 gate processes in one consumer group
+  (``benchmarks.scaling``; ``--only-scaling`` runs just this figure).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import sys
 import time
 from typing import Any
 
-from benchmarks import latency, memory
+from benchmarks import latency, memory, scaling
 from benchmarks.common import (
     ARTIFACTS,
     ROOT,
@@ -108,13 +110,7 @@ class Bench:
         return await run_child_async(s, "drain", role, str(self.args.messages))
 
     async def throughput(self) -> dict[str, Any]:
-        s = self.settings(self.args.entries, "traffic")
-        self.log(f"producing {self.args.messages:,} outbound messages")
-        await bulk_produce(
-            s,
-            s.topics.outbound,
-            outbound_records(self.args.messages, s.topic_layout.outbound_partitions),
-        )
+        await self.produce_traffic()
         runs: dict[str, list[dict[str, Any]]] = {}
         for n in range(self.args.rounds):
             plan: list[tuple[str, str, int, GateSettings | None]] = [
@@ -171,6 +167,23 @@ class Bench:
         run = bench_settings(self.run_id, index="cmd", app="commands")
         return {"ops": n, **await run_child_async(run, "commands")}
 
+    async def produce_traffic(self) -> None:
+        s = self.settings(self.args.entries, "traffic")
+        self.log(f"producing {self.args.messages:,} outbound messages")
+        await bulk_produce(
+            s,
+            s.topics.outbound,
+            outbound_records(self.args.messages, s.topic_layout.outbound_partitions),
+        )
+
+    async def scaling(self) -> dict[str, Any]:
+        return await scaling.rounds(
+            lambda app: self.settings(self.args.entries, app),
+            self.args.messages,
+            self.args.scale_rounds,
+            self.log,
+        )
+
     def others(self) -> dict[str, Any]:
         """The import and check figures, from their own benchmarks if present."""
         out: dict[str, Any] = {}
@@ -193,6 +206,16 @@ class Bench:
 
     async def run(self) -> list[Row]:
         await create_topics(self.settings(self.args.entries, "setup"))
+        if self.args.only_scaling:
+            try:
+                one = self.args.entries
+                self.raw["indexes"] = {size_name(one): await self.build_index(one)}
+                await self.produce_traffic()
+                self.raw["scaling"] = await self.scaling()
+            finally:
+                self.log("dropping this run's topics and keys")
+                await drop_run(self.run_id)
+            return [self.scaling_row()]
         try:
             built = {}
             for size in self.sizes:
@@ -208,6 +231,8 @@ class Bench:
                 self.raw["latency"] = await self.latency(capacity)
             if self.args.command_ops:
                 self.raw["commands"] = await self.commands()
+            if self.args.scale_rounds:
+                self.raw["scaling"] = await self.scaling()
         finally:
             self.log("dropping this run's topics and keys")
             await drop_run(self.run_id)
@@ -314,6 +339,8 @@ class Bench:
                     "(information)",
                 )
             )
+        if "scaling" in raw:
+            rows.append(self.scaling_row())
         if "gate-no-filter" in tp:
             nf = tp["gate-no-filter"]
             rows.append(
@@ -325,6 +352,10 @@ class Bench:
                 )
             )
         return rows
+
+    def scaling_row(self) -> Row:
+        a = self.args
+        return scaling.row(self.raw["scaling"], size_name(a.entries), a.messages, a.scale_rounds)
 
     def _other_row(self, name: str, figure: str, target: str) -> Row:
         got = self.raw.get("others", {}).get(name)
@@ -360,6 +391,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--command-ops", type=int, default=200_000, help="0 = skip")
     p.add_argument("--skip-no-filter", action="store_true", help="no run without the filter")
     p.add_argument("--skip-others", action="store_true", help="no import/check benchmarks")
+    p.add_argument("--scale-rounds", type=int, default=1, help="1 vs 2 gates; 0 = skip")
+    p.add_argument(
+        "--only-scaling", action="store_true", help="only the 1 vs 2 gate instances figure"
+    )
     return p.parse_args(argv)
 
 

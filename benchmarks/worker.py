@@ -1,6 +1,7 @@
 """A benchmark child process: one role, measured from the inside, result as JSON.
 
     python -m benchmarks.worker drain gate|passthrough N [--profile FILE]
+    python -m benchmarks.worker drain-shared N INSTANCES DIR     (benchmarks.scaling)
     python -m benchmarks.worker rebuild
     python -m benchmarks.worker commands
 
@@ -174,6 +175,10 @@ def main() -> None:
     d.add_argument("role", choices=["gate", "passthrough"])
     d.add_argument("n", type=int)
     d.add_argument("--profile")
+    shared = sub.add_parser("drain-shared")  # benchmarks.scaling
+    shared.add_argument("n", type=int)
+    shared.add_argument("peers", type=int)
+    shared.add_argument("dir")
     sub.add_parser("rebuild")
     sub.add_parser("commands")
     args = parser.parse_args()
@@ -182,6 +187,10 @@ def main() -> None:
 
     if args.job == "drain":
         result = uvloop.run(drain(args.role, args.n, args.profile))
+    elif args.job == "drain-shared":
+        from benchmarks.scaling import drain_shared
+
+        result = uvloop.run(drain_shared(args.n, args.peers, args.dir))
     elif args.job == "rebuild":
         result = uvloop.run(rebuild())
     else:

@@ -4,6 +4,9 @@ processes. Used by the integration, browser and fault tiers.
 Services come from ``DNC_KAFKA_BOOTSTRAP`` / ``DNC_REDIS_URL`` (``make test`` starts the
 local stack and sets them). Without them, and only where a Docker engine runs,
 testcontainers starts throwaway ones. There is no fake Kafka or Redis anywhere.
+
+With ``DNC_INDEX__CLUSTER=true`` and ``DNC_REDIS_URL`` naming a Redis Cluster node
+(``make test-cluster``), every test namespace puts its index on the cluster.
 """
 
 from __future__ import annotations
@@ -74,6 +77,11 @@ def stop_containers() -> None:
 # --- a namespace per test ----------------------------------------------------------------
 
 
+def cluster_mode() -> bool:
+    """Whether the tests run against a Redis Cluster (``DNC_INDEX__CLUSTER``)."""
+    return os.environ.get("DNC_INDEX__CLUSTER", "").strip().lower() in ("1", "true", "yes")
+
+
 def unique_settings(kafka: str, redis_url: str, **overrides: Any) -> Settings:
     """Settings whose topics, consumer groups, transactional ids and Redis keys are this
     test's alone."""
@@ -91,7 +99,7 @@ def unique_settings(kafka: str, redis_url: str, **overrides: Any) -> Settings:
         "app_id": f"t{uid}",
         "topics": topics,
         "topic_layout": TopicLayout(input_partitions=2, outbound_partitions=3, list_partitions=3),
-        "index": IndexSettings(prefix=f"t{uid}", buckets=256),
+        "index": IndexSettings(prefix=f"t{uid}", buckets=256, cluster=cluster_mode()),
         "shutdown_deadline_s": 5.0,
         "log_json": False,
     }
@@ -138,14 +146,56 @@ async def delete_topics(settings: Settings) -> None:
 
 async def drop_redis_keys(settings: Settings) -> None:
     """Clean-up after a test; a private Redis the test already stopped needs none."""
-    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=1)
     try:
-        async for key in client.scan_iter(match=f"{settings.index.prefix}:*", count=1000):
-            await client.unlink(key)
+        async with redis_nodes(settings) as nodes:
+            for client in nodes:
+                async for key in client.scan_iter(match=f"{settings.index.prefix}:*", count=1000):
+                    await client.unlink(key)
     except (RedisConnectionError, OSError):
         pass
+
+
+@contextlib.asynccontextmanager
+async def redis_nodes(settings: Settings) -> AsyncIterator[list[aioredis.Redis]]:
+    """A client per node that holds data: the Redis, or each master of the cluster (for
+    SCAN, which sees one node's keys)."""
+    seed = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=1)
+    clients = [seed]
+    try:
+        if settings.index.cluster:
+            clients = []
+            for entry in await seed.execute_command("CLUSTER", "SLOTS"):  # type: ignore[no-untyped-call]
+                host, port = entry[2][0].decode() or "127.0.0.1", int(entry[2][1])
+                if all(c.connection_pool.connection_kwargs["port"] != port for c in clients):
+                    clients.append(aioredis.Redis(host=host, port=port, socket_connect_timeout=1))
+        yield clients
+    finally:
+        for c in {id(c): c for c in [seed, *clients]}.values():
+            await c.aclose()
+
+
+@contextlib.asynccontextmanager
+async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    """A client that reaches any key: on a cluster, one that routes by slot."""
+    if not settings.index.cluster:
+        client = aioredis.Redis.from_url(settings.redis_url)
+    else:
+        from redis.asyncio.cluster import RedisCluster
+
+        client = RedisCluster.from_url(settings.redis_url)  # type: ignore[assignment]
+    try:
+        yield client
     finally:
         await client.aclose()
+
+
+async def redis_keys(settings: Settings) -> list[bytes]:
+    """Every key of the settings' index, from every node."""
+    out: list[bytes] = []
+    async with redis_nodes(settings) as nodes:
+        for client in nodes:
+            out += [k async for k in client.scan_iter(match=f"{settings.index.prefix}:*")]
+    return out
 
 
 # --- Kafka I/O ----------------------------------------------------------------------------

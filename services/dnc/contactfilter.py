@@ -11,6 +11,9 @@ the filter holds every contact the index held at the moment of the lookup, and t
 re-checks any message whose contact was among the just-added ones. If the stream was
 trimmed past the filter's id, or the index was re-initialised, the filter is unusable
 until rebuilt. It is never deleted from; removed contacts leave when it is rebuilt.
+
+On a Redis Cluster every node has its own additions stream, and the filter's position
+(``version``) names one id per node; a node it does not name makes it unusable.
 """
 
 from __future__ import annotations
@@ -69,12 +72,19 @@ class ContactFilter:
             return
         if meta.epoch != self.epoch:
             self.invalidate("index re-initialised")
-        elif _id_ms(self.version) < meta.adds_floor:
+        elif meta.adds_trimmed(self.version):
             self.invalidate("additions stream trimmed past the filter")
 
-    def add(self, adds: Sequence[tuple[bytes, bytes]] | None) -> set[int]:
-        """Add stream entries (id, blob); return the keys they carried."""
-        if not adds or self._bloom is None:
+    def add(
+        self, adds: Sequence[tuple[bytes, bytes]] | None, version: bytes | None = None
+    ) -> set[int]:
+        """Add stream entries (id, blob); return the keys they carried. ``version``: the
+        position after them (``LookupResult.version``; on a cluster one per node)."""
+        if self._bloom is None:
+            return set()
+        if version is not None:
+            self.version = version
+        if not adds:
             return set()
         keys: set[int] = set()
         for _id, blob in adds:
@@ -82,7 +92,8 @@ class ContactFilter:
                 keys.add(filter_key(bucket, member))
         self._bloom.update(keys)
         self.added_since_build += len(keys)
-        self.version = adds[-1][0]
+        if version is None:
+            self.version = adds[-1][0]
         return keys
 
     async def rebuild(self, index: Index) -> None:
@@ -106,7 +117,3 @@ class ContactFilter:
             added,
             time.monotonic() - started,
         )
-
-
-def _id_ms(stream_id: bytes) -> int:
-    return int(stream_id.split(b"-")[0])

@@ -65,7 +65,7 @@ class Gate:
         # Fail-closed state: the index must reach `_floor` before we trust it, and its
         # offsets must never go below what we have already seen.
         self._floor: dict[int, int] | None = None
-        self._seen: dict[int, int] = {}
+        self._seen: dict[tuple[str, int], int] = {}  # (node tag or "", partition)
         self._epoch: str | None = None
         self._rebuild: asyncio.Task[None] | None = None
         self.reader = OutboundReader(self.index.filter_mask, self.index.ids)
@@ -165,7 +165,7 @@ class Gate:
             hits.update(await self._requery(decisions, rest))
             self._maybe_rebuild_filter()
             return hits
-        new = filt.add(result.adds)
+        new = filt.add(result.adds, result.version)
         if new:
             keep = self.index.filter_mask
             late = []
@@ -239,13 +239,18 @@ class Gate:
             )
             self._epoch, self._floor, self._seen = meta.epoch, None, {}
             raise IndexNotReady("index was re-initialised; waiting for it to catch up")
-        for p, offset in meta.changes.items():
-            if offset < self._seen.get(p, 0):
+        # Per node on a cluster: a node that lost its last writes is noticed even while
+        # another node holds the partition's minimum.
+        watermarks = meta.watermarks()
+        seen = self._seen
+        for where, offset in watermarks.items():
+            if offset < seen.get(where, 0):
                 log.warning(
-                    "gate: index went back on partition %d (%d < %d): it lost data",
-                    p,
+                    "gate: index went back on partition %d%s (%d < %d): it lost data",
+                    where[1],
+                    f" of node {where[0]}" if where[0] else "",
                     offset,
-                    self._seen[p],
+                    seen[where],
                 )
                 self._floor = None
                 raise IndexNotReady("index lost data; waiting for it to be replayed")
@@ -258,9 +263,9 @@ class Gate:
         if behind:
             raise IndexNotReady(f"index behind the changelog: {behind}")
         self._epoch = meta.epoch
-        for p, offset in meta.changes.items():
-            if offset > self._seen.get(p, 0):
-                self._seen[p] = offset
+        for where, offset in watermarks.items():
+            if offset > seen.get(where, 0):
+                seen[where] = offset
 
     def _write(
         self,

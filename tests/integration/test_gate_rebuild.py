@@ -7,9 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from tests.kit import drop_redis_keys, eventually, running
+from tests.kit import drop_redis_keys, eventually, redis_client, redis_keys, running
 
 from dnc.entries import Command, EntryKey, Op, Source
 from dnc.index import Index, Layout, entry_slot
@@ -76,19 +75,17 @@ async def _applied_up_to_end(settings: Settings, index: Index) -> bool:
 
 
 async def _snapshot(settings: Settings) -> dict[str, Any]:
-    """Every contact hash, lookup set and shared-member count under the prefix."""
-    client = aioredis.Redis.from_url(settings.redis_url)
+    """Every contact hash, lookup set and shared-member count under the prefix (on every
+    node of a cluster)."""
     out: dict[str, Any] = {}
-    try:
-        async for raw in client.scan_iter(match=f"{settings.index.prefix}:*", count=1000):
+    async with redis_client(settings) as client:
+        for raw in await redis_keys(settings):
             key = raw.decode()
             kind = key.split(":")[1]
             if kind in ("m", "gc"):
                 out[key] = await client.hgetall(key)
             elif kind == "g":
                 out[key] = await client.smembers(key)
-    finally:
-        await client.aclose()
     return out
 
 

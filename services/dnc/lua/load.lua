@@ -1,4 +1,6 @@
--- Read the current entries of some contacts, with the index meta, in one round trip.
+#!lua flags=no-writes,allow-cross-slot-keys
+-- Read the current entries of some contacts, with the index meta, in one round trip (on a
+-- Redis Cluster: one per node, with that node's meta).
 -- KEYS[1] meta; ARGV: prefix, then 2 per contact: bucket, field.
 -- Returns {meta as a flat list, value-or-false per contact}.
 local prefix = ARGV[1]

@@ -1,11 +1,14 @@
-#!lua flags=no-writes
--- The gate's check of a batch: one round trip, whatever the batch size.
--- KEYS[1] meta
+#!lua flags=no-writes,allow-cross-slot-keys
+-- The gate's check of a batch: one round trip, whatever the batch size (on a Redis
+-- Cluster: one per node, each with that node's contacts, meta and additions stream).
+-- KEYS[1] meta, KEYS[2] additions stream
 -- ARGV: prefix; buckets (uint32 LE each); members (int32 LE each); field lengths
 --       (uint16 LE each); fields concatenated; stream id to read contact additions
 --       after ("" = none).
 -- Returns {meta flat list, {i, value, i, value, ...} for contacts with entries (0-based i),
 --          additions after the given id (XRANGE reply) or false}.
+-- On a cluster node the bucket keys are not declared (allow-cross-slot-keys): a bucket the
+-- node does not serve fails the whole call, which only reads, and the caller re-routes.
 local prefix, buckets, members, lens, fields = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local meta = redis.call('HGETALL', KEYS[1])
 local hits = {}
@@ -26,6 +29,6 @@ for i = 0, n - 1 do
 end
 local adds = false
 if ARGV[6] ~= '' then
-  adds = redis.call('XRANGE', prefix .. ':adds', '(' .. ARGV[6], '+')
+  adds = redis.call('XRANGE', KEYS[2], '(' .. ARGV[6], '+')
 end
 return {meta, hits, adds}

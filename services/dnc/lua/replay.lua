@@ -1,22 +1,69 @@
+#!lua flags=allow-cross-slot-keys
 -- Replay changelog records (the list writer's catch-up) for one partition, atomically with
 -- the partition's offset. Unlike apply.lua, which is given each contact's new packed
 -- entries, this is given one record per changelog record and merges it into the contact's
 -- current entries here, so a catch-up needs no read round trip and no unpacking in Python.
+-- On a Redis Cluster this runs once per node, with that node's records (see apply.lua).
 --
--- KEYS[1]  meta hash
+-- KEYS     meta hash, additions stream, the partition's expiry index
 -- ARGV     prefix, epoch, partition, expected changes offset ("" = must be absent),
 --          new changes offset, now_ms, progress counters (as apply.lua), expiry index
---          changes (as apply.lua), then 5 per changelog record, in changelog order: bucket, member, field,
+--          changes (as apply.lua), slot fingerprint of the node ("" = a single Redis),
+--          then 5 per changelog record, in changelog order: bucket, member, field,
 --          slot ("channel␟sender␟", which identifies the entry within the contact),
 --          packed entry ("" = a tombstone: the entry left the list)
-local meta = KEYS[1]
+local meta, adds, xkey = KEYS[1], KEYS[2], KEYS[3]
 local prefix, epoch, part = ARGV[1], ARGV[2], ARGV[3]
+local cluster = ARGV[9] ~= ''
+local FIRST = 10
 if redis.call('HGET', meta, 'epoch') ~= epoch then
   return redis.error_reply('DIVERGED epoch')
 end
+if cluster and redis.call('HGET', meta, 'slots') ~= ARGV[9] then
+  return redis.error_reply('DIVERGED slots')
+end
 local current = redis.call('HGET', meta, 'chg:' .. part)
 if (current or '') ~= ARGV[4] then
-  return redis.error_reply('DIVERGED offset ' .. tostring(current) .. ' expected ' .. ARGV[4])
+  -- A cluster node ahead of the index (see apply.lua): a record replaces what an earlier
+  -- record of the same entry wrote, so replaying a batch the node holds in part, in this
+  -- one step, leaves it exactly at the new offset. Never across steps: in between, an
+  -- entry removed and added again within the batch would be missing.
+  local c, e = tonumber(current), tonumber(ARGV[4])
+  if not cluster or c == nil or (e ~= nil and c < e) then
+    return redis.error_reply('DIVERGED offset ' .. tostring(current) .. ' expected ' .. ARGV[4])
+  end
+  if c >= tonumber(ARGV[5]) then
+    return 'SKIP'
+  end
+end
+
+local function ref_key(ref)
+  if cluster then
+    return prefix .. ':ref:{' .. ref .. '}'
+  end
+  return prefix .. ':ref:' .. ref
+end
+
+if cluster then
+  -- Nothing is written unless every key is on this node (see apply.lua).
+  local seen = {}
+  for i = FIRST, #ARGV, 5 do
+    local b = ARGV[i]
+    if not seen[b] then
+      seen[b] = true
+      local t = '{' .. b .. '}'
+      local r = redis.pcall('EXISTS', prefix .. ':m:' .. t, prefix .. ':g:' .. t, prefix .. ':gc:' .. t)
+      if type(r) == 'table' and r.err then
+        return redis.error_reply('TOPOLOGY ' .. r.err)
+      end
+    end
+  end
+  for ref in string.gmatch(ARGV[7], '([^\31\30]+)\31[^\31\30]+\31[^\31\30]+') do
+    local r = redis.pcall('EXISTS', ref_key(ref))
+    if type(r) == 'table' and r.err then
+      return redis.error_reply('TOPOLOGY ' .. r.err)
+    end
+  end
 end
 
 -- The partition's expiry index: changelog keys of entries that expire, by expiry time
@@ -26,7 +73,6 @@ local function expiry(blob)
   if blob == '' then
     return
   end
-  local xkey = prefix .. ':x:' .. part
   for member, score in string.gmatch(blob, '([^\30\31]+)\31([^\30\31]*)') do
     if score == '' then
       redis.call('ZREM', xkey, member)
@@ -80,7 +126,7 @@ end
 
 local new_contacts, n_new = {}, 0
 local mkeys = {}
-local i = 9
+local i = FIRST
 while i <= #ARGV do
   local b, member, field, slot, rec = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local mkey = mkeys[b]
@@ -113,12 +159,12 @@ redis.call('HSET', meta, 'chg:' .. part, ARGV[5])
 if n_new > 0 then
   -- Contacts that gained their first entry, for the gates' filters (see apply.lua).
   local floor = tonumber(ARGV[6]) - 600000
-  redis.call('XADD', prefix .. ':adds', 'MINID', floor, '*', 'm', table.concat(new_contacts))
+  redis.call('XADD', adds, 'MINID', floor, '*', 'm', table.concat(new_contacts))
   redis.call('HSET', meta, 'adds_floor', floor)
 end
 if ARGV[7] ~= '' then
   for ref, name, incr in string.gmatch(ARGV[7], '([^\31\30]+)\31([^\31\30]+)\31([^\31\30]+)') do
-    local key = prefix .. ':ref:' .. ref
+    local key = ref_key(ref)
     redis.call('HINCRBY', key, name, incr)
     redis.call('EXPIRE', key, 604800)
   end

@@ -33,6 +33,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from benchmarks import latency, memory, scaling
@@ -189,11 +190,13 @@ class Bench:
         out: dict[str, Any] = {}
         for name, argv in (
             ("import", ["-m", "benchmarks.bench_import"]),
+            ("import2", ["-m", "benchmarks.bench_import", "--indexers", "2"]),
             ("check", ["-m", "benchmarks.bench_check", "--rate", "500", "--seconds", "30"]),
         ):
-            if self.args.skip_others or not (ROOT / "benchmarks" / f"bench_{name}.py").exists():
+            script = ROOT / "benchmarks" / f"bench_{name.rstrip('2')}.py"
+            if self.args.skip_others or not script.exists():
                 continue
-            self.log(f"running benchmarks/bench_{name}.py")
+            self.log(f"running {' '.join(argv[1:])}")
             proc = subprocess.run(
                 [sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, check=False
             )
@@ -227,12 +230,15 @@ class Bench:
             self.raw["encodings"] = await memory.encodings(url, prefix)
             tp = self.raw["throughput"] = await self.throughput()
             capacity = tp[f"gate@{size_name(self.args.entries)}"]["rate"]
+            # Scaling before latency: the latency run's list writer is stopped after its
+            # last transaction, whose commit marker then lies past the index's offsets, and
+            # a gate without a running list writer rightly waits for the index forever.
+            if self.args.scale_rounds:
+                self.raw["scaling"] = await self.scaling()
             if self.args.latency_samples:
                 self.raw["latency"] = await self.latency(capacity)
             if self.args.command_ops:
                 self.raw["commands"] = await self.commands()
-            if self.args.scale_rounds:
-                self.raw["scaling"] = await self.scaling()
         finally:
             self.log("dropping this run's topics and keys")
             await drop_run(self.run_id)
@@ -294,7 +300,8 @@ class Bench:
                 total <= 120,
             ),
         ]
-        rows.append(self._other_row("import", "import 15 MB CSV", "≤ 15 s"))
+        rows.append(self._other_row("import", "import 15 MB CSV, one list writer", "≤ 15 s"))
+        rows.append(self._other_row("import2", "import 15 MB CSV, two list writers", "≤ 15 s"))
         rebuild = raw["indexes"][one]["rebuild"]
         rows.append(
             Row(
@@ -311,6 +318,17 @@ class Bench:
         cpus = {z: tp[f"gate@{size_name(z)}"]["cpu_us_per_msg"] for z in self.sizes}
         spread = max(rates.values()) / min(rates.values()) - 1
         cpu_spread = max(cpus.values()) / min(cpus.values()) - 1
+        # The sizes run back to back within each round, so a round's spread compares them
+        # under the same machine load; the medians above come from different moments of
+        # a shared, noisy machine. The verdict uses the median of the per-round spreads.
+        per_round = [
+            max(rs) / min(rs) - 1
+            for rs in zip(
+                *([r["rate"] for r in tp[f"gate@{size_name(z)}"]["runs"]] for z in self.sizes),
+                strict=True,
+            )
+        ]
+        paired = median(per_round)
         how = {}
         for z in self.sizes:
             built = raw["indexes"][size_name(z)]
@@ -319,13 +337,14 @@ class Bench:
         rows.append(
             Row(
                 "gate throughput with " + ", ".join(size_name(z) for z in self.sizes) + " entries",
-                " / ".join(kmsg(r) for r in rates.values()) + f" (spread {spread:.0%})",
+                " / ".join(kmsg(r) for r in rates.values())
+                + f" (spread per round {paired:.0%} median; of medians {spread:.0%})",
                 "CPU/msg "
                 + " / ".join(f"{c:.2f}" for c in cpus.values())
                 + f" µs (spread {cpu_spread:.0%}); "
                 + "; ".join(f"{k}: {v}" for k, v in how.items()),
                 "flat within 10%",
-                spread <= 0.10,
+                paired <= 0.10,
             )
         )
         if "commands" in raw:
@@ -364,14 +383,16 @@ class Bench:
         text = got["stdout"]
         if got["returncode"]:
             return Row(figure, "failed", f"exit {got['returncode']}; see the JSON", target)
-        if name == "import":
+        if name.startswith("import"):
             m = re.search(r'"import_seconds":\s*([\d.]+)', text)
             if m:
-                return Row(figure, f"{float(m.group(1)):.1f} s", "bench_import.py", target)
+                seconds = float(m.group(1))
+                return Row(figure, f"{seconds:.1f} s", "bench_import.py", target, seconds <= 15)
         for line in text.strip().splitlines():
             m = re.search(r"p99 ([\d.]+) ms", line)
             if m:
-                return Row(figure, f"{float(m.group(1)):.2f} ms", line.strip()[:150], target)
+                p99 = float(m.group(1))
+                return Row(figure, f"{p99:.2f} ms", line.strip()[:150], target, p99 <= 10)
         return Row(figure, "see the JSON", f"bench_{name}.py output not recognised", target)
 
 
@@ -390,6 +411,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--latency-spacing", type=float, default=0.15, help="seconds between STOPs")
     p.add_argument("--command-ops", type=int, default=200_000, help="0 = skip")
     p.add_argument("--skip-no-filter", action="store_true", help="no run without the filter")
+    p.add_argument("--render", help="print the table of an earlier run's JSON; measure nothing")
     p.add_argument("--skip-others", action="store_true", help="no import/check benchmarks")
     p.add_argument("--scale-rounds", type=int, default=1, help="1 vs 2 gates; 0 = skip")
     p.add_argument(
@@ -400,6 +422,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    if args.render:
+        # The table of an earlier run, from its JSON (after a change to how rows read).
+        bench = Bench(args)
+        bench.raw = json.loads(Path(args.render).read_text())["raw"]
+        print(render(bench.rows()))
+        return
     command = " ".join([".venv/bin/python -m benchmarks.run", *sys.argv[1:]])
     started = time.monotonic()
     bench = Bench(args)

@@ -102,8 +102,7 @@ class Index(Layout):
             health_check_interval=10,
         )
         for name in ("apply", "init", "load", "lookup", "replay"):
-            text = resources.files("dnc").joinpath("lua", f"{name}.lua").read_text()
-            self._scripts[name] = self._client.register_script(text)
+            self._scripts[name] = self._client.register_script(lua_script(name))
         if self.settings.cluster:
             self._cluster = ClusterIndex(self, self.prefix, self._redis_url, self._scripts)
             await self._cluster.start()
@@ -386,6 +385,22 @@ class Index(Layout):
                 # filter_key(bucket, m), inlined: this runs once per contact of the list.
                 out.extend(((int(m) + 0x80000000) << 32) | bucket for m in members)
             yield out
+
+
+INCLUDE = "-- #include "
+
+
+def lua_script(name: str) -> str:
+    """The text of ``lua/<name>.lua``, with each ``-- #include <file>`` line replaced by
+    that file (the opening the writing scripts share: ``lua/writes.lua``)."""
+    lua = resources.files("dnc").joinpath("lua")
+    lines = lua.joinpath(f"{name}.lua").read_text().split("\n")
+    return "\n".join(
+        lua.joinpath(line.removeprefix(INCLUDE).strip()).read_text().rstrip("\n")
+        if line.startswith(INCLUDE)
+        else line
+        for line in lines
+    )
 
 
 __all__ = [

@@ -68,9 +68,22 @@ def _cell(value: Any) -> str:
     return str(round(value) if isinstance(value, float) else value)
 
 
+# Adds through the API: shown when a scenario of the run made some (sigkill-api).
+API_COLUMNS = [
+    ("requests", "api requests"),
+    ("acked", "acked"),
+    ("unknown", "unknown"),
+    ("adds_lost", "adds lost"),
+    ("adds_duplicated", "adds duplicated"),
+]
+
+
 def _table(rows: list[dict[str, Any]]) -> list[str]:
-    head = [title for _key, title in COLUMNS]
-    body = [[_cell(r[k]) for k, _ in COLUMNS] for r in rows]
+    columns = COLUMNS
+    if any(r.get("requests") for r in rows):
+        columns = COLUMNS[:-1] + API_COLUMNS + COLUMNS[-1:]
+    head = [title for _key, title in columns]
+    body = [[_cell(r.get(k, "")) for k, _ in columns] for r in rows]
     widths = [max(len(x) for x in col) for col in zip(head, *body, strict=False)]
     lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |"]
     lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")

@@ -43,7 +43,7 @@ from aiokafka.structs import ConsumerRecord
 from dnc.errors import DncError
 from dnc.index import Index
 from dnc.kafka import ensure_topics
-from dnc.settings import Settings
+from dnc.settings import ApiSettings, Settings
 from tests.kit import ROOT, Process, inbound, outbound, settings_env
 
 ACCOUNT = "acme"
@@ -230,6 +230,14 @@ class Report:
     opt_outs_missing_in_changes: int = 0
     opt_out_changes_duplicated: int = 0
     opt_out_commands_duplicated: int = 0
+    # Adds through the API (the scenario that kills the api): requests that reached it,
+    # contacts it acknowledged (200/201/202), requests whose outcome the client never
+    # learnt, acknowledged contacts not in the index, contacts created more than once.
+    requests: int = 0
+    acked: int = 0
+    unknown: int = 0
+    adds_lost: int = 0
+    adds_duplicated: int = 0
     unexpected_exits: int = 0
     unclean_shutdowns: int = 0  # SIGTERM at the end did not give exit code 0
     kills: dict[str, int] = field(default_factory=dict)
@@ -243,13 +251,19 @@ class Report:
             "lost", "duplicated", "leaked", "reopened", "wrongly_blocked", "misrouted",
             "opt_outs_missing_in_index", "opt_outs_missing_in_changes",
             "opt_out_changes_duplicated", "opt_out_commands_duplicated", "unexpected_exits",
-            "unclean_shutdowns", "confirmations_duplicated",
+            "unclean_shutdowns", "confirmations_duplicated", "adds_lost", "adds_duplicated",
         ]  # fmt: skip
         return [f"{name}={getattr(self, name)}" for name in bad if getattr(self, name)]
 
     def line(self) -> str:
+        adds = (
+            f"requests={self.requests} acked={self.acked} unknown={self.unknown} "
+            f"adds_lost={self.adds_lost} adds_duplicated={self.adds_duplicated} "
+            if self.requests
+            else ""
+        )
         return (
-            f"[faults] {self.scenario}: rounds={self.rounds} messages={self.messages} "
+            f"[faults] {self.scenario}: rounds={self.rounds} {adds}messages={self.messages} "
             f"opt_outs={self.opt_outs} allowed={self.allowed} blocked={self.blocked} "
             f"dead_lettered={self.dead_lettered} lost={self.lost} duplicated={self.duplicated} "
             f"leaked={self.leaked} reopened={self.reopened} "
@@ -652,44 +666,60 @@ class Workload:
         return report
 
     async def _count_opt_outs(self, report: Report) -> None:
-        s, t = self.settings, self.settings.topics
+        s = self.settings
         # In the index: every opt-out, eventually (the index may be rebuilding).
-        index = Index(s.index, self._index._redis_url)
-        await index.start()
-        try:
-
-            async def present(c: str) -> bool:
-                entries = await index.entries_of(ACCOUNT, c)
-                return any(e.key.channel == "SMS" and e.key.sender == "acme" for e in entries)
-
-            deadline = monotonic() + 60
-            missing = list(self.stop_sent)
-            while missing and monotonic() < deadline:
-                with contextlib.suppress(DncError):
-                    missing = [c for c in missing if not await present(c)]
-                if missing:
-                    await asyncio.sleep(0.2)
-            report.opt_outs_missing_in_index = len(missing)
-        finally:
-            await index.stop()
+        missing = await missing_in_index(s, self._index._redis_url, list(self.stop_sent))
+        report.opt_outs_missing_in_index = len(missing)
         # In the changelog: exactly one add per opt-out.
-        adds: Counter[str] = Counter()
-        for r in await read_all(s, t.changes):
-            if r.key is None or r.value is None:
-                continue
-            account, contact, channel, sender = orjson.loads(r.key)
-            if (account, channel, sender) == (ACCOUNT, "SMS", "acme"):
-                adds[contact] += 1
+        adds = await adds_in_changes(s)
         report.opt_outs_missing_in_changes = sum(1 for c in self.stop_sent if not adds[c])
         report.opt_out_changes_duplicated = sum(max(0, adds[c] - 1) for c in self.stop_sent)
         # In the commands: exactly one command per STOP (ingest processed it once).
         commands: Counter[str] = Counter()
-        for r in await read_all(s, t.commands):
+        for r in await read_all(s, s.topics.commands):
             origin = orjson.loads(r.value).get("origin") or {}
             commands[str(origin.get("message_id"))] += 1
         report.opt_out_commands_duplicated = sum(
             max(0, commands[mo] - 1) for mo in self.stop_ids.values()
         )
+
+
+async def missing_in_index(
+    settings: Settings, redis_url: str, contacts: Sequence[str], timeout: float = 60
+) -> list[str]:
+    """The contacts without their acme SMS/ACME entry in the index, after waiting up to
+    `timeout` for them (the index may be rebuilding)."""
+    index = Index(settings.index, redis_url)
+    await index.start()
+    try:
+
+        async def present(c: str) -> bool:
+            entries = await index.entries_of(ACCOUNT, c)
+            return any(e.key.channel == "SMS" and e.key.sender == "acme" for e in entries)
+
+        deadline = monotonic() + timeout
+        missing = list(contacts)
+        while missing and monotonic() < deadline:
+            with contextlib.suppress(DncError):
+                missing = [c for c in missing if not await present(c)]
+            if missing:
+                await asyncio.sleep(0.2)
+        return missing
+    finally:
+        await index.stop()
+
+
+async def adds_in_changes(settings: Settings) -> Counter[str]:
+    """Per contact: how often dnc.changes records an acme SMS/ACME entry (created; an add
+    of an entry already there records nothing)."""
+    adds: Counter[str] = Counter()
+    for r in await read_all(settings, settings.topics.changes):
+        if r.key is None or r.value is None:
+            continue
+        account, contact, channel, sender = orjson.loads(r.key)
+        if (account, channel, sender) == (ACCOUNT, "SMS", "acme"):
+            adds[contact] += 1
+    return adds
 
 
 def _record_offset(sent: Sent, fut: asyncio.Future[Any]) -> None:
@@ -753,15 +783,18 @@ async def scenario(
     redis_timeout_s: float = 1.0,
     argv: dict[str, list[str]] | None = None,
     instances: int = 1,
+    extra_roles: Sequence[str] = (),
+    api: ApiSettings | None = None,
     opt_out_every_s: float = 0.5,
     rate: float = 80.0,
     decide_timeout_s: float = 180.0,
     seed: int | None = None,
     log_level: str = "INFO",
 ) -> AsyncIterator[Run]:
-    """Start the roles and the workload; the body injects the faults while traffic and
-    opt-outs flow; afterwards wait until every message is decided, count, and record the
-    report (also when the body or the count fails)."""
+    """Start the roles (and ``extra_roles``, e.g. the api with the ``api`` settings) and the
+    workload; the body injects the faults while traffic and opt-outs flow; afterwards wait
+    until every message is decided, count, and record the report (also when the body or the
+    count fails)."""
     from tests.kit import unique_settings
 
     if seed is None and os.environ.get("DNC_FAULTS_SEED"):
@@ -772,13 +805,14 @@ async def scenario(
         update={
             "index": base.index.model_copy(update={"redis_timeout_s": redis_timeout_s}),
             "log_level": os.environ.get("DNC_FAULTS_LOG_LEVEL", log_level),
+            "api": api or base.api,
         }
     )
     await prepare(settings)
     started = monotonic()
     report = Report(name, planned_rounds)
     report.extra["seed"] = seed
-    roles = RoleSet(settings, log_dir(name), argv=argv, instances=instances)
+    roles = RoleSet(settings, log_dir(name), (*ROLES, *extra_roles), argv=argv, instances=instances)
     load = Workload(settings, name, watch_redis_url=watch_redis_url, rate=rate, seed=seed)
     run = Run(name, settings, roles, load, random.Random(seed), report)
     roles.start()

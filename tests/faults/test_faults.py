@@ -11,7 +11,9 @@ messages flow. Afterwards, by message id, read with read_committed:
   (leaked), and per contact nothing was allowed after something was blocked (reopened);
 - nothing else was blocked (wrongly blocked), every opt-out is in the index and exactly
   once in dnc.changes and in dnc.commands;
-- no role exited on its own (every role recovers by itself).
+- no role exited on its own (every role recovers by itself);
+- where opt-outs are added through the api (``sigkill-api``): every add it acknowledged
+  is in the index and in dnc.changes, and no contact was created twice (lost, duplicated).
 
 ``DNC_FAULT_ROUNDS`` sets the number of rounds (``make test-faults``: 10); the short
 defaults keep ``make test`` within its time budget. ``@pytest.mark.long`` variants run
@@ -21,15 +23,32 @@ only in ``make test-faults``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import signal
 import sys
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.faults.harness import ROLES, Report, monotonic, rounds, scenario, until
+from dnc.settings import ApiKey, ApiSettings
+from tests.faults.harness import (
+    ACCOUNT,
+    ROLES,
+    SENDER,
+    Report,
+    adds_in_changes,
+    missing_in_index,
+    monotonic,
+    rounds,
+    scenario,
+    until,
+    until_async,
+)
 from tests.faults.proxy import ChaosProxy
-from tests.faults.stack import FaultStack, RedisServer, port_open
+from tests.faults.stack import FaultStack, RedisServer, free_port, port_open
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 
@@ -303,3 +322,134 @@ async def test_slow_flapping_network_to_redis(fault_stack: FaultStack, tmp_path:
     report = await flaky_network(fault_stack, tmp_path, "flaky-redis-network", 2.0 * rounds(6))
     assert_clean(report)
     assert report.extra["proxy"]["connections_cut"] > 0
+
+
+# --- 6. the api killed while opt-outs are added through it ----------------------------------
+
+API_SECRET = "faults-api-key"
+
+
+@dataclass
+class Adds:
+    """What the client of the api learnt."""
+
+    tried: list[str] = field(default_factory=list)
+    acked: dict[str, str] = field(default_factory=dict)  # contact → outcome (or "pending")
+    requests: int = 0  # that reached the api (a refused connection did not)
+    unknown: int = 0  # cut off, timed out or 5xx: the add may or may not have happened
+    refused: int = 0
+    after_unknown: Counter[str] = field(default_factory=Counter)  # outcome of the retry
+
+
+async def add_through_api(client: httpx.AsyncClient, adds: Adds, stop: asyncio.Event) -> None:
+    """Add distinct contacts one at a time. After an unknown outcome, retry the same
+    contact (as a client that wants at-least-once does) until the api acknowledges it."""
+    while not stop.is_set():
+        contact = f"4477009{20000 + len(adds.tried):05d}"  # not one of the workload's
+        adds.tried.append(contact)
+        body = {"contact": f"+{contact}", "channel": "SMS", "sender": SENDER, "accounts": [ACCOUNT]}
+        retry = False
+        while contact not in adds.acked:
+            try:
+                r = await client.post("/v1/entries", json=body)
+            except httpx.ConnectError:  # refused: the api is down, nothing was sent
+                adds.refused += 1
+                await asyncio.sleep(0.05)
+                continue
+            except httpx.TransportError:  # the api died mid-request, or it timed out
+                adds.requests += 1
+                adds.unknown += 1
+                retry = True
+                continue
+            adds.requests += 1
+            if r.status_code >= 500:
+                adds.unknown += 1
+                retry = True
+                await asyncio.sleep(0.1)
+                continue
+            assert r.status_code in (200, 201, 202), r.text
+            outcome = "pending" if r.status_code == 202 else r.json()["results"][0]["outcome"]
+            adds.acked[contact] = outcome
+            if retry:
+                adds.after_unknown[outcome] += 1
+
+
+async def api_healthy(client: httpx.AsyncClient, timeout: float = 60) -> None:
+    async def up() -> bool:
+        try:
+            return (await client.get("/healthz")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    await until_async(up, timeout, "the api to answer /healthz")
+
+
+async def sigkill_api(stack: FaultStack, workdir: Path, name: str, n: int) -> Report:
+    """Each round: SIGKILL the api at a random moment while a client adds opt-outs through
+    it (usually mid-request: the command may or may not have been produced), restart it
+    after 0-1 s, wait until it answers. The other roles run, and are counted, as usual."""
+    port = free_port()
+    digest = hashlib.sha256(API_SECRET.encode()).hexdigest()
+    api = ApiSettings(
+        port=port,
+        keys=[ApiKey(name="faults", sha256=digest, accounts=[ACCOUNT])],
+        view_path=str(workdir / "view.sqlite3"),
+    )
+    adds = Adds()
+    async with (
+        httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}",
+            headers={"Authorization": f"Bearer {API_SECRET}"},
+            timeout=30,
+        ) as client,
+        scenario(
+            name,
+            stack.kafka,
+            roles_redis_url=stack.redis_url,
+            watch_redis_url=stack.redis_url,
+            planned_rounds=n,
+            extra_roles=["api"],
+            api=api,
+        ) as run,
+    ):
+        await api_healthy(client)
+        stop = asyncio.Event()
+        adding = asyncio.create_task(add_through_api(client, adds, stop))
+        try:
+            for _ in range(n):
+                await asyncio.sleep(run.rng.uniform(0.5, 3.0))
+                run.load.event(f"SIGKILL api ({len(adds.acked)} acked)")
+                run.roles.kill("api")
+                await asyncio.sleep(run.rng.uniform(0.0, 1.0))
+                run.roles.restart("api")
+                await api_healthy(client)
+            await asyncio.sleep(1.0)
+            stop.set()
+            await adding
+        finally:
+            adding.cancel()
+        # Every acknowledged add is in the index and in dnc.changes; none is there twice.
+        acked, report = list(adds.acked), run.report
+        missing = set(await missing_in_index(run.settings, stack.redis_url, acked))
+        deadline = monotonic() + 60
+        made = await adds_in_changes(run.settings)
+        while not all(made[c] for c in acked) and monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            made = await adds_in_changes(run.settings)
+        missing |= {c for c in acked if not made[c]}
+        report.requests, report.acked, report.unknown = adds.requests, len(acked), adds.unknown
+        report.adds_lost = len(missing)
+        report.adds_duplicated = sum(max(0, made[c] - 1) for c in adds.tried)
+        report.extra["api"] = {
+            "refused": adds.refused,
+            "outcomes": dict(Counter(adds.acked.values())),
+            "retried_after_unknown": dict(adds.after_unknown),
+        }
+    return run.report
+
+
+async def test_sigkill_api_while_adding_opt_outs(fault_stack: FaultStack, tmp_path: Path) -> None:
+    report = await sigkill_api(fault_stack, tmp_path, "sigkill-api", rounds(4))
+    assert report.kills.get("api") == report.rounds
+    assert report.acked > 0 and report.requests >= report.acked
+    assert_clean(report)

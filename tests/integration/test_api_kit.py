@@ -3,8 +3,10 @@ driven in-process through httpx, and what the gate made of some outbound message
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -12,10 +14,11 @@ from typing import Any
 
 import httpx
 import orjson
-from tests.kit import produce, reading
+from tests.kit import eventually, produce, reading
 
 from dnc.api.app import create_app
 from dnc.api.context import ApiContext
+from dnc.api.server import ApiServer
 from dnc.settings import ApiKey, ApiSettings, Settings
 
 SECRET_A = "test-key-acme"  # grants acme and acme-eu
@@ -57,6 +60,31 @@ async def api_client(
             yield client, ctx
     finally:
         await ctx.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def served_api(settings: Settings) -> AsyncIterator[ApiServer]:
+    """``dnc api`` on uvicorn at ``settings.api.port``, in this process, until the block ends."""
+    server = ApiServer(settings)
+    await server.start()
+    serving = asyncio.create_task(server.run())
+    try:
+
+        async def started() -> bool:
+            return bool(server.server.started)
+
+        await eventually(started, what="the API server to start")
+        yield server
+    finally:
+        await server.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(serving, 10)
 
 
 async def add(client: httpx.AsyncClient, secret: str = SECRET_A, **body: Any) -> dict[str, Any]:

@@ -4,11 +4,9 @@ over the real stack."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import io
 import os
-import socket
 import sys
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,10 +18,15 @@ import openpyxl
 import orjson
 import pytest
 from tests.integration.test_api_imports import SEED_CSV
-from tests.integration.test_api_kit import SECRET_A, SECRET_B, MakeSettings, api_settings
-from tests.kit import ROOT, eventually, running
-
-from dnc.api.server import ApiServer
+from tests.integration.test_api_kit import (
+    SECRET_A,
+    SECRET_B,
+    MakeSettings,
+    api_settings,
+    free_port,
+    served_api,
+)
+from tests.kit import ROOT, running
 
 pytestmark = pytest.mark.integration
 
@@ -38,12 +41,6 @@ class Result:
         return orjson.loads(self.stdout)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 async def dnc(
     make_settings: MakeSettings, tmp_path: Path
@@ -51,37 +48,24 @@ async def dnc(
     """Run ``dnc entries ARGS`` against a served API; returns exit code and output."""
     port = free_port()
     settings = await api_settings(make_settings, tmp_path, port=port)
-    async with running(settings, "ingest", "indexer", "gate"):
-        server = ApiServer(settings)
-        await server.start()
-        serving = asyncio.create_task(server.run())
-        try:
+    async with running(settings, "ingest", "indexer", "gate"), served_api(settings):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DNC_")}
+        env |= {"DNC_API_URL": f"http://127.0.0.1:{port}", "DNC_API_KEY": SECRET_A}
 
-            async def started() -> bool:
-                return bool(server.server.started)
+        async def run(*args: str, key: str | None = None) -> Result:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "dnc", "entries", *args,
+                env=env | ({"DNC_API_KEY": key} if key else {}),
+                cwd=ROOT,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await proc.communicate()
+            assert proc.returncode is not None
+            return Result(proc.returncode, out.decode(), err.decode())
 
-            await eventually(started, what="the API server to start")
-            env = {k: v for k, v in os.environ.items() if not k.startswith("DNC_")}
-            env |= {"DNC_API_URL": f"http://127.0.0.1:{port}", "DNC_API_KEY": SECRET_A}
-
-            async def run(*args: str, key: str | None = None) -> Result:
-                proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "dnc", "entries", *args,
-                    env=env | ({"DNC_API_KEY": key} if key else {}),
-                    cwd=ROOT,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE,
-                )  # fmt: skip
-                out, err = await proc.communicate()
-                assert proc.returncode is not None
-                return Result(proc.returncode, out.decode(), err.decode())
-
-            yield run
-        finally:
-            await server.stop()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(serving, 10)
+        yield run
 
 
 async def test_seed_example_through_the_cli(

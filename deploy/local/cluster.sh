@@ -29,7 +29,14 @@ node_up() {  # $1 = port
     say "node 127.0.0.1:$port already running (pid $(cat "$dir/pid"))"
     return 0
   fi
-  port_open "$port" && die "127.0.0.1:$port is taken by something this script did not start"
+  if port_open "$port"; then
+    # Another checkout's cluster (CI runs in a fresh clone beside a running stack): use it,
+    # as stack.sh does with Kafka and Redis; 'down' leaves it alone.
+    cli "$port" cluster info 2>/dev/null | grep -q '^cluster_enabled:1\|^cluster_state:' \
+      || die "127.0.0.1:$port is taken by something that is not a Redis Cluster node"
+    say "a cluster node already listens on 127.0.0.1:$port; using it (not ours, 'down' leaves it alone)"
+    return 0
+  fi
   command -v redis-server >/dev/null || die "redis-server is missing: run 'make up' (it installs Debian's package)"
   mkdir -p "$dir"
   sed -e "s:@PORT@:$port:g" -e "s:@DIR@:$dir:g" -e "s:@PIDFILE@:$dir/pid:g" \

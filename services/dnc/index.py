@@ -65,6 +65,7 @@ from dnc.index_layout import (
     unpack_entries,
 )
 from dnc.index_meta import ContactUpdate, IndexMeta, LookupResult, script_error
+from dnc.redisconn import connection_options
 from dnc.settings import IndexSettings, Settings
 
 
@@ -100,6 +101,7 @@ class Index(Layout):
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             health_check_interval=10,
+            **connection_options(self._redis_url),
         )
         for name in ("apply", "init", "load", "lookup", "replay"):
             self._scripts[name] = self._client.register_script(lua_script(name))

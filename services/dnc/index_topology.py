@@ -33,6 +33,7 @@ from redis.exceptions import (
 
 from dnc.errors import ConfigurationError, IndexDiverged, IndexUnavailable
 from dnc.index_meta import script_error
+from dnc.redisconn import connection_options
 
 SLOTS = 16384
 NO_NODE = 255
@@ -139,11 +140,13 @@ class Topologies:
             parts = urlsplit(self.url)
             auth = parts.netloc.rpartition("@")[0]
             netloc = f"{auth}@{host}:{port}" if auth else f"{host}:{port}"
+            node_url = urlunsplit(parts._replace(netloc=netloc, path="/0"))
             client = self._clients[addr] = aioredis.Redis.from_url(
-                urlunsplit(parts._replace(netloc=netloc, path="/0")),
+                node_url,
                 socket_timeout=self.timeout,
                 socket_connect_timeout=self.timeout,
                 health_check_interval=10,
+                **connection_options(node_url),
             )
         return client
 

@@ -40,19 +40,6 @@ redis.call('HSET', meta, 'chg:' .. part, ARGV[5])
 if ARGV[6] ~= '' then
   redis.call('HSET', meta, 'cmd:' .. part, ARGV[6])
 end
-if ARGV[8] ~= '' then
-  -- Contacts that gained their first entry, for the gates' in-process filters. Trimmed
-  -- by age with an exact MINID so a gate can tell whether it missed any (adds_floor).
-  local floor = tonumber(ARGV[7]) - 600000
-  redis.call('XADD', adds, 'MINID', floor, '*', 'm', ARGV[8])
-  redis.call('HSET', meta, 'adds_floor', floor)
-end
-if ARGV[9] ~= '' then
-  -- Progress of imports and API requests (added / already present), kept for a week.
-  for ref, name, incr in string.gmatch(ARGV[9], '([^\31\30]+)\31([^\31\30]+)\31([^\31\30]+)') do
-    local key = ref_key(ref)
-    redis.call('HINCRBY', key, name, incr)
-    redis.call('EXPIRE', key, 604800)
-  end
-end
+announce(ARGV[8], ARGV[7])
+count_progress()
 return 'OK'

@@ -71,17 +71,6 @@ end
 
 expiry(ARGV[8])
 redis.call('HSET', meta, 'chg:' .. part, ARGV[5])
-if n_new > 0 then
-  -- Contacts that gained their first entry, for the gates' filters (see apply.lua).
-  local floor = tonumber(ARGV[6]) - 600000
-  redis.call('XADD', adds, 'MINID', floor, '*', 'm', table.concat(new_contacts))
-  redis.call('HSET', meta, 'adds_floor', floor)
-end
-if ARGV[7] ~= '' then
-  for ref, name, incr in string.gmatch(ARGV[7], '([^\31\30]+)\31([^\31\30]+)\31([^\31\30]+)') do
-    local key = ref_key(ref)
-    redis.call('HINCRBY', key, name, incr)
-    redis.call('EXPIRE', key, 604800)
-  end
-end
+announce(table.concat(new_contacts), ARGV[6])
+count_progress()
 return 'OK'

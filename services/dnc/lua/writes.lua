@@ -1,6 +1,6 @@
--- The opening shared by the scripts that write the index (apply.lua, replay.lua): put in
--- place of their `-- #include writes.lua` line when they are loaded (dnc.index), so it
--- runs at the top level of each script. The including script sets first:
+-- What the scripts that write the index (apply.lua, replay.lua) share: their opening
+-- checks and their helpers, put in place of their `-- #include writes.lua` line when they
+-- are loaded (dnc.index), so it runs at the top level of each script. The including script sets first:
 --   SLOTS   its slot fingerprint argument ("" = a single Redis)
 --   FIRST   the index of its first per-contact argument, STRIDE the arguments per contact
 --   REFS    its progress counters argument
@@ -99,5 +99,26 @@ local function release(b, member)
     redis.call('HDEL', gc, member)
   else
     redis.call('SREM', prefix .. ':g:{' .. b .. '}', member)
+  end
+end
+
+-- Contacts that gained their first entry (`blob`: 8 bytes each), for the gates'
+-- in-process filters. Trimmed by age with an exact MINID so a gate can tell whether it
+-- missed any (adds_floor).
+local function announce(blob, now_ms)
+  if blob == '' then
+    return
+  end
+  local floor = tonumber(now_ms) - 600000
+  redis.call('XADD', adds, 'MINID', floor, '*', 'm', blob)
+  redis.call('HSET', meta, 'adds_floor', floor)
+end
+
+-- Progress of imports and API requests (added / already present), kept for a week.
+local function count_progress()
+  for ref, name, incr in string.gmatch(REFS, '([^\31\30]+)\31([^\31\30]+)\31([^\31\30]+)') do
+    local key = ref_key(ref)
+    redis.call('HINCRBY', key, name, incr)
+    redis.call('EXPIRE', key, 604800)
   end
 end

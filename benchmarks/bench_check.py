@@ -16,42 +16,23 @@ import asyncio
 import contextlib
 import hashlib
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 
-from benchmarks.common import bench_settings, create_topics, drop_run, new_run_id, settings_env
+from benchmarks.common import (
+    bench_settings,
+    create_topics,
+    drop_run,
+    free_port,
+    new_run_id,
+    role_process,
+)
 from dnc.api.writer import CommandWriter
 from dnc.entries import Command, EntryKey, Op, Source
 from dnc.index import Index
 from dnc.settings import ApiKey, ApiSettings, Settings
 
 SECRET = "bench-check-key"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def _process(settings: Settings, role: str) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dnc", role],
-        env=settings_env(settings),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 async def _load_entries(settings: Settings, n: int) -> None:
@@ -155,7 +136,7 @@ async def _measure(port: int, args: argparse.Namespace, *, warmup: bool) -> None
 
 async def _run(args: argparse.Namespace) -> None:
     run_id = new_run_id()
-    port = _free_port()
+    port = free_port()
     base = bench_settings(run_id, index="list", app="api")
     settings = base.model_copy(
         update={
@@ -175,7 +156,7 @@ async def _run(args: argparse.Namespace) -> None:
     )
     await create_topics(settings)
     try:
-        with _process(settings, "indexer"), _process(settings, "api"):
+        with role_process(settings, "indexer"), role_process(settings, "api"):
             await _load_entries(settings, args.entries)
             await _wait_ready(port)
             await _measure(port, args, warmup=True)

@@ -18,17 +18,20 @@ import contextlib
 import hashlib
 import random
 import shutil
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import orjson
 
-from benchmarks.common import bench_settings, create_topics, drop_run, new_run_id, settings_env
+from benchmarks.common import (
+    bench_settings,
+    create_topics,
+    drop_run,
+    free_port,
+    new_run_id,
+    role_process,
+)
 from dnc.api.writer import CommandWriter
 from dnc.entries import Command, EntryKey, Op, Source
 from dnc.index import Index
@@ -36,28 +39,6 @@ from dnc.settings import ApiKey, ApiSettings, Settings
 
 SECRET = "bench-dry-run-key"
 OPS_PER_COMMAND = 1000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def _process(settings: Settings, role: str) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dnc", role],
-        env=settings_env(settings),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def listed(i: int) -> EntryKey:
@@ -140,7 +121,7 @@ async def _time(
 
 async def _run(args: argparse.Namespace) -> None:
     run_id = new_run_id()
-    port = _free_port()
+    port = free_port()
     base = bench_settings(run_id, index="list", app="api")
     key = ApiKey(
         name="bench", sha256=hashlib.sha256(SECRET.encode()).hexdigest(), accounts=["acme"]
@@ -152,7 +133,7 @@ async def _run(args: argparse.Namespace) -> None:
     csv = ("\n".join(contacts) + "\n").encode()
     await create_topics(settings)
     try:
-        with _process(settings, "indexer"), _process(settings, "api"):
+        with role_process(settings, "indexer"), role_process(settings, "api"):
             loaded = await _load_entries(settings, args.entries)
             print(f"loaded {args.entries:,} entries through the list writer in {loaded:.1f} s")
             async with httpx.AsyncClient(

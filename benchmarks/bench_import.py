@@ -26,7 +26,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.common import ROOT, bench_settings, create_topics, drop_run, new_run_id
+from benchmarks.common import ROOT, bench_settings, create_topics, drop_run, free_port, new_run_id
 from benchmarks.common import settings_env as base_env
 from dnc.settings import ApiKey, ApiSettings, Settings
 
@@ -63,12 +62,6 @@ def make_csv(path: Path, target_bytes: int, seed: int = 5) -> int:
             size += len(line)
             rows += 1
     return rows
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
 import uuid
@@ -113,6 +114,28 @@ def settings_env(settings: Settings) -> dict[str, str]:
             env[key] = value if isinstance(value, str) else orjson.dumps(value).decode()
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def role_process(settings: Settings, role: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``dnc <role>`` with these settings, quiet, until the block ends (then SIGTERM)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dnc", role],
+        env=settings_env(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 async def create_topics(settings: Settings) -> None:

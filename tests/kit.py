@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -80,6 +81,14 @@ def stop_containers() -> None:
 def cluster_mode() -> bool:
     """Whether the tests run against a Redis Cluster (``DNC_INDEX__CLUSTER``)."""
     return os.environ.get("DNC_INDEX__CLUSTER", "").strip().lower() in ("1", "true", "yes")
+
+
+def cluster_only() -> pytest.MarkDecorator:
+    """Marks a test of the Redis Cluster: `make test` runs it in its second pass."""
+    return pytest.mark.skipif(
+        not cluster_mode(),
+        reason="Redis Cluster only: make test runs it in its second pass, on the local cluster",
+    )
 
 
 def unique_settings(kafka: str, redis_url: str, **overrides: Any) -> Settings:

@@ -587,6 +587,13 @@ class Workload:
         ]
         return min(times) if times else None
 
+    async def resumed(self, since: float, timeout: float, what: str) -> float:
+        """Wait until a message sent after `since` is decided; when that happened."""
+        await until(lambda: self.first_decision_after(since) is not None, timeout, what)
+        first = self.first_decision_after(since)
+        assert first is not None
+        return first
+
     # the count
 
     async def count(self, report: Report) -> Report:

@@ -44,7 +44,6 @@ from tests.faults.harness import (
     monotonic,
     rounds,
     scenario,
-    until,
     until_async,
 )
 from tests.faults.proxy import ChaosProxy
@@ -153,13 +152,9 @@ async def redis_restarted_empty(
                 # Nothing sent after the kill may be decided before the index could be
                 # rebuilt (Redis down, then empty with its writer paused).
                 blind += run.load.decided_between(t_kill, t_rebuild_possible)
-                await until(
-                    lambda t=t_kill: run.load.first_decision_after(t) is not None,  # type: ignore[misc]
-                    120,
-                    "the gate to resume after Redis came back",
+                first = await run.load.resumed(
+                    t_kill, 120, "the gate to resume after Redis came back"
                 )
-                first = run.load.first_decision_after(t_kill)
-                assert first is not None
                 waits.append(round(first - t_rebuild_possible, 2))
             run.report.extra["decided_while_blind"] = len(blind)
             run.report.extra["resumed_after_s"] = waits
@@ -213,13 +208,9 @@ async def redis_paused(stack: FaultStack, workdir: Path, name: str, n: int) -> R
                 run.load.event("SIGCONT redis")
                 redis.resume()
                 blind += run.load.decided_between(t_pause, t_resume)
-                await until(
-                    lambda t=t_pause: run.load.first_decision_after(t) is not None,  # type: ignore[misc]
-                    120,
-                    "the gate to resume after Redis was resumed",
+                first = await run.load.resumed(
+                    t_pause, 120, "the gate to resume after Redis was resumed"
                 )
-                first = run.load.first_decision_after(t_pause)
-                assert first is not None
                 waits.append(round(first - t_resume, 2))
             run.report.extra["decided_while_blind"] = len(blind)
             run.report.extra["resumed_after_s"] = waits
@@ -261,13 +252,9 @@ async def broker_restarts(stack: FaultStack, name: str, n: int) -> Report:
                 run.load.event("broker ready")
                 downtimes.append(round(t_up - t_down, 1))
                 # No role is restarted by the test: they must carry on by themselves.
-                await until(
-                    lambda t=t_up: run.load.first_decision_after(t) is not None,  # type: ignore[misc]
-                    180,
-                    "the gate to resume after the broker restart",
+                first = await run.load.resumed(
+                    t_up, 180, "the gate to resume after the broker restart"
                 )
-                first = run.load.first_decision_after(t_up)
-                assert first is not None
                 waits.append(round(first - t_up, 1))
             run.report.extra["broker_down_s"] = downtimes
             run.report.extra["resumed_after_s"] = waits

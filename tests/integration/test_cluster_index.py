@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from tests.kit import cluster_mode, redis_nodes
+from tests.kit import cluster_only, redis_nodes
 
 from dnc.errors import IndexUnavailable
 from dnc.index import Index, entry_slot
@@ -21,7 +21,7 @@ from dnc.timestamps import now_ms
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not cluster_mode(), reason="needs the Redis Cluster: make test-cluster"),
+    cluster_only(),
 ]
 
 SLOT = entry_slot("SMS", None)

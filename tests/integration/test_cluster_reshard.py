@@ -15,7 +15,7 @@ import orjson
 import pytest
 from tests.clusterkit import PrivateCluster, private_cluster
 from tests.kit import (
-    cluster_mode,
+    cluster_only,
     eventually,
     inbound,
     is_confirmation,
@@ -30,7 +30,7 @@ from dnc.settings import IndexSettings, Settings
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not cluster_mode(), reason="a Redis Cluster test: make test-cluster"),
+    cluster_only(),
 ]
 
 

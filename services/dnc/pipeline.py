@@ -255,8 +255,18 @@ class TransactionalPipeline:
             producer = kafka.make_producer(
                 self.settings, self.settings.transactional_id(self.role, tp.topic, tp.partition)
             )
-            # start() runs InitProducerId: it aborts whatever a previous owner left open.
+            # start() runs InitProducerId: it aborts whatever a previous owner left open,
+            # and returns only once the previous owner's last transaction is complete.
             await producer.start()
+            # Only now are that owner's offsets final. Its EndTxn returned before the
+            # commit markers reached the offsets topic, so the position the consumer
+            # fetched on assignment may predate its last commit: records it already
+            # produced would be processed (and sent) again. Fetch the commit again.
+            assert self.consumer is not None
+            committed = await self.consumer.committed(tp)
+            if committed is not None:
+                self.consumer.seek(tp, committed)
+            # Ready only now (run() puts back what arrives before): no await in between.
             self.producers[tp] = producer
 
         await asyncio.gather(*(start(tp) for tp in assigned if tp not in self.producers))

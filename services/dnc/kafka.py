@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import logging
 from collections.abc import Iterable, Sequence
@@ -85,6 +86,31 @@ def make_consumer(
         max_poll_interval_ms=300000,
         **extra,
     )
+
+
+async def close_consumer(consumer: AIOKafkaConsumer, deadline_s: float) -> bool:
+    """Stop a consumer within ``deadline_s``; False if it had to be closed by force.
+
+    aiokafka's ``stop()`` leaves the group first, and waits for as long as no group
+    coordinator answers (a broker that just restarted is still loading it). Nothing
+    depends on leaving cleanly — offsets are committed in transactions, and the broker
+    expires the session — so a role shutting down must not wait for it past its deadline.
+    """
+    try:
+        await asyncio.wait_for(consumer.stop(), deadline_s)
+        return True
+    except TimeoutError:
+        log.warning(
+            "consumer did not leave its group within %.1fs (no group coordinator); "
+            "closing its connections",
+            deadline_s,
+        )
+    # The cancelled stop() ended the coordinator's task; what it did not reach yet:
+    for part in (getattr(consumer, "_fetcher", None), getattr(consumer, "_client", None)):
+        if part is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(part.close(), 1.0)
+    return False
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:

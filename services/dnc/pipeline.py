@@ -10,11 +10,19 @@ Each input partition has its own transactional producer whose id is derived from
 partition: aiokafka's transactional offset commit predates consumer-group fencing
 (KIP-447), so it is the new owner re-using the id that fences a zombie former owner.
 
-Failure policy comes from the error class (``dnc.errors``): retriable → abort, rewind the
-consumer, wait, fetch and redo the same records (the gate re-checks them: an opt-out may
-have arrived meanwhile);
-``ProducerFenced`` → this instance lost the partition, drop its records; anything else →
-abort and stop the component, loudly.
+Failure policy comes from the error and the chain of its causes (``dnc.kafka_failures``):
+
+- a retriable error while handling (Redis unavailable, the index behind) → abort, rewind
+  the consumer, wait, fetch and redo the same records (the gate re-checks them: an
+  opt-out may have arrived meanwhile);
+- brokers or coordinators unavailable during a transaction step (begin, produce, offsets,
+  commit, abort) → the partition's producer is replaced by a new one with the same
+  transactional id, which resolves the open transaction and fences the old producer;
+  the batch is redone from the committed offset (``dnc.kafka_producers``);
+- fenced → another producer took the transactional id: drop the producer, and open a new
+  one after a pause if the partition is still ours (a transaction that outlived its
+  time-out is fenced by the coordinator itself);
+- anything else (authorisation, configuration, a bug) → abort and stop the role, loudly.
 """
 
 from __future__ import annotations
@@ -23,20 +31,30 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from dnc import kafka
-from dnc.errors import DncError
 from dnc.kafka import BatchWriter, Sent
+from dnc.kafka_failures import Failure, classify, describe
+from dnc.kafka_producers import PartitionProducers
 from dnc.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# After being fenced, how long to wait before taking the transactional id back: if another
+# instance owns the partition now, our consumer learns of the rebalance within a few
+# heartbeats and the partition is revoked instead.
+FENCED_RECHECK_S = 3.0
+# Closing after the batch in flight finished: both fit in the runtime's close allowance
+# (5 s after the shutdown deadline), so an unavailable coordinator cannot turn an orderly
+# stop into a failed one.
+CONSUMER_CLOSE_S = 2.5
+PRODUCERS_CLOSE_S = 1.5
 
 Records = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
 
@@ -84,7 +102,15 @@ class TransactionalPipeline:
         self.retry_backoff_s = retry_backoff_s
         self.max_backoff_s = max_backoff_s
         self.consumer: AIOKafkaConsumer | None = None
-        self.producers: dict[TopicPartition, AIOKafkaProducer] = {}
+        self.producers = PartitionProducers(
+            settings,
+            role,
+            on_ready=self._producer_ready,
+            on_fatal=self._fail,
+            backoff_s=retry_backoff_s,
+            max_backoff_s=max(max_backoff_s, 2.0),
+        )
+        self._fatal: BaseException | None = None
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._started = False
@@ -95,6 +121,7 @@ class TransactionalPipeline:
         self._beat_at = 0.0
         self.batches = 0
         self.records = 0
+        self.producers_replaced = 0
 
     async def start(self) -> None:
         if self._started:
@@ -105,6 +132,7 @@ class TransactionalPipeline:
             self.settings, group_id=self.group_id, max_records=self.max_records
         )
         await self.consumer.start()
+        self.producers.consumer = self.consumer
         self.consumer.subscribe(self.topics, listener=_Listener(self))
 
     async def stop(self) -> None:
@@ -120,13 +148,15 @@ class TransactionalPipeline:
         except TimeoutError:
             log.warning("%s: in-flight batch did not finish within the deadline", self.role)
         if self.consumer is not None:
-            await self.consumer.stop()
-        await self._close_producers(set(self.producers))
+            await kafka.close_consumer(self.consumer, CONSUMER_CLOSE_S)
+        await self.producers.close_all(PRODUCERS_CLOSE_S)
 
     async def run(self) -> None:
         """Process batches until ``stop``. Raises what the policy says must stop us."""
         assert self.consumer is not None, "start() first"
         while not self._stopping.is_set():
+            if self._fatal is not None:
+                break
             self._beat()
             batch = await self.consumer.getmany(
                 timeout_ms=self.poll_timeout_ms, max_records=self.max_records
@@ -141,13 +171,16 @@ class TransactionalPipeline:
                     if tp not in assignment:
                         continue  # revoked meanwhile: the new owner starts at the commit
                     if tp not in self.producers or not self.handler.accepts(tp):
-                        # Not ready for it yet (aiokafka fetches while the assignment
-                        # callback is still starting producers): put the records back.
+                        # Not ready for it yet (its producer is opening, after an
+                        # assignment or a failed transaction, or the handler is catching
+                        # up): put the records back.
                         self.consumer.seek(tp, records[0].offset)
                         continue
                     owned[tp] = records
                 if owned:
                     await self._process(owned)
+        if self._fatal is not None:
+            raise self._fatal
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -173,41 +206,53 @@ class TransactionalPipeline:
 
     async def _process(self, batch: Records) -> None:
         writers = {tp: BatchWriter(self.producers[tp]) for tp in batch}
-        for tp in batch:
-            await self.producers[tp].begin_transaction()
         try:
+            for tp in batch:
+                await self.producers[tp].begin_transaction()
             await self.handler.handle(batch, writers)
         except BaseException as exc:
-            await self._abort(batch)
-            if isinstance(exc, DncError) and exc.retriable:
-                # Nothing was produced or committed: put the records back and fetch them
-                # again after a pause. Polling on keeps this member in its group, and the
-                # retry re-checks everything (an opt-out may have become effective).
-                self._rewind(batch)
-                await self._backoff(str(exc))
-                return
-            raise
+            policy = Failure.FATAL if isinstance(exc, asyncio.CancelledError) else classify(exc)
+            await self._abort(batch, replace_on_failure=policy is not Failure.FATAL)
+            if policy is Failure.FATAL:
+                raise
+            # Nothing was produced or committed: put the records back and fetch them
+            # again after a pause. Polling on keeps this member in its group, and the
+            # retry re-checks everything (an opt-out may have become effective).
+            self._rewind(batch)
+            await self._backoff(describe(exc))
+            return
         results = await asyncio.gather(
             *(self._commit(tp, recs, writers[tp]) for tp, recs in batch.items()),
             return_exceptions=True,
         )
         failed = False
+        fatal: BaseException | None = None
         for (tp, records), result in zip(list(batch.items()), results, strict=True):
-            if isinstance(result, ProducerFenced):
-                log.warning("%s: fenced on %s; another instance owns it now", self.role, tp)
-                await self._close_producers({tp})
-            elif isinstance(result, KafkaError) and result.retriable:
-                self._rewind({tp: records})
-                failed = True
-                log.warning("%s: commit of %s failed (%r); redoing it", self.role, tp, result)
-            elif isinstance(result, BaseException):
-                raise result
-            else:
+            if not isinstance(result, BaseException):
                 self.batches += 1
                 self.records += len(records)
                 await self.handler.committed(tp, records, result)
+                continue
+            policy = classify(result)
+            if policy is Failure.FATAL:
+                fatal = fatal or result
+            elif policy is Failure.FENCED:
+                log.warning("%s: fenced on %s (%s)", self.role, tp, describe(result))
+                await self._replace_producer(tp, delay_s=FENCED_RECHECK_S)
+            else:
+                failed = True
+                log.warning(
+                    "%s: transaction on %s failed (%s); replacing its producer and redoing "
+                    "the batch from the committed offset",
+                    self.role,
+                    tp,
+                    describe(result),
+                )
+                await self._replace_producer(tp)
+        if fatal is not None:
+            raise fatal
         if failed:
-            await self._backoff("commit failed")
+            await self._backoff("transaction failed")
         else:
             self._failures = 0
 
@@ -233,55 +278,62 @@ class TransactionalPipeline:
         writer: BatchWriter,
     ) -> list[Sent]:
         producer = self.producers[tp]
-        try:
+        async with asyncio.timeout(self.settings.kafka_step_timeout_s):
             metadata = await writer.flush()
             await producer.send_offsets_to_transaction({tp: records[-1].offset + 1}, self.group_id)
             await producer.commit_transaction()
-        except BaseException:
-            await _quietly(producer.abort_transaction)
-            raise
         return metadata
 
-    async def _abort(self, tps: Mapping[TopicPartition, object]) -> None:
+    async def _abort(
+        self, tps: Mapping[TopicPartition, object], *, replace_on_failure: bool
+    ) -> None:
+        """Abort each partition's open transaction. One that cannot be aborted (its
+        producer's state is unknown) gets a new producer, which aborts it for us."""
         for tp in tps:
-            producer = self.producers.get(tp)
-            if producer is not None:
-                await _quietly(producer.abort_transaction)
+            if tp not in self.producers:
+                continue
+            producer = self.producers[tp]
+            try:
+                async with asyncio.timeout(self.settings.kafka_step_timeout_s):
+                    await producer.abort_transaction()
+            except Exception as exc:
+                log.warning("%s: abort on %s failed (%s)", self.role, tp, describe(exc))
+                if replace_on_failure:
+                    await self._replace_producer(tp)
+
+    async def _replace_producer(self, tp: TopicPartition, *, delay_s: float = 0.0) -> None:
+        """Drop the partition's producer and open a new one in the background. The handler
+        sees the partition revoked now and assigned again when the new producer is ready,
+        so that whatever it keeps per partition is rebuilt from what was committed."""
+        self.producers.discard(tp)
+        self.producers_replaced += 1
+        await self.handler.revoked({tp})
+        self.producers.open(tp, delay_s=delay_s)
+
+    def _fail(self, exc: BaseException) -> None:
+        """A background step failed in a way no retry can fix: stop the role with it."""
+        if self._fatal is None:
+            self._fatal = exc
+        self._stopping.set()
 
     # --- partitions come and go ---------------------------------------------------------
 
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
-        async def start(tp: TopicPartition) -> None:
-            producer = kafka.make_producer(
-                self.settings, self.settings.transactional_id(self.role, tp.topic, tp.partition)
-            )
-            # start() runs InitProducerId: it aborts whatever a previous owner left open,
-            # and returns only once the previous owner's last transaction is complete.
-            await producer.start()
-            # Only now are that owner's offsets final. Its EndTxn returned before the
-            # commit markers reached the offsets topic, so the position the consumer
-            # fetched on assignment may predate its last commit: records it already
-            # produced would be processed (and sent) again. Fetch the commit again.
-            assert self.consumer is not None
-            committed = await self.consumer.committed(tp)
-            if committed is not None:
-                self.consumer.seek(tp, committed)
-            # Ready only now (run() puts back what arrives before): no await in between.
-            self.producers[tp] = producer
+        # Producers open in the background (a rebalance callback must not wait on a
+        # broker that may be down, and aiokafka only logs what a callback raises); until a
+        # partition's producer is ready, run() puts its records back.
+        for tp in assigned:
+            self.producers.open(tp)
 
-        await asyncio.gather(*(start(tp) for tp in assigned if tp not in self.producers))
-        await self.handler.assigned(assigned)
+    async def _producer_ready(self, tp: TopicPartition) -> None:
+        await self.handler.assigned({tp})
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self._lock:  # let the batch in flight finish first
+            # Producers first: a producer still opening must not tell the handler that a
+            # partition being revoked is (re)assigned.
+            await self.producers.close(revoked)
             await self.handler.revoked(revoked)
-            await self._close_producers(revoked)
-
-    async def _close_producers(self, tps: set[TopicPartition]) -> None:
-        for tp in tps:
-            producer = self.producers.pop(tp, None)
-            if producer is not None:
-                await _quietly(producer.stop)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -293,15 +345,3 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self.pipeline._on_assigned(set(assigned))
-
-
-async def _quietly(fn: Callable[[], Awaitable[Any]]) -> None:
-    """Best-effort cleanup after a failure that is already being raised or handled."""
-    try:
-        await fn()
-    except Exception as exc:  # the original error is what matters; this one is logged
-        log.debug("cleanup step failed: %r", exc)
-
-
-def monotonic_ms() -> int:
-    return int(time.monotonic() * 1000)

@@ -201,6 +201,10 @@ class Settings(BaseSettings):
     # heartbeat_interval_s and exec probes check its age. Empty = off (local runs, tests).
     heartbeat_file: str = ""
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
+    # A Kafka transaction step (produce, offsets, commit, abort) still waiting after this
+    # long is taken for a broker outage: the partition's producer is replaced and the
+    # batch redone from the committed offset.
+    kafka_step_timeout_s: float = Field(default=30.0, gt=0)
     log_level: str = "INFO"
     log_json: bool = True
     metrics_port: Annotated[int | None, NoDecode] = None

@@ -44,6 +44,7 @@ from tests.faults.harness import (
     monotonic,
     rounds,
     scenario,
+    until,
     until_async,
 )
 from tests.faults.proxy import ChaosProxy
@@ -268,6 +269,66 @@ async def broker_restarts(stack: FaultStack, name: str, n: int) -> Report:
 async def test_kafka_broker_restarted_under_load(fault_stack: FaultStack) -> None:
     report = await broker_restarts(fault_stack, "kafka-broker-restart", rounds(2))
     assert_clean(report)
+
+
+# --- 4b. the broker lost between a batch's produce and its offset commit ---------------------
+
+
+async def broker_lost_before_offset_commit(stack: FaultStack, workdir: Path, role: str) -> Report:
+    """The role is restarted as ``tests.faults.broker_dies_at``: at its first transactional
+    offset commit the broker is stopped while the group-coordinator lookup is in flight,
+    then killed, so the lookup's connection closes under it (see that module). The test
+    restarts the broker; the role must replace the partition's producer and redo the batch
+    by itself, with nothing lost, duplicated or leaked."""
+    marker = workdir / "broker-killed"
+    name = f"broker-lost-before-offset-commit-{role}"
+    try:
+        async with scenario(
+            name,
+            stack.kafka,
+            roles_redis_url=stack.redis_url,
+            watch_redis_url=stack.redis_url,
+            planned_rounds=1,
+            decide_timeout_s=300,
+        ) as run:
+            proc = run.roles[role]
+            run.roles.kill(role)
+            proc.argv = [
+                *(sys.executable, "-m", "tests.faults.broker_dies_at"),
+                *("--pid-file", str(stack.kafka_pid_file), "--state", str(stack.state)),
+                *("--marker", str(marker), role),
+            ]
+            run.roles.restart(role)
+            await until(marker.exists, 120, f"the {role}'s first offset commit to kill the broker")
+            t_down = monotonic()
+            run.load.event("broker SIGKILL during the group-coordinator lookup")
+            await asyncio.to_thread(stack.start_kafka)
+            await stack.wait_kafka_ready()
+            t_up = monotonic()
+            run.load.event("broker ready")
+            first = await run.load.resumed(t_up, 180, "the gate to resume after the broker restart")
+            run.report.extra["broker_down_s"] = round(t_up - t_down, 1)
+            run.report.extra["resumed_after_s"] = round(first - t_up, 1)
+    finally:
+        if not port_open(stack.kafka_port):
+            await asyncio.to_thread(stack.start_kafka)
+            await stack.wait_kafka_ready()
+    log = proc.log_tail(100_000)
+    # The fault must have hit the path it is about, and the role must have handled it by
+    # replacing the producer (not by exiting and being restarted: assert_clean counts that).
+    run.report.extra["hit"] = "Unexpected error during batch delivery" in log
+    run.report.extra["replaced"] = "replacing its producer" in log
+    return run.report
+
+
+@pytest.mark.parametrize("role", ["gate", "indexer"])
+async def test_broker_lost_between_produce_and_offset_commit(
+    fault_stack: FaultStack, tmp_path: Path, role: str
+) -> None:
+    report = await broker_lost_before_offset_commit(fault_stack, tmp_path, role)
+    assert_clean(report)
+    assert report.extra["hit"], "the broker was not lost where the test meant it to be"
+    assert report.extra["replaced"], "the role did not replace the failed producer"
 
 
 # --- 5. a slow, flapping network between the roles and Redis ---------------------------------

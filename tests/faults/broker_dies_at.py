@@ -1,0 +1,74 @@
+"""A role whose broker dies at one exact moment: during the first group-coordinator lookup
+of a transactional producer, i.e. after a batch was produced and acknowledged and before
+its consumer offset is committed (``send_offsets_to_transaction``).
+
+That is where CI once lost a gate: the lookup's connection closed under it, aiokafka's
+sender task ended with ``KafkaError("Unexpected error during batch delivery")`` and the
+pipeline took that for fatal. Random broker restarts hit it now and then; this makes it
+happen on every run. The broker is stopped (SIGSTOP) just before the lookup request goes
+out, so the request is written to an open connection and waits; half a second later the
+broker is killed (SIGKILL) and the connection closes with the request in flight. The test
+restarts the broker.
+
+Run as ``python -m tests.faults.broker_dies_at --pid-file F --state D --marker M <role>``;
+only the fault suite uses it. The marker file is written when the broker is killed, and a
+process started while it exists does nothing unusual (the fault happens once per test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from aiokafka.client import CoordinationType
+from aiokafka.producer.sender import Sender
+
+from dnc.cli import app
+
+
+def broker_pid(pid_file: Path, state: str) -> int:
+    """The fault suite's broker, and never another process: the pid recorded for this
+    state folder, whose command line names that folder."""
+    pid = int(pid_file.read_text().strip())
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    if state not in cmdline:
+        raise RuntimeError(f"pid {pid} is not the fault suite's broker: {cmdline[:200]}")
+    return pid
+
+
+def arm(pid_file: Path, state: str, marker: Path) -> None:
+    original = Sender._find_coordinator
+    fired = False
+
+    async def find_coordinator(self: Any, coordinator_type: Any, coordinator_key: str) -> Any:
+        nonlocal fired
+        fresh = coordinator_type not in self._coordinators
+        if fresh and coordinator_type == CoordinationType.GROUP and not fired:
+            fired = True
+            pid = broker_pid(pid_file, state)
+            os.kill(pid, signal.SIGSTOP)
+
+            def kill() -> None:
+                os.kill(pid, signal.SIGKILL)
+                marker.write_text(str(pid))
+
+            asyncio.get_running_loop().call_later(0.5, kill)
+        return await original(self, coordinator_type, coordinator_key)
+
+    Sender._find_coordinator = find_coordinator  # type: ignore[method-assign]
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pid-file", type=Path, required=True)
+    parser.add_argument("--state", required=True)
+    parser.add_argument("--marker", type=Path, required=True)
+    parser.add_argument("role")
+    args = parser.parse_args()
+    if not args.marker.exists():
+        arm(args.pid_file, args.state, args.marker)
+    app([args.role])

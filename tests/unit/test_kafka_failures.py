@@ -1,0 +1,117 @@
+"""The pipeline's policy for what aiokafka raises: decided over the chain of causes."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from aiokafka import errors as kerr
+
+from dnc.errors import ConfigurationError, IndexUnavailable, InvalidValue
+from dnc.kafka_failures import Failure, classify, describe
+
+
+def chained(*errors: BaseException) -> BaseException:
+    """errors[0] raised from errors[1] raised from …, the way aiokafka chains them."""
+    for outer, inner in itertools.pairwise(errors):
+        outer.__cause__ = inner
+    return errors[0]
+
+
+def ci_failure() -> BaseException:
+    """What the gate died of in CI: FindCoordinator on a closed connection during
+    send_offsets_to_transaction, re-raised by aiokafka's sender task."""
+    return chained(
+        kerr.KafkaError("Unexpected error during batch delivery"),
+        kerr.KafkaError("KafkaConnectionError('Connection at 127.0.0.1:29092 closed')"),
+        kerr.KafkaConnectionError("Connection at 127.0.0.1:29092 closed"),
+        ConnectionResetError(104, "Connection reset by peer"),
+    )
+
+
+def test_the_ci_failure_is_retried_with_a_new_producer() -> None:
+    exc = ci_failure()
+    assert not getattr(exc, "retriable", False)  # aiokafka's own class says "not retriable"
+    assert classify(exc) is Failure.RETRY
+    assert "KafkaConnectionError" in describe(exc)
+
+
+@pytest.mark.parametrize(
+    "cause",
+    [
+        kerr.NotCoordinatorForGroupError(),
+        kerr.GroupCoordinatorNotAvailableError(),
+        kerr.GroupLoadInProgressError(),
+        kerr.NotLeaderForPartitionError(),
+        kerr.LeaderNotAvailableError(),
+        kerr.ConcurrentTransactions(),
+        kerr.NotEnoughReplicasError(),
+        kerr.RequestTimedOutError(),
+        kerr.KafkaTimeoutError(),
+        kerr.NodeNotReadyError(),
+        kerr.InvalidProducerEpoch(),
+        TimeoutError(),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_unavailable_brokers_and_coordinators_anywhere_in_the_chain_are_retried(
+    cause: BaseException,
+) -> None:
+    assert classify(cause) is Failure.RETRY
+    wrapped = chained(kerr.KafkaError("Unexpected error during batch delivery"), cause)
+    assert classify(wrapped) is Failure.RETRY
+
+
+def _reraise_without_from() -> None:
+    try:
+        raise kerr.KafkaConnectionError("closed")
+    except kerr.KafkaConnectionError:
+        raise kerr.KafkaError("Unexpected error during batch delivery")  # noqa: B904
+
+
+def test_an_implicit_context_counts_like_a_cause() -> None:
+    with pytest.raises(kerr.KafkaError) as caught:
+        _reraise_without_from()
+    assert classify(caught.value) is Failure.RETRY
+
+
+@pytest.mark.parametrize(
+    "cause",
+    [
+        kerr.TransactionalIdAuthorizationFailed(),
+        kerr.GroupAuthorizationFailedError(),
+        kerr.TopicAuthorizationFailedError(),
+        kerr.UnsupportedVersionError(),
+        kerr.MessageSizeTooLargeError(),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_authorisation_and_configuration_errors_stop_the_role_even_behind_a_connection_error(
+    cause: BaseException,
+) -> None:
+    assert classify(cause) is Failure.FATAL
+    exc = chained(kerr.KafkaError("x"), kerr.KafkaConnectionError("closed"), cause)
+    assert classify(exc) is Failure.FATAL
+
+
+def test_fenced_is_its_own_policy() -> None:
+    assert classify(kerr.ProducerFenced()) is Failure.FENCED
+    assert classify(chained(kerr.KafkaError("x"), kerr.ProducerFenced())) is Failure.FENCED
+
+
+def test_an_error_nobody_planned_for_is_fatal() -> None:
+    assert classify(kerr.KafkaError("something new")) is Failure.FATAL
+    assert classify(RuntimeError("a bug")) is Failure.FATAL
+    assert classify(kerr.IllegalStateError("bad state")) is Failure.FATAL
+
+
+def test_our_own_errors_carry_their_policy() -> None:
+    assert classify(IndexUnavailable("redis down")) is Failure.RETRY
+    assert classify(ConfigurationError("partitions differ")) is Failure.FATAL
+    assert classify(InvalidValue("to", "x", "is not a number")) is Failure.FATAL
+
+
+def test_a_cycle_in_the_chain_ends() -> None:
+    a, b = kerr.KafkaError("a"), kerr.KafkaError("b")
+    a.__cause__, b.__cause__ = b, a
+    assert classify(a) is Failure.FATAL

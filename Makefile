@@ -54,7 +54,7 @@ tools:
 	    || { echo "apt-get install $$pkg failed"; exit 1; }; \
 	done
 
-# helm, for the offline chart tests (tests/unit/test_deploy_files.py). No binary download is
+# helm, for the offline chart tests (tests/deploy/test_deploy_files.py). No binary download is
 # reachable here, so it is built from the Go module proxy (Go >= 1.26; ~2-3 min once per
 # machine, then a no-op).
 HELM_VERSION := v3.22.0
@@ -115,6 +115,7 @@ schemas: deps
 # browser, and the short fault suite.
 test: up up-cluster tools helm
 	$(BIN)/pytest tests/unit -q
+	$(BIN)/pytest tests/deploy -q
 	$(BIN)/pytest tests/integration -q -p no:cacheprovider --require-integration
 	$(CLUSTER_TEST_ENV) $(BIN)/pytest tests/integration -q -p no:cacheprovider \
 	  --require-integration $(CLUSTER_DESELECT)
@@ -123,6 +124,7 @@ test: up up-cluster tools helm
 
 test-unit: deps helm
 	$(BIN)/pytest tests/unit -q
+	$(BIN)/pytest tests/deploy -q
 
 test-integration: up tools
 	$(BIN)/pytest tests/integration -q --require-integration

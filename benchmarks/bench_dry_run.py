@@ -32,9 +32,9 @@ from benchmarks.common import (
     new_run_id,
     role_process,
 )
-from dnc.api.writer import CommandWriter
-from dnc.entries import Command, EntryKey, Op, Source
-from dnc.index import Index
+from dnc.api.commands import CommandWriter
+from dnc.domain.entries import Command, EntryKey, Op, Source
+from dnc.index.single import Index
 from dnc.settings import ApiKey, ApiSettings, Settings
 
 SECRET = "bench-dry-run-key"

@@ -26,12 +26,12 @@ import orjson
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
 
-from dnc.entries import Command, EntryKey, Op, Source
-from dnc.index import Layout
-from dnc.kafka import ensure_topics
+from dnc.domain.entries import Command, EntryKey, Op, Source
+from dnc.domain.timestamps import format_ms
+from dnc.index.single import Layout
+from dnc.kafka.clients import ensure_topics
 from dnc.settings import GateSettings, IndexSettings, Settings, TopicLayout, Topics
 from dnc.settings import IndexSettings as _IndexSettings
-from dnc.timestamps import format_ms
 
 # Benchmarks run without privacy keys, like the roles they start.
 _LAYOUT = Layout(_IndexSettings())

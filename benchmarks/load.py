@@ -13,8 +13,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from benchmarks.common import entry_added_at, entry_contact
-from dnc.entries import Source
-from dnc.index import CHANNEL_CODE, SEP, SOURCE_CODE, Index
+from dnc.domain.entries import Source
+from dnc.index.single import CHANNEL_CODE, SEP, SOURCE_CODE, Index
 from dnc.settings import Settings
 
 _BATCH_BYTES = 1024 * 1024

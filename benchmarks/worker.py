@@ -30,8 +30,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from benchmarks.passthrough import Passthrough
 from dnc.errors import IndexNotReady
-from dnc.gate import Gate
-from dnc.indexer import Indexer
+from dnc.gate.role import Gate
+from dnc.listwriter.role import Indexer
 from dnc.settings import Settings
 
 

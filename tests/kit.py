@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from dnc.kafka import ensure_topics, topic_specs
+from dnc.kafka.clients import ensure_topics, topic_specs
 from dnc.settings import IndexSettings, Settings, TopicLayout, Topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -316,9 +316,9 @@ async def eventually(
 @contextlib.asynccontextmanager
 async def running(settings: Settings, *roles: str) -> AsyncIterator[dict[str, Any]]:
     """Run roles in this process (each `start`ed, `run` as a task, `stop`ped at the end)."""
-    from dnc.gate import Gate
-    from dnc.indexer import Indexer
-    from dnc.ingest import Ingest
+    from dnc.gate.role import Gate
+    from dnc.ingest.role import Ingest
+    from dnc.listwriter.role import Indexer
 
     factories: dict[str, Callable[[Settings], Any]] = {
         "ingest": Ingest,

@@ -42,7 +42,7 @@ def _settings() -> Settings:
 @app.command()
 def ingest() -> None:
     """Opt-out events (inbound messages, URL unsubscribes, journey actions) → list commands."""
-    from dnc.ingest import Ingest
+    from dnc.ingest.role import Ingest
     from dnc.runtime import run_role
 
     raise typer.Exit(run_role(Ingest, _settings(), "ingest"))
@@ -51,7 +51,7 @@ def ingest() -> None:
 @app.command()
 def indexer() -> None:
     """List commands → changelog (dnc.changes) and the Redis index."""
-    from dnc.indexer import Indexer
+    from dnc.listwriter.role import Indexer
     from dnc.runtime import run_role
 
     raise typer.Exit(run_role(Indexer, _settings(), "indexer"))
@@ -60,7 +60,7 @@ def indexer() -> None:
 @app.command()
 def gate() -> None:
     """Outbound messages → allowed / blocked / dead-letter."""
-    from dnc.gate import Gate
+    from dnc.gate.role import Gate
     from dnc.runtime import run_role
 
     raise typer.Exit(run_role(Gate, _settings(), "gate"))
@@ -123,7 +123,7 @@ def dev(roles: list[str] = typer.Argument(None, help="roles to run (default: all
 @topics_app.command("ensure")
 def topics_ensure() -> None:
     """Create every contract topic that does not exist yet (idempotent)."""
-    from dnc.kafka import ensure_topics
+    from dnc.kafka.clients import ensure_topics
 
     created = asyncio.run(ensure_topics(_settings()))
     typer.echo(f"created: {', '.join(created)}" if created else "all topics exist")
@@ -132,7 +132,7 @@ def topics_ensure() -> None:
 @schemas_app.command("write")
 def schemas_write(out: Path = Path("schemas")) -> None:
     """Regenerate schemas/*.json from the event models."""
-    from dnc.schemas import write_schemas
+    from dnc.domain.schemas import write_schemas
 
     for path in write_schemas(out):
         typer.echo(f"wrote {path}")
@@ -141,7 +141,7 @@ def schemas_write(out: Path = Path("schemas")) -> None:
 @schemas_app.command("check")
 def schemas_check(out: Path = Path("schemas")) -> None:
     """Fail when schemas/ differs from the event models."""
-    from dnc.schemas import stale_schemas
+    from dnc.domain.schemas import stale_schemas
 
     stale = stale_schemas(out)
     if stale:
@@ -161,7 +161,7 @@ def keys_hash(
 
 
 def main() -> None:
-    from dnc.client_cli import entries_app
+    from dnc.client.entries import entries_app
 
     app.add_typer(entries_app, name="entries", help="The list, through the HTTP API.")
     app()

@@ -12,7 +12,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from dnc import keywords
+from dnc.domain import keywords
 
 
 class Topics(BaseModel):

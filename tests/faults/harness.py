@@ -41,8 +41,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from dnc.errors import DncError
-from dnc.index import Index
-from dnc.kafka import ensure_topics
+from dnc.index.single import Index
+from dnc.kafka.clients import ensure_topics
 from dnc.settings import ApiSettings, Settings
 from tests.kit import ROOT, Process, inbound, outbound, settings_env
 

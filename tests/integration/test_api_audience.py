@@ -13,15 +13,15 @@ from typing import Any
 import httpx
 import openpyxl
 import pytest
-from tests.integration.test_api_entries import seed
-from tests.integration.test_api_kit import SECRET_B, MakeSettings, api_client, api_settings, auth
-from tests.integration.test_cli import dnc  # noqa: F401 - the served `dnc` command
-from tests.kit import running
 
 from dnc.api import writes
 from dnc.api.context import ApiContext
-from dnc.entries import Command, EntryKey, Op, Source
-from dnc.timestamps import now_ms, parse_ts
+from dnc.domain.entries import Command, EntryKey, Op, Source
+from dnc.domain.timestamps import now_ms, parse_ts
+from tests.apikit import SECRET_B, MakeSettings, api_client, api_settings, auth
+from tests.integration.test_api_entries import seed
+from tests.integration.test_cli import dnc  # noqa: F401 - the served `dnc` command
+from tests.kit import running
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.integration.test_api_kit import (
+
+from tests.apikit import (
     PHONE,
     SECRET_A,
     SECRET_B,

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.test_api_kit import PHONE, MakeSettings, api_client, api_settings, auth
-from tests.kit import running
 
 from dnc.api import writes
-from dnc.entries import Command, EntryKey, Op, Source
-from dnc.timestamps import format_ms, parse_ts
+from dnc.domain.entries import Command, EntryKey, Op, Source
+from dnc.domain.timestamps import format_ms, parse_ts
+from tests.apikit import PHONE, MakeSettings, api_client, api_settings, auth
+from tests.kit import running
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.test_api_kit import (
+
+from dnc.api import writes
+from dnc.api.context import ApiContext
+from dnc.domain.entries import Command, EntryKey, Op, Source
+from dnc.domain.timestamps import parse_ts
+from tests.apikit import (
     PHONE,
     MakeSettings,
     add,
@@ -19,11 +24,6 @@ from tests.integration.test_api_kit import (
     listing,
 )
 from tests.kit import eventually, outbound, running
-
-from dnc.api import writes
-from dnc.api.context import ApiContext
-from dnc.entries import Command, EntryKey, Op, Source
-from dnc.timestamps import parse_ts
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.test_api_imports import analyze, finished
-from tests.integration.test_api_kit import (
+
+from dnc.domain.timestamps import format_ms, now_ms, parse_ts
+from dnc.settings import ApiSettings, ExpirySettings, Settings
+from tests.apikit import (
     PHONE,
     SECRET_A,
     MakeSettings,
@@ -27,11 +29,9 @@ from tests.integration.test_api_kit import (
     key,
     listing,
 )
+from tests.integration.test_api_imports import analyze, finished
 from tests.integration.test_cli import dnc  # noqa: F401 - the served `dnc` command
 from tests.kit import outbound, running
-
-from dnc.settings import ApiSettings, ExpirySettings, Settings
-from dnc.timestamps import format_ms, now_ms, parse_ts
 
 pytestmark = pytest.mark.integration
 

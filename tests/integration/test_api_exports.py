@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 import openpyxl
 import pytest
+
+from tests.apikit import SECRET_B, MakeSettings, api_client, api_settings, auth
 from tests.integration.test_api_imports import analyze, finished
-from tests.integration.test_api_kit import SECRET_B, MakeSettings, api_client, api_settings, auth
 from tests.kit import running
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.integration.test_api_kit import (
+
+from tests.apikit import (
     SECRET_A,
     MakeSettings,
     api_settings,

@@ -18,8 +18,9 @@ import httpx
 import openpyxl
 import orjson
 import pytest
-from tests.integration.test_api_imports import analyze, finished
-from tests.integration.test_api_kit import (
+
+from dnc.settings import Settings
+from tests.apikit import (
     PHONE,
     SECRET_B,
     MakeSettings,
@@ -30,10 +31,9 @@ from tests.integration.test_api_kit import (
     gate_verdicts,
     listing,
 )
+from tests.integration.test_api_imports import analyze, finished
 from tests.integration.test_cli import dnc  # noqa: F401 - the served `dnc` command
 from tests.kit import inbound, outbound, produce, reading, running
-
-from dnc.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,11 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from tests.integration.test_api_kit import (
+
+from dnc.api.app import create_app
+from dnc.domain.timestamps import now_ms
+from dnc.domain.unsubscribe import TokenSigner, UnsubscribeClaims
+from tests.apikit import (
     UNSUB_KEY,
     MakeSettings,
     api_client,
@@ -20,10 +24,6 @@ from tests.integration.test_api_kit import (
     listing,
 )
 from tests.kit import eventually, reading, running
-
-from dnc.api.app import create_app
-from dnc.timestamps import now_ms
-from dnc.unsubscribe import TokenSigner, UnsubscribeClaims
 
 pytestmark = pytest.mark.integration
 

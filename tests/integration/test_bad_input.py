@@ -21,9 +21,9 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from tests.kit import inbound, is_confirmation, outbound, reading, running
 
 from dnc.settings import Settings
+from tests.kit import inbound, is_confirmation, outbound, reading, running
 
 pytestmark = pytest.mark.integration
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
-from tests.integration.test_api_kit import gate_verdicts
-from tests.kit import eventually, outbound, produce, reading, running
 
-from dnc.index import Index
+from dnc.index.single import Index
 from dnc.settings import Settings
+from tests.apikit import gate_verdicts
+from tests.kit import eventually, outbound, produce, reading, running
 
 pytestmark = pytest.mark.integration
 

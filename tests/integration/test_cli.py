@@ -17,8 +17,8 @@ from typing import Any
 import openpyxl
 import orjson
 import pytest
-from tests.integration.test_api_imports import SEED_CSV
-from tests.integration.test_api_kit import (
+
+from tests.apikit import (
     SECRET_A,
     SECRET_B,
     MakeSettings,
@@ -26,6 +26,7 @@ from tests.integration.test_api_kit import (
     free_port,
     served_api,
 )
+from tests.integration.test_api_imports import SEED_CSV
 from tests.kit import ROOT, running
 
 pytestmark = pytest.mark.integration

@@ -10,14 +10,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from tests.kit import cluster_only, redis_nodes
 
+from dnc.domain.timestamps import now_ms
 from dnc.errors import IndexUnavailable
-from dnc.index import Index, entry_slot
-from dnc.index_cluster import ClusterIndex
-from dnc.index_topology import Node
+from dnc.index.cluster import ClusterIndex
+from dnc.index.single import Index, entry_slot
+from dnc.index.topology import Node
 from dnc.settings import Settings
-from dnc.timestamps import now_ms
+from tests.kit import cluster_only, redis_nodes
 
 pytestmark = [
     pytest.mark.integration,

@@ -13,6 +13,9 @@ from typing import Any
 
 import orjson
 import pytest
+
+from dnc.index.single import Index
+from dnc.settings import IndexSettings, Settings
 from tests.clusterkit import PrivateCluster, private_cluster
 from tests.kit import (
     cluster_only,
@@ -24,9 +27,6 @@ from tests.kit import (
     reading,
     running,
 )
-
-from dnc.index import Index
-from dnc.settings import IndexSettings, Settings
 
 pytestmark = [
     pytest.mark.integration,

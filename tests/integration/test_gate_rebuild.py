@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from tests.kit import drop_redis_keys, eventually, redis_client, redis_keys, running
 
-from dnc.entries import Command, EntryKey, Op, Source
-from dnc.index import Index, Layout, entry_slot
+from dnc.domain.entries import Command, EntryKey, Op, Source
+from dnc.domain.timestamps import now_ms
+from dnc.index.single import Index, Layout, entry_slot
 from dnc.settings import IndexSettings, Settings
-from dnc.timestamps import now_ms
+from tests.kit import drop_redis_keys, eventually, redis_client, redis_keys, running
 
 pytestmark = pytest.mark.integration
 

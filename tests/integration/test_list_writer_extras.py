@@ -8,14 +8,14 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+
+from dnc.domain.contactids import ContactIds
+from dnc.domain.entries import Command, EntryKey, Op, Source
+from dnc.domain.timestamps import now_ms
+from dnc.index.single import Index, Layout, list_partition
+from dnc.settings import ExpirySettings, PrivacySettings, Settings
 from tests.integration.test_rules import changes, gate_outputs
 from tests.kit import inbound, is_confirmation, outbound, produce, reading, running
-
-from dnc.contactids import ContactIds
-from dnc.entries import Command, EntryKey, Op, Source
-from dnc.index import Index, Layout, list_partition
-from dnc.settings import ExpirySettings, PrivacySettings, Settings
-from dnc.timestamps import now_ms
 
 pytestmark = pytest.mark.integration
 

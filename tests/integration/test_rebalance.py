@@ -14,6 +14,9 @@ from typing import Any
 
 import orjson
 import pytest
+
+from dnc.index.single import Index
+from dnc.settings import Settings, TopicLayout
 from tests.kit import (
     Process,
     eventually,
@@ -23,9 +26,6 @@ from tests.kit import (
     produce,
     reading,
 )
-
-from dnc.index import Index
-from dnc.settings import Settings, TopicLayout
 
 pytestmark = pytest.mark.integration
 

@@ -17,6 +17,9 @@ from typing import Any
 
 import orjson
 import pytest
+
+from dnc.index.single import Index
+from dnc.settings import IndexSettings, Settings
 from tests.kit import (
     Process,
     Reader,
@@ -28,9 +31,6 @@ from tests.kit import (
     reading,
     running,
 )
-
-from dnc.index import Index
-from dnc.settings import IndexSettings, Settings
 
 pytestmark = pytest.mark.integration
 

@@ -8,11 +8,11 @@ import subprocess
 
 import orjson
 import pytest
-from tests.kit import eventually, ids, inbound, outbound, produce, reading, running
 
-from dnc.index import Index
+from dnc.domain.unsubscribe import TokenSigner, UnsubscribeClaims
+from dnc.index.single import Index
 from dnc.settings import Settings
-from dnc.unsubscribe import TokenSigner, UnsubscribeClaims
+from tests.kit import eventually, ids, inbound, outbound, produce, reading, running
 
 pytestmark = pytest.mark.integration
 

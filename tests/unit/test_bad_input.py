@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from dnc.contacts import (
+from dnc.domain.contacts import (
     ContactKind,
     destination_key,
     normalise_contact,
@@ -29,9 +29,8 @@ from dnc.contacts import (
     normalise_phone,
     normalise_sender,
 )
-from dnc.entries import Command
-from dnc.errors import InvalidValue, NotJson, PoisonRecord
-from dnc.events import (
+from dnc.domain.entries import Command
+from dnc.domain.events import (
     DeliveryReport,
     InboundMessage,
     JourneyAction,
@@ -39,8 +38,9 @@ from dnc.events import (
     UrlUnsubscribe,
     parse_record,
 )
-from dnc.ingest import Ingest
-from dnc.keywords import DEFAULT_OPT_IN, DEFAULT_OPT_OUT, KeywordAction, KeywordMatcher
+from dnc.domain.keywords import DEFAULT_OPT_IN, DEFAULT_OPT_OUT, KeywordAction, KeywordMatcher
+from dnc.errors import InvalidValue, NotJson, PoisonRecord
+from dnc.ingest.role import Ingest
 from dnc.settings import Settings
 
 PROPERTY = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -24,10 +24,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from dnc.contacts import destination_key, normalise_sender, parse_channel
+from dnc.domain.contacts import destination_key, normalise_sender, parse_channel
+from dnc.domain.events import OutboundMessage, parse_record
 from dnc.errors import DuplicateField, InvalidValue, NotJson, PoisonRecord
-from dnc.events import OutboundMessage, parse_record
-from dnc.gate import Gate
+from dnc.gate.role import Gate
 from dnc.settings import Settings
 
 REQUIRED = ("message_id", "account", "channel", "sender", "destination")

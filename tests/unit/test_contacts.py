@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from phonenumbers import PhoneMetadata, PhoneNumberFormat
 from phonenumbers.phonenumberutil import region_code_for_country_code
 
-from dnc import contacts
-from dnc.contacts import (
+from dnc.domain import contacts
+from dnc.domain.contacts import (
     Channel,
     ContactKind,
     _fast_phone,
@@ -334,7 +334,7 @@ def test_huge_values_are_rejected_quickly(fn: Callable[[str], object], huge: str
 
 
 def test_phone_table_is_built_lazily() -> None:
-    code = "import dnc.contacts as c; assert c._PHONE_TABLE is None; print('ok')"
+    code = "import dnc.domain.contacts as c; assert c._PHONE_TABLE is None; print('ok')"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=False
     )

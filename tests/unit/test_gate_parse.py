@@ -13,12 +13,12 @@ from aiokafka.structs import ConsumerRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dnc.contacts import destination_key, normalise_sender, parse_channel
+from dnc.domain.contacts import destination_key, normalise_sender, parse_channel
+from dnc.domain.events import account_ok
 from dnc.errors import InvalidValue, MissingField, NotJson
-from dnc.events import account_ok
-from dnc.gate import Gate
-from dnc.index import Index, Layout, filter_key, fingerprint
-from dnc.outbound import _refuse_duplicate_fields
+from dnc.gate.reader import _refuse_duplicate_fields
+from dnc.gate.role import Gate
+from dnc.index.single import Index, Layout, filter_key, fingerprint
 from dnc.settings import IndexSettings, Settings
 
 REQUIRED = ("message_id", "account", "channel", "sender", "destination")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dnc.entries import Entry, EntryKey, Source
-from dnc.index import Index, Layout, pack_entries, unpack_entries
+from dnc.domain.entries import Entry, EntryKey, Source
+from dnc.index.single import Index, Layout, pack_entries, unpack_entries
 from dnc.settings import IndexSettings
 
 senders = st.one_of(

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dnc.errors import ConfigurationError
-from dnc.keywords import (
+from dnc.domain.keywords import (
     DEFAULT_OPT_IN,
     DEFAULT_OPT_OUT,
     DEFAULT_OPT_OUT_ALL,
@@ -18,6 +17,7 @@ from dnc.keywords import (
     KeywordMatcher,
     fold_keyword,
 )
+from dnc.errors import ConfigurationError
 
 FAST = settings(max_examples=300, deadline=None)
 MATCHER = KeywordMatcher(DEFAULT_OPT_OUT, DEFAULT_OPT_OUT_ALL, DEFAULT_OPT_IN)

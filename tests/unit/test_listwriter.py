@@ -17,11 +17,11 @@ from typing import Any
 import orjson
 import pytest
 
-from dnc.changelog import entry_dict, format_time
-from dnc.entries import Command, ContactState, Entry, EntryKey, Op, Source, apply_op
-from dnc.index import ContactUpdate, IndexMeta, Layout, pack_entries
-from dnc.kafka import BatchWriter, Headers, Record, make_producer
-from dnc.listwriter import Contact, Contacts, Evaluated, ListWriter
+from dnc.domain.entries import Command, ContactState, Entry, EntryKey, Op, Source, apply_op
+from dnc.index.replay import entry_dict, format_time
+from dnc.index.single import ContactUpdate, IndexMeta, Layout, pack_entries
+from dnc.kafka.clients import BatchWriter, Headers, Record, make_producer
+from dnc.listwriter.evaluate import Contact, Contacts, Evaluated, ListWriter
 from dnc.settings import IndexSettings, Settings
 
 P = 3

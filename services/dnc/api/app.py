@@ -9,9 +9,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from dnc.api import routes, routes_ops
+from dnc.api import routers as routes
 from dnc.api.context import ApiContext
 from dnc.api.limits import ENVELOPE, BodyLimit
+from dnc.api.routes import ops as routes_ops
 from dnc.errors import IndexNotReady, IndexUnavailable, InvalidValue
 
 _MAX_ECHO = 200  # characters of a rejected value shown back in a 422

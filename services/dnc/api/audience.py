@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dnc.api.contactforms import ContactForms, shown
-from dnc.api.routes_check import blocks
-from dnc.contactids import is_token
-from dnc.entries import Entry, blocking_entries
+from dnc.api.routes.check import blocks
+from dnc.domain.contactids import is_token
+from dnc.domain.entries import Entry, blocking_entries
+from dnc.domain.timestamps import now_ms
 from dnc.errors import IndexNotReady, InvalidValue
-from dnc.imports import ImportOptions, Invalid, scan
-from dnc.imports_files import ImportFile
-from dnc.index import Index
-from dnc.timestamps import now_ms
+from dnc.files.imports import ImportOptions, Invalid, scan
+from dnc.files.read import ImportFile
+from dnc.index.single import Index
 
 INVALID_SHOWN = 100
 LOOKUP_CHUNK = 5000

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dnc.contactids import ContactIds, is_token, masked
-from dnc.contacts import ContactKind, normalise_contact
+from dnc.domain.contactids import ContactIds, is_token, masked
+from dnc.domain.contacts import ContactKind, normalise_contact
 from dnc.errors import InvalidValue
 
 _MASK_MARK = "…"

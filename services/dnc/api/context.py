@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from dnc.api.auth import KeyRing, Principal, principal_from
+from dnc.api.commands import CommandWriter
 from dnc.api.contactforms import ContactForms
-from dnc.api.view import ListView
-from dnc.api.writer import CommandWriter
-from dnc.index import Index
+from dnc.api.view.listview import ListView
+from dnc.domain.unsubscribe import TokenSigner
+from dnc.index.single import Index
 from dnc.settings import Settings
-from dnc.unsubscribe import TokenSigner
 
 
 @dataclass

@@ -22,18 +22,18 @@ from typing import Any
 from fastapi import Request
 
 from dnc.api.auth import Principal
+from dnc.api.commands import Positions, format_positions, merge
 from dnc.api.contactforms import ContactForms, shown
 from dnc.api.context import ApiContext
-from dnc.api.routes_ops import new_request_id
-from dnc.api.writer import Positions, format_positions, merge
-from dnc.contacts import (
+from dnc.api.routes.ops import new_request_id
+from dnc.domain.contacts import (
     Channel,
     ContactKind,
     check_channel_for_contact,
     normalise_sender,
     parse_channel,
 )
-from dnc.entries import Command, Entry, EntryKey, Op, Source
+from dnc.domain.entries import Command, Entry, EntryKey, Op, Source
 
 SUBMIT_CHUNK = 10_000  # commands per produce round, so a big remove does not pile up
 MIN_VIEW_WAIT_S = 0.5

@@ -1,0 +1,1 @@
+"""The ``dnc entries`` command line, a client of the HTTP API."""

@@ -1,0 +1,1 @@
+"""Files in and out of the list: imports and exports."""

@@ -1,0 +1,1 @@
+"""Kafka plumbing: clients, batched produce, and the exactly-once pipeline."""

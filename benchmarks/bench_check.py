@@ -29,14 +29,14 @@ from benchmarks.common import (
 )
 from dnc.api.commands import CommandWriter
 from dnc.domain.entries import Command, EntryKey, Op, Source
-from dnc.index.single import Index
+from dnc.index import make_index
 from dnc.settings import ApiKey, ApiSettings, Settings
 
 SECRET = "bench-check-key"
 
 
 async def _load_entries(settings: Settings, n: int) -> None:
-    index = Index(settings.index, settings.redis_url)
+    index = make_index(settings)
     writer = CommandWriter(settings, index)
     await index.start()
     await writer.start()

@@ -34,7 +34,7 @@ from benchmarks.common import (
 )
 from dnc.api.commands import CommandWriter
 from dnc.domain.entries import Command, EntryKey, Op, Source
-from dnc.index.single import Index
+from dnc.index import make_index
 from dnc.settings import ApiKey, ApiSettings, Settings
 
 SECRET = "bench-dry-run-key"
@@ -47,7 +47,7 @@ def listed(i: int) -> EntryKey:
 
 
 async def _load_entries(settings: Settings, n: int) -> float:
-    index = Index(settings.index, settings.redis_url)
+    index = make_index(settings)
     writer = CommandWriter(settings, index)
     await index.start()
     await writer.start()

@@ -28,7 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from dnc.domain.entries import Command, EntryKey, Op, Source
 from dnc.domain.timestamps import format_ms
-from dnc.index.single import Layout
+from dnc.index.layout import Layout
 from dnc.kafka.clients import ensure_topics
 from dnc.settings import GateSettings, IndexSettings, Settings, TopicLayout, Topics
 from dnc.settings import IndexSettings as _IndexSettings

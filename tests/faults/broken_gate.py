@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dnc.cli import app
 from dnc.gate.role import Gate
-from dnc.index.single import IndexMeta
+from dnc.index.meta import IndexMeta
 
 
 def _trust_anything(self: Gate, meta: IndexMeta) -> None:

@@ -41,7 +41,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from dnc.errors import DncError
-from dnc.index.single import Index
+from dnc.index import SingleIndex
 from dnc.kafka.clients import ensure_topics
 from dnc.settings import ApiSettings, Settings
 from tests.kit import ROOT, Process, inbound, outbound, settings_env
@@ -403,7 +403,7 @@ class Workload:
         self.events: list[tuple[str, float]] = []
         self._producer: AIOKafkaProducer | None = None
         self._futures: list[tuple[Sent, asyncio.Future[Any]]] = []
-        self._index = Index(settings.index, watch_redis_url)
+        self._index = SingleIndex(settings.index, watch_redis_url)
         self._tasks: list[asyncio.Task[None]] = []
         self._traffic_on = asyncio.Event()
         self._closing = False
@@ -696,7 +696,7 @@ async def missing_in_index(
 ) -> list[str]:
     """The contacts without their acme SMS/ACME entry in the index, after waiting up to
     `timeout` for them (the index may be rebuilding)."""
-    index = Index(settings.index, redis_url)
+    index = SingleIndex(settings.index, redis_url)
     await index.start()
     try:
 

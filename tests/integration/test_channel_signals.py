@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from dnc.index.single import Index
+from dnc.index import make_index
 from dnc.settings import Settings
 from tests.apikit import gate_verdicts
 from tests.kit import eventually, outbound, produce, reading, running
@@ -37,7 +37,7 @@ def report(
 
 
 async def entries_of(settings: Settings, contact: str) -> list[Any]:
-    async with Index.from_settings(settings) as index:
+    async with make_index(settings) as index:
         return await index.entries_of("acme", contact)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from dnc.index.single import Index
+from dnc.index import ClusterIndex, make_index
 from dnc.settings import IndexSettings, Settings
 from tests.clusterkit import PrivateCluster, private_cluster
 from tests.kit import (
@@ -36,9 +36,9 @@ pytestmark = [
 
 async def _split(settings: Settings, cluster: PrivateCluster) -> tuple[int, list[str], list[str]]:
     """(port of the master to restart, contacts it holds, contacts other masters hold)."""
-    async with Index.from_settings(settings) as index:
-        assert index.cluster is not None
-        topology = await index.cluster.topologies.get()
+    async with make_index(settings) as index:
+        assert isinstance(index, ClusterIndex)
+        topology = await index.topologies.get()
         victim = topology.nodes[1]
         mine, others = [], []
         for i in range(2000):
@@ -72,7 +72,7 @@ async def test_a_master_restarted_empty_gates_wait_then_its_share_is_rebuilt(
             running(settings, "ingest", "gate"),
             reading(settings, t.allowed, t.blocked) as (allowed, blocked),
         ):
-            async with Index.from_settings(settings) as index, running(settings, "indexer"):
+            async with make_index(settings) as index, running(settings, "indexer"):
                 await produce(
                     settings,
                     t.inbound_messages,
@@ -100,7 +100,7 @@ async def test_a_master_restarted_empty_gates_wait_then_its_share_is_rebuilt(
             assert len(blocked.records) == len(stopped), "checked against an incomplete index"
             assert len(allowed.records) == len(free) + len(stopped), "forwarded unchecked"
 
-            async with Index.from_settings(settings) as index:
+            async with make_index(settings) as index:
                 meta = await index.meta()
                 assert not meta.complete(), "a master without its meta leaves the index incomplete"
                 async with running(settings, "indexer"):
@@ -141,7 +141,7 @@ async def test_a_master_lost_while_everything_runs_leaks_and_loses_nothing(
         async with (
             running(settings, "ingest", "indexer", "gate"),
             reading(settings, t.allowed, t.blocked, t.dead_letter) as (allowed, blocked, dlq),
-            Index.from_settings(settings) as index,
+            make_index(settings) as index,
         ):
             await produce(
                 settings, t.inbound_messages, *[inbound(f"mo-{c}", c, "STOP") for c in stopped]

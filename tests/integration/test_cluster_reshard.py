@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from dnc.index.single import Index
+from dnc.index import make_index
 from dnc.settings import IndexSettings, Settings
 from tests.clusterkit import PrivateCluster, private_cluster
 from tests.kit import (
@@ -83,7 +83,7 @@ async def test_resharding_under_traffic_loses_and_leaks_nothing(
         async with (
             running(settings, "ingest", "indexer", "gate"),
             reading(settings, t.allowed, t.blocked, t.dead_letter) as (allowed, blocked, dlq),
-            Index.from_settings(settings) as index,
+            make_index(settings) as index,
         ):
             await produce(
                 settings, t.inbound_messages, *[inbound(f"mo-{c}", c, "STOP") for c in stopped]

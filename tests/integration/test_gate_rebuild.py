@@ -11,7 +11,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from dnc.domain.entries import Command, EntryKey, Op, Source
 from dnc.domain.timestamps import now_ms
-from dnc.index.single import Index, Layout, entry_slot
+from dnc.index import Index, make_index
+from dnc.index.layout import Layout, entry_slot
 from dnc.settings import IndexSettings, Settings
 from tests.kit import drop_redis_keys, eventually, redis_client, redis_keys, running
 
@@ -90,7 +91,7 @@ async def _snapshot(settings: Settings) -> dict[str, Any]:
 
 
 async def test_rebuild_reproduces_what_the_commands_wrote(settings: Settings) -> None:
-    index = Index(settings.index, settings.redis_url)
+    index = make_index(settings)
     await index.start()
     try:
         async with running(settings, "indexer"):
@@ -141,7 +142,7 @@ async def _all_commands_applied(settings: Settings, index: Index) -> bool:
 async def test_replay_counts_contacts_that_share_a_lookup_member(settings: Settings) -> None:
     """Two contacts of one bucket with the same 32-bit member: removing one must leave the
     member in the lookup set for the other, removing both must clear it."""
-    index = Index(settings.index, settings.redis_url)
+    index = make_index(settings)
     await index.start()
     try:
         epoch = await index.init(settings.topic_layout.list_partitions)

@@ -12,7 +12,8 @@ from aiokafka import AIOKafkaProducer
 from dnc.domain.contactids import ContactIds
 from dnc.domain.entries import Command, EntryKey, Op, Source
 from dnc.domain.timestamps import now_ms
-from dnc.index.single import Index, Layout, list_partition
+from dnc.index import make_index
+from dnc.index.layout import Layout, list_partition
 from dnc.settings import ExpirySettings, PrivacySettings, Settings
 from tests.integration.test_rules import changes, gate_outputs
 from tests.kit import inbound, is_confirmation, outbound, produce, reading, running
@@ -165,7 +166,7 @@ async def test_privacy_mode_keeps_contacts_out_of_the_list(make_settings: Any) -
     assert PHONE.encode() not in stored and b"jane@example.com" not in stored
     assert sorted(b["message"]["message_id"] for b in blocked) == ["a", "b"]
     assert allowed == ["c"]
-    async with Index.from_settings(settings) as index:  # the check works by id
+    async with make_index(settings) as index:  # the check works by id
         assert [e.source for e in await index.entries_of("acme", PHONE)] == [
             Source.END_USER_MESSAGE
         ]

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from dnc.index.single import Index
+from dnc.index import Index, make_index
 from dnc.settings import Settings, TopicLayout
 from tests.kit import (
     Process,
@@ -107,7 +107,7 @@ async def test_instances_come_and_go_mid_stream(make_settings: Any, tmp_path: Pa
     fleet.add()
     background = asyncio.create_task(steady())
     try:
-        async with Index.from_settings(settings) as index:
+        async with make_index(settings) as index:
             # 2 instances of each role → 3 → 2 → 1 → 2
             for phase in ("two", "added", "terminated", "killed", "replaced"):
                 group = [f"4471{len(stopped) // 10}{i:06d}" for i in range(10)]

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
-from dnc.index.single import Index
+from dnc.index import make_index
 from dnc.settings import IndexSettings, Settings
 from tests.kit import (
     Process,
@@ -96,7 +96,7 @@ async def test_gate_waits_while_redis_is_empty_then_the_index_is_rebuilt(
             reading(settings, t.allowed, t.blocked) as (allowed, blocked),
         ):
             await produce(settings, t.inbound_messages, inbound("mo-1", stopped, "STOP"))
-            async with Index.from_settings(settings) as index:
+            async with make_index(settings) as index:
 
                 async def effective() -> bool:
                     return bool(await index.entries_of("acme", stopped))

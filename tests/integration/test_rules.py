@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from dnc.domain.unsubscribe import TokenSigner, UnsubscribeClaims
-from dnc.index.single import Index
+from dnc.index import make_index
 from dnc.settings import Settings
 from tests.kit import eventually, ids, inbound, outbound, produce, reading, running
 
@@ -67,7 +67,7 @@ async def changes(settings: Settings, n: int) -> list[object]:
         needed: dict[int, int] = {}
         for rec in r.records:
             needed[rec.partition] = max(needed.get(rec.partition, 0), rec.offset + 1)
-        async with Index.from_settings(settings) as index:
+        async with make_index(settings) as index:
 
             async def applied() -> bool:
                 meta = await index.meta()

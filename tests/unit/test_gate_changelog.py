@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 from dnc.domain.entries import Entry, EntryKey, Source
 from dnc.domain.timestamps import format_ms, parse_ts
 from dnc.errors import InvalidValue
+from dnc.index.layout import Layout, entry_slot, pack_entries
 from dnc.index.replay import ReplayBuilder, entry_dict
-from dnc.index.single import Index, entry_slot, pack_entries
 from dnc.settings import IndexSettings
 
-INDEX = Index(IndexSettings(buckets=1024), "redis://unused")
+INDEX = Layout(IndexSettings(buckets=1024))
 
 
 def record(

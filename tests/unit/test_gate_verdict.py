@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from dnc.domain.entries import Entry, EntryKey, Source, blocking_entries
 from dnc.gate.role import Gate
-from dnc.index.single import fingerprint, pack_entries
+from dnc.index.layout import fingerprint, pack_entries
 from dnc.settings import Settings
 
 GATE = Gate(Settings())

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dnc.domain.entries import Entry, EntryKey, Source
-from dnc.index.single import Index, Layout, pack_entries, unpack_entries
+from dnc.index.layout import Layout, pack_entries, unpack_entries
 from dnc.settings import IndexSettings
 
 senders = st.one_of(
@@ -41,7 +41,7 @@ def test_packed_entries_round_trip(
 
 
 def test_placement_is_stable_and_within_range() -> None:
-    index = Index(IndexSettings(buckets=1024), "redis://unused")
+    index = Layout(IndexSettings(buckets=1024))
     bucket, member, field = index.locate("acme", "441234567890")
     assert (bucket, member, field) == index.locate("acme", "441234567890")
     assert 0 <= bucket < 1024 and -(2**31) <= member < 2**31

@@ -18,8 +18,9 @@ import orjson
 import pytest
 
 from dnc.domain.entries import Command, ContactState, Entry, EntryKey, Op, Source, apply_op
+from dnc.index.layout import Layout, pack_entries
+from dnc.index.meta import ContactUpdate, IndexMeta
 from dnc.index.replay import entry_dict, format_time
-from dnc.index.single import ContactUpdate, IndexMeta, Layout, pack_entries
 from dnc.kafka.clients import BatchWriter, Headers, Record, make_producer
 from dnc.listwriter.evaluate import Contact, Contacts, Evaluated, ListWriter
 from dnc.settings import IndexSettings, Settings

@@ -26,7 +26,7 @@ from dnc.domain.timestamps import now_ms
 from dnc.errors import IndexNotReady, InvalidValue
 from dnc.files.imports import ImportOptions, Invalid, scan
 from dnc.files.read import ImportFile
-from dnc.index.single import Index
+from dnc.index import Index
 
 INVALID_SHOWN = 100
 LOOKUP_CHUNK = 5000

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from aiokafka import AIOKafkaProducer
 
 from dnc.domain.entries import Command
-from dnc.index.single import Index
+from dnc.index import Index
 from dnc.kafka import clients as kafka
 from dnc.settings import Settings
 

@@ -16,7 +16,7 @@ from dnc.api.commands import CommandWriter
 from dnc.api.contactforms import ContactForms
 from dnc.api.view.listview import ListView
 from dnc.domain.unsubscribe import TokenSigner
-from dnc.index.single import Index
+from dnc.index import Index, make_index
 from dnc.settings import Settings
 
 
@@ -38,7 +38,7 @@ class ApiContext:
 
     @classmethod
     def build(cls, settings: Settings) -> ApiContext:
-        index = Index.from_settings(settings)
+        index = make_index(settings)
         return cls(
             settings=settings,
             index=index,

@@ -25,7 +25,9 @@ from collections.abc import Sequence
 
 from rbloom import Bloom
 
-from dnc.index.single import Index, IndexMeta, filter_key
+from dnc.index import Index
+from dnc.index.layout import filter_key
+from dnc.index.meta import IndexMeta
 
 log = logging.getLogger(__name__)
 

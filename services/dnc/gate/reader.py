@@ -23,8 +23,8 @@ from dnc.domain.contacts import destination_key, normalise_sender, parse_channel
 from dnc.domain.entries import blocking_entries
 from dnc.domain.events import account_ok
 from dnc.errors import DuplicateField, InvalidValue, MissingField, NotJson
+from dnc.index.layout import account_prefix, fingerprint, unpack_entries
 from dnc.index.replay import entry_dict
-from dnc.index.single import account_prefix, fingerprint, unpack_entries
 
 REQUIRED = ("message_id", "account", "channel", "sender", "destination")
 CHANNELS = {c: c for c in ("SMS", "MMS", "VOICE", "VIBER", "WHATSAPP", "RCS", "EMAIL")}

@@ -32,7 +32,8 @@ from dnc.domain.timestamps import format_ms, now_ms
 from dnc.errors import ConfigurationError, IndexNotReady, IndexUnavailable
 from dnc.gate.filter import ContactFilter
 from dnc.gate.reader import CHANNELS, Decision, OutboundReader, Parsed, Records
-from dnc.index.single import Index, IndexMeta, LookupResult
+from dnc.index import Index, make_index
+from dnc.index.meta import IndexMeta, LookupResult
 from dnc.kafka import clients as kafka
 from dnc.kafka.clients import BatchWriter, Sent
 from dnc.kafka.pipeline import TransactionalPipeline
@@ -45,7 +46,7 @@ class Gate:
     def __init__(self, settings: Settings, index: Index | None = None) -> None:
         self.settings = settings
         self.topics = settings.topics
-        self.index = index or Index.from_settings(settings)
+        self.index = index or make_index(settings)
         gs = settings.gate
         self.filter = (
             ContactFilter(gs.filter_capacity, gs.filter_error_rate) if gs.filter_enabled else None
@@ -208,7 +209,7 @@ class Gate:
             assert isinstance(p, tuple)
             fp, field = p[4], p[5]
             buckets.append(fp & mask)
-            members.append((fp >> 32) - 0x80000000)  # as Index.locate
+            members.append((fp >> 32) - 0x80000000)  # as Layout.locate
             lengths.append(len(field))
             fields.append(field)
         self.counts["redis_lookups"] += len(positions)

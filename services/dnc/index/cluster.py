@@ -1,7 +1,7 @@
 """The index on a Redis Cluster (``DNC_INDEX__CLUSTER=true``; ``DNC_REDIS_URL`` = any node).
 
 The bucket keys are hash-tagged per bucket, so they spread over the cluster's slots. Each
-operation is split by node (``dnc.index_topology``) and runs one script per node, all in
+operation is split by node (``dnc.index.topology``) and runs one script per node, all in
 parallel, with the node's buckets and the node's own meta, additions stream and expiry
 index (keys tagged for a slot of that node): data and offsets change together *per node*.
 The index's offset of a partition is the minimum over the nodes, so:
@@ -25,44 +25,68 @@ import contextlib
 import secrets
 import struct
 from array import array
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import orjson
+import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.commands.core import AsyncScript
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, RedisError
 
+from dnc.domain.contactids import ContactIds
 from dnc.errors import IndexDiverged, IndexUnavailable
-from dnc.index.layout import Layout, as_bytes, expiry_arg, progress_arg
-from dnc.index.meta import ContactUpdate, IndexMeta, LookupResult, format_versions, parse_versions
+from dnc.index import scripts
+from dnc.index.base import Index
+from dnc.index.layout import as_bytes, expiry_arg, progress_arg
+from dnc.index.meta import (
+    ContactUpdate,
+    IndexMeta,
+    LookupResult,
+    format_versions,
+    parse_versions,
+)
 from dnc.index.topology import META_AGE_S, Moved, Node, Router, Topologies, Topology
+from dnc.settings import IndexSettings
 
 
-class ClusterIndex(Router):
+class ClusterIndex(Router, Index):
     def __init__(
-        self, layout: Layout, prefix: str, url: str, scripts: Mapping[str, AsyncScript]
+        self, settings: IndexSettings, redis_url: str, ids: ContactIds | None = None
     ) -> None:
-        timeout = layout.settings.redis_timeout_s
-        super().__init__(Topologies(url, prefix, layout.settings.buckets, timeout), scripts)
-        self.layout = layout
-        self.prefix = prefix
-        self.client = RedisCluster.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
+        Index.__init__(self, settings, redis_url, ids)
+        topologies = Topologies(redis_url, self.prefix, settings.buckets, settings.redis_timeout_s)
+        Router.__init__(self, topologies, {})
+        self._client: RedisCluster | None = None
 
     async def start(self) -> None:
+        if self._client is not None:
+            return
+        timeout = self.settings.redis_timeout_s
+        self._client = RedisCluster.from_url(
+            self.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        # Called per master (``Router._script``); registered here for the scripts' digests.
+        self.scripts = scripts.register(self._client)
         # Discover the cluster here, on the caller's event loop: redis-py's cluster
         # transactions (``Index.redis``, import jobs) run each queued command on a loop of
         # their own, and a client first initialised there keeps connections to a closed
         # loop. If Redis is down now, plain commands initialise it later.
         with contextlib.suppress(RedisError, RedisClusterException, OSError, TimeoutError):
-            await asyncio.wait_for(self.client.initialize(), self.layout.settings.redis_timeout_s)
+            await asyncio.wait_for(self._client.initialize(), timeout)
 
     async def stop(self) -> None:
+        if self._client is None:
+            return
+        client, self._client = self._client, None
         await self.topologies.close()
-        await self.client.aclose()
+        await client.aclose()
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        if self._client is None:
+            raise RuntimeError("Index is not started")
+        return cast(aioredis.Redis, self._client)
 
     def _combine(self, topology: Topology, metas: dict[str, IndexMeta]) -> IndexMeta:
         stale = any(
@@ -70,7 +94,7 @@ class ClusterIndex(Router):
         )
         if stale and not topology.fresh:
             raise Moved("a node's meta was written for other slots")
-        return IndexMeta.combine(metas, topology.slots, self.layout.layout)
+        return IndexMeta.combine(metas, topology.slots, self.layout)
 
     @staticmethod
     def _epochs(epoch: str, topology: Topology) -> dict[str, str]:
@@ -92,7 +116,7 @@ class ClusterIndex(Router):
 
     def _key_node(self, topology: Topology, changelog_key: bytes) -> int:
         account, contact = orjson.loads(changelog_key)[:2]
-        return topology.node_of(self.layout.locate(str(account), str(contact))[0])
+        return topology.node_of(self.locate(str(account), str(contact))[0])
 
     # --- reads --------------------------------------------------------------------------
 
@@ -200,7 +224,7 @@ class ClusterIndex(Router):
 
         return await self._routed(op)
 
-    async def expiring(self, partition: int, now: int, limit: int) -> list[bytes]:
+    async def expiring(self, partition: int, now: int, limit: int = 500) -> list[bytes]:
         async def op(topology: Topology) -> list[bytes]:
             nodes = topology.nodes
             found = await self._each(
@@ -232,23 +256,22 @@ class ClusterIndex(Router):
 
         return await self._routed(op)
 
-    async def entries_raw(self, bucket: int, field: bytes) -> bytes | None:
+    async def _packed_entries(self, bucket: int, field: bytes) -> bytes | None:
         try:
-            raw = await self.client.hget(f"{self.prefix}:m:{{{bucket}}}", field)
+            raw = await self.redis.hget(f"{self.prefix}:m:{{{bucket}}}", field)
         except (RedisError, RedisClusterException, OSError) as exc:
             raise IndexUnavailable(f"redis cluster: {exc}") from exc
         return as_bytes(raw) if raw else None
 
     async def progress(self, ref: str) -> dict[str, int]:
         try:
-            raw = await self.client.hgetall(f"{self.prefix}:ref:{{{ref}}}")
+            raw = await self.redis.hgetall(f"{self.prefix}:ref:{{{ref}}}")
         except (RedisError, RedisClusterException, OSError) as exc:
             raise IndexUnavailable(f"redis cluster: {exc}") from exc
         return {as_bytes(k).decode(): int(v) for k, v in raw.items()}
 
-    async def per_bucket(self, command: str, start: int, stop: int) -> list[Any]:
-        """``SCARD`` or ``SMEMBERS`` of the lookup sets of buckets start..stop-1: one
-        pipeline per master, in parallel."""
+    async def _members(self, command: str, start: int, stop: int) -> list[Any]:
+        """One pipeline per master, in parallel."""
 
         async def pipelined(node: Node, buckets: list[int]) -> list[Any]:
             pipe = node.client.pipeline(transaction=False)
@@ -274,14 +297,6 @@ class ClusterIndex(Router):
 
         return await self._routed(op)
 
-    async def filter_keys(self, buckets: int, chunk: int) -> AsyncIterator[list[int]]:
-        for start in range(0, buckets, chunk):
-            out: list[int] = []
-            stop = min(start + chunk, buckets)
-            for bucket, members in enumerate(await self.per_bucket("SMEMBERS", start, stop), start):
-                out.extend(((int(m) + 0x80000000) << 32) | bucket for m in members)
-            yield out
-
     # --- writes -------------------------------------------------------------------------
 
     async def init(self, parts: int) -> str:
@@ -292,7 +307,7 @@ class ClusterIndex(Router):
                         "init",
                         n,
                         [n.meta_key, n.slots_key],
-                        [secrets.token_hex(8), self.layout.layout, parts, n.fp, n.ranges],
+                        [secrets.token_hex(8), self.layout, parts, n.fp, n.ranges],
                     )
                     for n in topology.nodes
                 ]
@@ -318,8 +333,8 @@ class ClusterIndex(Router):
         new_command_offset: int | None,
         updates: Sequence[ContactUpdate],
         now: int,
-        counters: Mapping[tuple[str, str], int] | None,
-        expiry: Sequence[tuple[bytes, int | None]],
+        counters: Mapping[tuple[str, str], int] | None = None,
+        expiry: Sequence[tuple[bytes, int | None]] = (),
     ) -> None:
         async def op(topology: Topology) -> None:
             epochs = self._epochs(epoch, topology)
@@ -366,8 +381,8 @@ class ClusterIndex(Router):
         new_offset: int,
         records: list[Any],
         now: int,
-        counters: Mapping[tuple[str, str], int] | None,
-        expiry: Sequence[tuple[bytes, int | None]],
+        counters: Mapping[tuple[str, str], int] | None = None,
+        expiry: Sequence[tuple[bytes, int | None]] = (),
     ) -> None:
         async def op(topology: Topology) -> None:
             epochs = self._epochs(epoch, topology)

@@ -1,6 +1,6 @@
 """Where a contact lives in the index, and how its entries are packed: pure functions and
 ``Layout``, shared by every role (the roles that only produce commands use them too) and
-by both Redis topologies (``dnc.index``, ``dnc.index_cluster``)."""
+by both index implementations (``dnc.index.single``, ``dnc.index.cluster``)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def fingerprint(field_bytes: bytes) -> int:
 
 
 def filter_key(bucket: int, member: int) -> int:
-    """See ``Index.filter_key``."""
+    """See ``Layout.filter_key``."""
     return ((member + 0x80000000) << 32) | bucket
 
 

@@ -23,7 +23,7 @@ from aiokafka.structs import ConsumerRecord
 from dnc.domain.contactids import is_token
 from dnc.domain.entries import Entry
 from dnc.domain.timestamps import format_ms, parse_ts
-from dnc.index.single import SEP, SOURCE_CODE, Index, entry_slot, fingerprint
+from dnc.index.layout import SEP, SOURCE_CODE, Layout, entry_slot, fingerprint
 
 _SOURCES = {source.value: code for source, code in SOURCE_CODE.items()}
 _CACHE_LIMIT = 100_000
@@ -55,7 +55,7 @@ def entry_dict(e: Entry, *, origin: bool = True) -> dict[str, Any]:
 
 
 class ReplayBuilder:
-    def __init__(self, index: Index) -> None:
+    def __init__(self, index: Layout) -> None:
         self.index = index
         self._minutes: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM" → epoch ms
 
@@ -82,7 +82,7 @@ class ReplayBuilder:
                 packed = slot + tail
             out += (
                 fp & mask,
-                (fp >> 32) - 0x80000000,  # as Index.locate
+                (fp >> 32) - 0x80000000,  # as Layout.locate
                 field,
                 slot,
                 packed,

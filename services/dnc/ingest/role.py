@@ -35,7 +35,7 @@ from dnc.domain.keywords import KeywordAction, KeywordMatcher, fold_keyword
 from dnc.domain.timestamps import now_ms
 from dnc.domain.unsubscribe import TokenSigner
 from dnc.errors import ConfigurationError, InvalidValue, PoisonRecord
-from dnc.index.single import Layout, list_partition
+from dnc.index.layout import Layout, list_partition
 from dnc.ingest.signals import SignalMapper
 from dnc.kafka import clients as kafka
 from dnc.kafka.clients import BatchWriter

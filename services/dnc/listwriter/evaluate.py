@@ -39,8 +39,10 @@ from dnc.domain.entries import (
     Source,
     apply_op,
 )
+from dnc.index import Index
+from dnc.index.layout import pack_entries, unpack_entries
+from dnc.index.meta import ContactUpdate, IndexMeta
 from dnc.index.replay import entry_dict, format_time
-from dnc.index.single import ContactUpdate, Index, IndexMeta, pack_entries, unpack_entries
 from dnc.kafka.clients import BatchWriter, Record
 from dnc.settings import Settings
 

@@ -19,8 +19,8 @@ from aiokafka import AIOKafkaProducer
 from dnc.domain.entries import Command, EntryKey, Op
 from dnc.domain.timestamps import now_ms
 from dnc.errors import IndexUnavailable
+from dnc.index import Index
 from dnc.index.replay import decode_key
-from dnc.index.single import Index
 from dnc.kafka import clients as kafka
 from dnc.settings import Settings
 

@@ -37,8 +37,8 @@ from dnc.domain.entries import Command
 from dnc.domain.timestamps import now_ms
 from dnc.errors import ConfigurationError, DncError, IndexDiverged, IndexUnavailable
 from dnc.gate.reader import CHANNELS
+from dnc.index import Index, make_index
 from dnc.index.replay import ReplayBuilder
-from dnc.index.single import Index
 from dnc.kafka import clients as kafka
 from dnc.kafka.clients import BatchWriter, Sent
 from dnc.kafka.pipeline import TransactionalPipeline
@@ -67,7 +67,7 @@ class Owned:
 class Indexer:
     def __init__(self, settings: Settings, index: Index | None = None) -> None:
         self.settings = settings
-        self.index = index or Index.from_settings(settings)
+        self.index = index or make_index(settings)
         self._replay = ReplayBuilder(self.index)
         self.topics = settings.topics
         self.pipeline = TransactionalPipeline(

@@ -21,7 +21,8 @@ from dnc.domain.contacts import normalise_sender, parse_channel
 from dnc.domain.entries import Entry
 from dnc.domain.timestamps import now_ms
 from dnc.errors import IndexNotReady, InvalidValue
-from dnc.index.single import Index, unpack_entries
+from dnc.index import Index
+from dnc.index.layout import unpack_entries
 
 router = APIRouter(prefix="/v1", tags=["check"])
 

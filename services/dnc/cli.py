@@ -161,7 +161,7 @@ def keys_hash(
 
 
 def main() -> None:
-    from dnc.client.entries import entries_app
+    from dnc.client.app import entries_app
 
     app.add_typer(entries_app, name="entries", help="The list, through the HTTP API.")
     app()

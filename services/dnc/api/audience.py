@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dnc.api.contactforms import ContactForms, shown
-from dnc.api.routes.check import blocks
 from dnc.domain.contactids import is_token
 from dnc.domain.entries import Entry, blocking_entries
 from dnc.domain.timestamps import now_ms
@@ -131,7 +130,7 @@ def first_blocking(
         found = blocking_entries(entries, channel, sender, now)
         return found[0] if found else None
     return next(
-        (e for e in sorted(entries, key=Entry.sort_key) if blocks(e, channel, None, now)), None
+        (e for e in sorted(entries, key=Entry.sort_key) if e.blocks_any(channel, None, now)), None
     )
 
 

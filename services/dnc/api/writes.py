@@ -25,7 +25,7 @@ from dnc.api.auth import Principal
 from dnc.api.commands import Positions, format_positions, merge
 from dnc.api.contactforms import ContactForms, shown
 from dnc.api.context import ApiContext
-from dnc.api.routes.ops import new_request_id
+from dnc.api.observe import new_request_id
 from dnc.domain.contacts import (
     Channel,
     ContactKind,
@@ -60,7 +60,7 @@ def follow_up_url(positions: Positions) -> str:
 
 
 def request_id(request: Request) -> str:
-    """The id the request logs carry (set by the ops middleware), or a new one."""
+    """The id the request logs carry (set by ``dnc.api.observe``), or a new one."""
     rid = getattr(request.state, "request_id", None)
     return rid if isinstance(rid, str) else new_request_id()
 

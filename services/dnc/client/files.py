@@ -1,5 +1,5 @@
 """``dnc entries import | export``: files in and out of the list, as clients of the HTTP
-API (see ``dnc.client_cli``)."""
+API (see ``dnc.client.app``)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,13 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from dnc.client.entries import (
+from dnc.client.http import Client
+from dnc.client.options import (
     DEFAULT_API,
     POLL_S,
-    USAGE,
     Accounts,
     Api,
     Channels,
-    Client,
     Contacts,
     ExpiresAt,
     From,
@@ -28,14 +27,11 @@ from dnc.client.entries import (
     Sources,
     To,
     TtlDays,
-    _confirm,
-    _filters,
-    _print_json,
-    entries_app,
-    err,
-    fail,
-    out,
+    filter_params,
 )
+from dnc.client.terminal import USAGE, confirm, err, fail, out, print_json
+
+commands = typer.Typer()
 
 
 def _summary(a: dict[str, Any]) -> None:
@@ -56,7 +52,7 @@ def _summary(a: dict[str, Any]) -> None:
         err.print(f"hint: {hint}", markup=False)
 
 
-@entries_app.command("import")
+@commands.command("import")
 def import_file(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
     *,
@@ -99,12 +95,12 @@ def import_file(
     _summary(analysis)
     if analyze_only:
         if json:
-            _print_json(analysis)
+            print_json(analysis)
         return
     if analysis["valid"] == 0:
         fail("no valid row to import")
     if analysis["invalid"] and not yes:
-        _confirm(f"import the {analysis['valid']} valid rows and skip {analysis['invalid']}?")
+        confirm(f"import the {analysis['valid']} valid rows and skip {analysis['invalid']}?")
     started = client.call(
         "POST",
         "/v1/imports",
@@ -113,7 +109,7 @@ def import_file(
     )
     status = _follow(client, started["status_url"])
     if json:
-        _print_json(status)
+        print_json(status)
     else:
         out.print(
             f"{status['import_id']} {status['state']}: added {status['added']}, "
@@ -142,7 +138,7 @@ def _follow(client: Client, url: str) -> dict[str, Any]:
             time.sleep(POLL_S)
 
 
-@entries_app.command()
+@commands.command()
 def export(
     *,
     output: Annotated[Path, typer.Option("--output", "-o", help="file to write; - = stdout")],
@@ -169,7 +165,7 @@ def export(
     if chosen not in ("csv", "xlsx"):
         fail(f"--format must be csv or xlsx, not {chosen!r}", USAGE)
     client = Client(api, key)
-    params = [*_filters(locals()), ("format", chosen)]
+    params = [*filter_params(locals()), ("format", chosen)]
     if history:
         params.append(("history", "true"))
     to_stdout = str(output) == "-"

@@ -1,5 +1,5 @@
 """``dnc entries history | erase | dry-run``: one person's history, erasing a person, and
-an audience dry run, as clients of the HTTP API (see ``dnc.client_cli``)."""
+an audience dry run, as clients of the HTTP API (see ``dnc.client.app``)."""
 
 from __future__ import annotations
 
@@ -11,27 +11,14 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from dnc.client.entries import (
-    DEFAULT_API,
-    OK,
-    USAGE,
-    Accounts,
-    Api,
-    Client,
-    Json,
-    Key,
-    Yes,
-    _confirm,
-    _print_json,
-    entries_app,
-    err,
-    fail,
-    out,
-    show_table,
-)
-from dnc.files.exports import neutralise
+from dnc.client.http import Client
+from dnc.client.options import DEFAULT_API, Accounts, Api, Json, Key, Yes
+from dnc.client.terminal import OK, USAGE, confirm, err, fail, out, print_json, show_table
+from dnc.domain.spreadsheets import neutralise
 
 ALL_AT_ONCE = 1_000_000  # the API's largest suppressed list
+
+commands = typer.Typer()
 
 
 def _cause(cause: dict[str, Any] | None) -> tuple[str, str]:
@@ -40,7 +27,7 @@ def _cause(cause: dict[str, Any] | None) -> tuple[str, str]:
     return kind, ", ".join(f"{k}={v}" for k, v in rest.items() if v not in (None, ""))
 
 
-@entries_app.command()
+@commands.command()
 def history(
     contact: Annotated[str, typer.Argument(help="phone, e-mail, or a contact id (h1:…)")],
     *,
@@ -65,7 +52,7 @@ def history(
         if not all_pages or not cursor:
             break
     if json:
-        _print_json({**page, "history": records})
+        print_json({**page, "history": records})
         return
     rows = []
     for r in records:
@@ -89,7 +76,7 @@ def history(
     err.print(f"{len(records)} history records of {page['contact']}{more}", markup=False)
 
 
-@entries_app.command()
+@commands.command()
 def erase(
     contact: Annotated[str, typer.Argument(help="phone, e-mail, or a contact id (h1:…)")],
     *,
@@ -103,7 +90,7 @@ def erase(
     suppression stays: the entries keep blocking, kept under a contact id."""
     scope = ", ".join(account) if account else "all your accounts"
     if not yes:
-        _confirm(
+        confirm(
             f"erase the data and history of {contact} in {scope}? "
             "(the suppression stays; this cannot be undone)"
         )
@@ -112,7 +99,7 @@ def erase(
         body["accounts"] = account
     result = Client(api, key).call("POST", "/v1/erasures", ok=(201, 202), json=body)
     if json:
-        _print_json(result)
+        print_json(result)
     elif result.get("status") == "pending":
         err.print(f"accepted, not yet effective; follow up at {result['follow_up']}")
     else:
@@ -124,7 +111,7 @@ def erase(
             )
 
 
-@entries_app.command("dry-run")
+@commands.command("dry-run")
 def dry_run(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
     *,

@@ -74,6 +74,16 @@ class Entry:
             and (self.expires_at is None or self.expires_at > now)
         )
 
+    def blocks_any(self, channel: str | None, sender: str | None, now: int) -> bool:
+        """``blocks``, where a missing channel or sender stands for any (the check
+        endpoint and the dry run may be asked without one)."""
+        k = self.key
+        return (
+            (self.expires_at is None or self.expires_at > now)
+            and (channel is None or k.channel is None or k.channel == channel)
+            and (sender is None or k.sender is None or k.sender == sender)
+        )
+
     def sort_key(self) -> tuple[int, int]:
         return specificity(self.key.channel, self.key.sender), self.added_at
 

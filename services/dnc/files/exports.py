@@ -31,6 +31,7 @@ import orjson
 
 from dnc.domain.contactids import masked
 from dnc.domain.entries import Entry
+from dnc.domain.spreadsheets import neutralise
 from dnc.domain.timestamps import format_ms
 
 T = TypeVar("T")
@@ -50,19 +51,8 @@ HISTORY_HEADER = (
     "Details",
 )
 ALL_CHANNELS = "All channels"
-# What Excel, LibreOffice and Google Sheets may read as the start of a formula (OWASP's
-# list), with the full-width forms some of them fold to ASCII.
-_FORMULA_START = frozenset("=+-@\t\r＝＋－＠")
 XLSX_MAX_ROWS = 1_048_576  # per sheet, header included
 _READ_CHUNK = 256 * 1024
-
-
-def neutralise(text: str) -> str:
-    """Prefix an apostrophe to a cell a spreadsheet would take for a formula, also when
-    the dangerous character follows leading spaces."""
-    if text and (text[0] in _FORMULA_START or text.lstrip(" ")[:1] in _FORMULA_START):
-        return "'" + text
-    return text
 
 
 class HistoryLike(Protocol):

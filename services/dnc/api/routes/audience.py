@@ -14,7 +14,8 @@ from starlette.datastructures import UploadFile
 
 from dnc.api import audience
 from dnc.api.auth import Principal
-from dnc.api.context import ApiContext, api_context, principal
+from dnc.api.context import ApiContext
+from dnc.api.deps import api_context, principal
 from dnc.api.imports.jobs import limits_of
 from dnc.api.routes.imports import form_options
 from dnc.domain.contacts import normalise_sender, parse_channel

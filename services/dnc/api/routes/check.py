@@ -16,7 +16,8 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from dnc.api.auth import Principal
-from dnc.api.context import ApiContext, api_context, principal
+from dnc.api.context import ApiContext
+from dnc.api.deps import api_context, principal
 from dnc.domain.contacts import normalise_sender, parse_channel
 from dnc.domain.entries import Entry
 from dnc.domain.timestamps import now_ms
@@ -121,16 +122,6 @@ async def lookup(index: Index, account: str, contacts: Sequence[str]) -> list[li
     return out
 
 
-def blocks(entry: Entry, channel: str | None, sender: str | None, now: int) -> bool:
-    """Entry.blocks (rule 2), with a missing channel or sender matching any."""
-    k = entry.key
-    return (
-        (entry.expires_at is None or entry.expires_at > now)
-        and (channel is None or k.channel is None or k.channel == channel)
-        and (sender is None or k.sender is None or k.sender == sender)
-    )
-
-
 def verdict(
     contact: str, entries: list[Entry], channel: str | None, sender: str | None
 ) -> dict[str, Any]:
@@ -139,7 +130,7 @@ def verdict(
     first: dict[str, Any] | None = None
     for e in sorted(entries, key=Entry.sort_key):  # most specific first
         d = e.to_dict(origin=False)
-        d["blocks"] = blocks(e, channel, sender, now)
+        d["blocks"] = e.blocks_any(channel, sender, now)
         if d["blocks"] and first is None:
             first = e.to_dict(origin=False)
         shown.append(d)

@@ -16,8 +16,9 @@ from dnc.api import writes
 from dnc.api.auth import Principal
 from dnc.api.commands import parse_positions
 from dnc.api.contactforms import shown
-from dnc.api.context import ApiContext, api_context, principal
-from dnc.api.view.query import EntryQuery, entry_query
+from dnc.api.context import ApiContext
+from dnc.api.deps import api_context, entry_query, principal
+from dnc.api.view.query import EntryQuery
 from dnc.domain.timestamps import now_ms
 from dnc.errors import InvalidValue
 from dnc.files.imports import MAX_TTL_DAYS, resolve_expiry

@@ -12,9 +12,10 @@ from fastapi.responses import StreamingResponse
 
 from dnc.api import writes
 from dnc.api.auth import Principal
-from dnc.api.context import ApiContext, api_context, principal
+from dnc.api.context import ApiContext
+from dnc.api.deps import api_context, entry_query, principal
 from dnc.api.routes.entries import MAX_KEYS, EntryKeyIn
-from dnc.api.view.query import EntryQuery, entry_query
+from dnc.api.view.query import EntryQuery
 from dnc.domain.entries import Entry
 from dnc.domain.timestamps import format_ms, now_ms
 from dnc.errors import IndexNotReady

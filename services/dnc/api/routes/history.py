@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from dnc.api import erasures, writes
 from dnc.api.auth import Principal
 from dnc.api.contactforms import shown
-from dnc.api.context import ApiContext, api_context, principal
+from dnc.api.context import ApiContext
+from dnc.api.deps import api_context, principal
 from dnc.api.view.history import HistoryItem
 from dnc.domain.contactids import masked
 

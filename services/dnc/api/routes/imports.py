@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
 from dnc.api.auth import Principal
-from dnc.api.context import ctx, principal
+from dnc.api.deps import ctx, principal
 from dnc.api.imports.jobs import ImportJobs, limits_of
 from dnc.domain.events import validation_to_poison
 from dnc.domain.timestamps import now_ms

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
 from dnc.api.auth import Principal
-from dnc.api.context import ctx, principal
+from dnc.api.deps import ctx, principal
 from dnc.api.imports.jobs import limits_of
 from dnc.errors import InvalidValue
 from dnc.files.read import FileTooLarge, ImportFile, megabytes, open_upload, read_table

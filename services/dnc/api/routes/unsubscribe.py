@@ -20,7 +20,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from dnc.api.auth import Principal
-from dnc.api.context import ApiContext, api_context, principal
+from dnc.api.context import ApiContext
+from dnc.api.deps import api_context, principal
 from dnc.domain.contacts import (
     check_channel_for_contact,
     normalise_contact,

@@ -29,7 +29,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -42,12 +42,10 @@ from dnc.api.view.pages import (
     decode_history_cursor,
     encode_cursor,
 )
+from dnc.api.view.query import EntryQuery
 from dnc.domain.entries import Entry, EntryKey
 from dnc.kafka import clients as kafka
 from dnc.settings import Settings
-
-if TYPE_CHECKING:  # query.py imports the API context, which imports the view
-    from dnc.api.view.query import EntryQuery
 
 T = TypeVar("T")
 

@@ -12,13 +12,9 @@ privacy mode a prefix cannot match anything, so it is refused.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
-
-from fastapi import Depends, Query
 
 from dnc.api.auth import Principal
 from dnc.api.contactforms import ContactForms
-from dnc.api.context import ApiContext, api_context, principal
 from dnc.domain.contacts import normalise_sender, parse_channel
 from dnc.domain.entries import Source
 from dnc.domain.timestamps import parse_ts
@@ -100,26 +96,4 @@ def build_query(  # noqa: PLR0917 - mirrors the query string, one argument per f
         sources=tuple(sources),
         added_from=parse_ts(added_from, "added_from") if added_from else None,
         added_to=parse_ts(added_to, "added_to") if added_to else None,
-    )
-
-
-async def entry_query(  # async: a sync dependency would run on a thread pool
-    who: Annotated[Principal, Depends(principal)],
-    c: Annotated[ApiContext, Depends(api_context)],
-    *,
-    account: Annotated[
-        list[str] | None, Query(description="account id; repeat for several")
-    ] = None,
-    contact: Annotated[
-        list[str] | None, Query(description="exact contact, or a prefix ending in *")
-    ] = None,
-    channel: Annotated[list[str] | None, Query(description="SMS, EMAIL, …, or ALL")] = None,
-    sender: Annotated[list[str] | None, Query(description="a sender, or ALL")] = None,
-    source: Annotated[list[str] | None, Query(description="END_USER_MESSAGE, MANUAL, …")] = None,
-    added_from: Annotated[str | None, Query(description="RFC 3339, inclusive")] = None,
-    added_to: Annotated[str | None, Query(description="RFC 3339, exclusive")] = None,
-) -> EntryQuery:
-    """FastAPI dependency: the query string as an ``EntryQuery``."""
-    return build_query(
-        who, account, contact, channel, sender, source, added_from, added_to, forms=c.contacts
     )

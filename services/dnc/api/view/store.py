@@ -21,18 +21,16 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import orjson
 import xxhash
 
 from dnc.api.view import history as view_history
+from dnc.api.view.query import EntryQuery
 from dnc.domain.entries import Entry, EntryKey, Source
 from dnc.domain.timestamps import parse_ts
 from dnc.errors import ConfigurationError
-
-if TYPE_CHECKING:  # query.py imports the API context, which imports the view
-    from dnc.api.view.query import EntryQuery
 
 SCHEMA_VERSION = "2"
 CHANGES, HISTORY = "c", "h"  # the logs whose offsets the file keeps

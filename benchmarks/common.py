@@ -101,17 +101,7 @@ def bench_settings(
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a child process (or ``dnc <role>``) see these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DNC_")}
-    data = settings.model_dump(mode="json")
-    data["api"]["unsubscribe_keys"] = []
-    for name, value in data.items():
-        key = f"DNC_{name.upper()}"
-        if isinstance(value, dict) and name != "channel_signals":
-            for sub, subvalue in value.items():
-                env[f"{key}__{sub.upper()}"] = (
-                    subvalue if isinstance(subvalue, str) else orjson.dumps(subvalue).decode()
-                )
-        elif value is not None:
-            env[key] = value if isinstance(value, str) else orjson.dumps(value).decode()
+    env.update(settings.as_env())
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     return env
 

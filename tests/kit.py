@@ -117,20 +117,10 @@ def unique_settings(kafka: str, redis_url: str, **overrides: Any) -> Settings:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes a ``dnc`` process see exactly these settings."""
+    """The environment that makes a ``dnc`` process see exactly these settings (secrets
+    included): this process's environment, with the settings' ``DNC_*`` variables only."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DNC_")}
-    data = settings.model_dump(mode="json")
-    # model_dump hides secrets; a child process needs the real values.
-    data["api"]["unsubscribe_keys"] = [k.get_secret_value() for k in settings.api.unsubscribe_keys]
-    for name, value in data.items():
-        key = f"DNC_{name.upper()}"
-        if isinstance(value, dict) and name != "channel_signals":
-            for sub, subvalue in value.items():
-                env[f"{key}__{sub.upper()}"] = (
-                    subvalue if isinstance(subvalue, str) else orjson.dumps(subvalue).decode()
-                )
-        elif value is not None:
-            env[key] = value if isinstance(value, str) else orjson.dumps(value).decode()
+    env.update(settings.as_env())
     return env
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import secrets
 import signal
 import subprocess
@@ -80,7 +79,7 @@ def dev(roles: list[str] = typer.Argument(None, help="roles to run (default: all
     """Run every role as its own process (local development); Ctrl-C stops them all."""
     settings = _settings()
     chosen = roles or list(ROLES)
-    log_dir = Path(os.environ.get("DNC_DEV_LOG_DIR", ".local/logs"))
+    log_dir = Path(settings.dev_log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     for role in chosen:

@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from dnc.domain.contacts import destination_key, normalise_sender, parse_channel
+from dnc.domain.channels import parse_channel
+from dnc.domain.contacts import destination_key, normalise_sender
 from dnc.domain.events import OutboundMessage, parse_record
 from dnc.errors import DuplicateField, InvalidValue, NotJson, PoisonRecord
 from dnc.gate.role import Gate

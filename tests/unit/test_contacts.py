@@ -19,18 +19,16 @@ from phonenumbers import PhoneMetadata, PhoneNumberFormat
 from phonenumbers.phonenumberutil import region_code_for_country_code
 
 from dnc.domain import contacts
+from dnc.domain.channels import Channel, check_channel_for_contact, parse_channel
 from dnc.domain.contacts import (
-    Channel,
     ContactKind,
     _fast_phone,
     _normalise_phone_exact,
-    check_channel_for_contact,
     destination_key,
     normalise_contact,
     normalise_email,
     normalise_phone,
     normalise_sender,
-    parse_channel,
 )
 from dnc.errors import InvalidValue
 

@@ -8,11 +8,12 @@ from aiokafka.structs import ConsumerRecord
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dnc.domain.changelog import entry_dict
 from dnc.domain.entries import Entry, EntryKey, Source
 from dnc.domain.timestamps import format_ms, parse_ts
 from dnc.errors import InvalidValue
 from dnc.index.layout import Layout, entry_slot, pack_entries
-from dnc.index.replay import ReplayBuilder, entry_dict
+from dnc.index.replay import ReplayBuilder
 from dnc.settings import IndexSettings
 
 INDEX = Layout(IndexSettings(buckets=1024))

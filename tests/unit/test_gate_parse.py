@@ -13,7 +13,8 @@ from aiokafka.structs import ConsumerRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dnc.domain.contacts import destination_key, normalise_sender, parse_channel
+from dnc.domain.channels import parse_channel
+from dnc.domain.contacts import destination_key, normalise_sender
 from dnc.domain.events import account_ok
 from dnc.errors import InvalidValue, MissingField, NotJson
 from dnc.gate.reader import _refuse_duplicate_fields

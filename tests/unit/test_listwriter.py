@@ -17,10 +17,10 @@ from typing import Any
 import orjson
 import pytest
 
+from dnc.domain.changelog import entry_dict, format_time
 from dnc.domain.entries import Command, ContactState, Entry, EntryKey, Op, Source, apply_op
 from dnc.index.layout import Layout, pack_entries
 from dnc.index.meta import ContactUpdate, IndexMeta
-from dnc.index.replay import entry_dict, format_time
 from dnc.kafka.clients import BatchWriter, Headers, Record, make_producer
 from dnc.listwriter.evaluate import Contact, Contacts, Evaluated, ListWriter
 from dnc.settings import IndexSettings, Settings

@@ -1,11 +1,11 @@
 """Audience dry run (contract addition): which contacts of a planned send the list would
 suppress, and why, writing nothing.
 
-Contacts come as a JSON list or as a file read like an import (``dnc.imports``: the same
+Contacts come as a JSON list or as a file read like an import (``dnc.files.imports``: the same
 formats, skipped rows, column mapping, default country; only the contact column is read).
 They are normalised (the gate's fast path for clean numbers), de-duplicated, looked up in
 the index in chunks (``Index.entries_of_many``: one round trip per 5000 contacts) and
-decided by ``dnc.entries.blocking_entries``, the gate's rule. Contact ids (``h1:…``) are
+decided by ``dnc.domain.entries.blocking_entries``, the gate's rule. Contact ids (``h1:…``) are
 accepted as they are: the index is keyed by contact id.
 
 Memory is about 150 bytes per distinct contact (the contact, a dict slot, its row).

@@ -18,7 +18,7 @@ import jinja2
 from fastapi import APIRouter, Header, Response
 from fastapi.responses import HTMLResponse
 
-from dnc.domain.contacts import Channel
+from dnc.domain.channels import Channel
 from dnc.domain.entries import Source
 
 router = APIRouter(include_in_schema=False)

@@ -26,13 +26,8 @@ from dnc.api.commands import Positions, format_positions, merge
 from dnc.api.contactforms import ContactForms, shown
 from dnc.api.context import ApiContext
 from dnc.api.observe import new_request_id
-from dnc.domain.contacts import (
-    Channel,
-    ContactKind,
-    check_channel_for_contact,
-    normalise_sender,
-    parse_channel,
-)
+from dnc.domain.channels import Channel, check_channel_for_contact, parse_channel
+from dnc.domain.contacts import ContactKind, normalise_sender
 from dnc.domain.entries import Command, Entry, EntryKey, Op, Source
 
 SUBMIT_CHUNK = 10_000  # commands per produce round, so a big remove does not pile up

@@ -1,4 +1,5 @@
-"""Normalisation of contacts, senders and channels (CONTRACT.md, "Normalisation").
+"""Normalisation of contacts and senders (CONTRACT.md, "Normalisation"; channels:
+``dnc.domain.channels``).
 
 The same functions run when an entry is written and when the gate checks a message, so
 every spelling of one contact must end up as one key here, and a value that cannot be
@@ -22,31 +23,12 @@ from phonenumbers.phonenumberutil import ValidationResult, region_code_for_count
 from dnc.errors import InvalidValue
 
 
-class Channel(StrEnum):
-    SMS = "SMS"
-    MMS = "MMS"
-    VOICE = "VOICE"
-    VIBER = "VIBER"
-    WHATSAPP = "WHATSAPP"
-    RCS = "RCS"
-    EMAIL = "EMAIL"
-
-
 class ContactKind(StrEnum):
     PHONE = "phone"
     EMAIL = "email"
 
 
-_CHANNEL_NAMES = ", ".join(c.value for c in Channel)
 _NOT_A_CONTACT = "is not a phone number or e-mail address"
-_EMAIL_CHANNELS_ONLY = (
-    "is not allowed for an e-mail address: choose EMAIL or leave the channel blank (all channels)"
-)
-_NO_EMAIL_FOR_PHONE = "is not allowed for a phone number (EMAIL is for e-mail addresses)"
-_WHATSAPP_BY_HAND = (
-    "cannot be chosen by hand: use a journey action, "
-    "or leave the channel blank to block all channels"
-)
 _MAX_PHONE_INPUT = 64  # keeps a hostile 10 MB field away from NFKC and phonenumbers
 _MAX_EMAIL = 254  # RFC 5321 4.5.3.1.3; the validator's limit too
 _MAX_SENDER = 64
@@ -59,7 +41,7 @@ _UNWANTED_CHARS = {
 }
 
 
-def _type_reason(value: object) -> str:
+def type_reason(value: object) -> str:
     return f"must be a string, not {type(value).__name__}"
 
 
@@ -69,37 +51,6 @@ def _code(ch: str) -> str:
 
 def _too_long(length: int, limit: int) -> str:
     return f"is too long ({length} characters, at most {limit})"
-
-
-def parse_channel(raw: object, field: str = "channel", *, allow_all: bool = True) -> Channel | None:
-    if raw is None:
-        text = ""
-    elif isinstance(raw, str):
-        text = raw.strip()
-    else:
-        raise InvalidValue(field, raw, _type_reason(raw))
-    # str.upper() maps some non-ASCII letters onto ASCII ("ſms" -> "SMS"); a name that
-    # only looks like a channel must not be taken for one.
-    upper = text.upper() if text.isascii() and len(text) <= 16 else None
-    if text == "" or upper == "ALL":
-        if allow_all:
-            return None
-        raise InvalidValue(field, raw, f"must name one channel ({_CHANNEL_NAMES}), not all")
-    if upper is not None and upper in Channel.__members__:
-        return Channel(upper)
-    raise InvalidValue(
-        field, raw, f"is not a channel (valid: {_CHANNEL_NAMES}, or ALL / blank for all)"
-    )
-
-
-def check_channel_for_contact(kind: ContactKind, channel: Channel | None, *, by_hand: bool) -> None:
-    # str(channel) so that the message shows 'SMS', not the enum's repr.
-    if kind is ContactKind.EMAIL and channel not in (None, Channel.EMAIL):
-        raise InvalidValue("channel", str(channel), _EMAIL_CHANNELS_ONLY)
-    if kind is ContactKind.PHONE and channel is Channel.EMAIL:
-        raise InvalidValue("channel", str(channel), _NO_EMAIL_FOR_PHONE)
-    if by_hand and channel is Channel.WHATSAPP:
-        raise InvalidValue("channel", str(channel), _WHATSAPP_BY_HAND)
 
 
 class _BadPhoneError(Exception):
@@ -274,7 +225,7 @@ def _normalise_phone_exact(
     against, and the path every rejection takes."""
     value: object = raw
     if not isinstance(value, str):
-        raise InvalidValue(field, value, _type_reason(value))
+        raise InvalidValue(field, value, type_reason(value))
     region = _check_region(default_region)
     try:
         return _exact_phone(value, region)
@@ -340,7 +291,7 @@ def _email_key(raw: str) -> tuple[bool, str]:
 def normalise_email(raw: str, field: str = "contact") -> str:
     value: object = raw
     if not isinstance(value, str):
-        raise InvalidValue(field, value, _type_reason(value))
+        raise InvalidValue(field, value, type_reason(value))
     if len(value) > _MAX_EMAIL:
         value = value.strip()  # only short strings may become cache keys
         if len(value) > _MAX_EMAIL:
@@ -355,7 +306,7 @@ def normalise_contact(
     raw: object, field: str = "contact", default_region: str | None = None
 ) -> tuple[str, ContactKind]:
     if not isinstance(raw, str):
-        raise InvalidValue(field, raw, _type_reason(raw))
+        raise InvalidValue(field, raw, type_reason(raw))
     if "@" in raw:
         return normalise_email(raw, field), ContactKind.EMAIL
     if not raw.strip():
@@ -401,7 +352,7 @@ def normalise_sender(raw: object, field: str = "sender") -> str | None:
     if raw is None:
         return None
     if not isinstance(raw, str):
-        raise InvalidValue(field, raw, _type_reason(raw))
+        raise InvalidValue(field, raw, type_reason(raw))
     if not raw.strip():
         return None
     if "@" in raw:

@@ -1,9 +1,10 @@
 """The list's domain: entry keys, entries, the blocking rule, and how commands change
 the list.
 
-Everything here is pure and synchronous; the list writer (``indexer``) loads the current
-entries of the contacts a batch of commands touches, calls ``apply_command`` for each
-command in order, and publishes the resulting changes.
+Everything here is pure and synchronous; the list writer (``dnc.listwriter``) loads the
+current entries of the contacts a batch of commands touches, calls ``apply_op`` for each
+op of each command in order (``dnc.listwriter.evaluate``), and publishes the resulting
+changes.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class Entry:
     added_at: int  # epoch ms
     origin: dict[str, Any] | None = None
     expires_at: int | None = None  # epoch ms; None = never
-    # Stored under the contact's id (dnc.contactids) in the changelog: privacy mode, or
+    # Stored under the contact's id (dnc.domain.contactids) in the changelog: privacy mode, or
     # after an erasure; key.contact is then that id.
     stored_as_id: bool = False
 

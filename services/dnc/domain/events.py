@@ -4,9 +4,9 @@
 unit test fails when they drift. Input models are strict (a number where a string belongs
 is an error, not a conversion) and ignore unknown fields, as the contract says. Values are
 checked for shape here; normalisation (phones, e-mails, senders) happens in the consumer,
-with ``dnc.contacts``, because it depends on what the record is used for.
+with ``dnc.domain.contacts``, because it depends on what the record is used for.
 
-The gate does not build a model per message (see ``dnc.gate``); a unit test holds its
+The gate does not build a model per message (see ``dnc.gate.reader``); a unit test holds its
 fast checks to the same rules as ``OutboundMessage``.
 """
 
@@ -18,7 +18,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.functional_validators import AfterValidator, BeforeValidator
 
-from dnc.domain.contacts import Channel
+from dnc.domain.channels import Channel
 from dnc.domain.entries import Source
 from dnc.domain.timestamps import parse_ts
 from dnc.errors import InvalidValue, MissingField, NotJson, PoisonRecord

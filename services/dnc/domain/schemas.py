@@ -1,4 +1,4 @@
-"""JSON Schemas of the contract, generated from the pydantic models in ``dnc.events``."""
+"""JSON Schemas of the contract, generated from the pydantic models in ``dnc.domain.events``."""
 
 from __future__ import annotations
 

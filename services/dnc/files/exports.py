@@ -56,7 +56,7 @@ _READ_CHUNK = 256 * 1024
 
 
 class HistoryLike(Protocol):
-    """A history record as the list view holds it (``dnc.api.view_history.HistoryItem``)."""
+    """A history record as the list view holds it (``dnc.api.view.history.HistoryItem``)."""
 
     @property
     def account(self) -> str: ...

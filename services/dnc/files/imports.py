@@ -1,9 +1,9 @@
 """Import of contacts from a file: options, column mapping, the rules every row must pass,
-and the rows an import applies (the analysis shown first is ``dnc.imports_analysis``).
+and the rows an import applies (the analysis shown first is ``dnc.files.analysis``).
 
 Rows are checked with the same normalisation and channel rules as a contact added by hand
 (``by_hand=True``: no WHATSAPP; e-mail only EMAIL or all channels; a phone never EMAIL).
-Files are read by ``dnc.imports_files``; the background job is ``dnc.api.import_jobs``.
+Files are read by ``dnc.files.read``; the background job is ``dnc.api.imports.jobs``.
 """
 
 from __future__ import annotations
@@ -15,14 +15,8 @@ from typing import Any, Literal
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from dnc.domain.contacts import (
-    Channel,
-    ContactKind,
-    check_channel_for_contact,
-    normalise_contact,
-    normalise_sender,
-    parse_channel,
-)
+from dnc.domain.channels import Channel, check_channel_for_contact, parse_channel
+from dnc.domain.contacts import ContactKind, normalise_contact, normalise_sender
 from dnc.domain.timestamps import parse_ts
 from dnc.errors import InvalidValue
 from dnc.files.read import ImportFile, ImportFileError, read_table

@@ -18,23 +18,25 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 from rbloom import Bloom
 
+from dnc.domain.changelog import entry_dict
+from dnc.domain.channels import Channel, parse_channel
 from dnc.domain.contactids import ContactIds
-from dnc.domain.contacts import destination_key, normalise_sender, parse_channel
+from dnc.domain.contacts import destination_key, normalise_sender
 from dnc.domain.entries import blocking_entries
 from dnc.domain.events import account_ok
 from dnc.errors import DuplicateField, InvalidValue, MissingField, NotJson
 from dnc.index.layout import account_prefix, fingerprint, unpack_entries
-from dnc.index.replay import entry_dict
 
 REQUIRED = ("message_id", "account", "channel", "sender", "destination")
-CHANNELS = {c: c for c in ("SMS", "MMS", "VOICE", "VIBER", "WHATSAPP", "RCS", "EMAIL")}
+# A channel as written in a canonical message → itself: one dict lookup checks it.
+_CHANNELS = {c.value: c.value for c in Channel}
 _KEY_PATTERNS = tuple(f'"{f}"'.encode() for f in REQUIRED)
 _CACHE_LIMIT = 100_000
 _MAX_ADDRESS = 320  # events.OutboundMessage: sender and destination
 _fields = operator.itemgetter(*REQUIRED)
 
 Records = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
-# account, channel, sender, contact (all canonical), fingerprint, field (see dnc.index)
+# account, channel, sender, contact (all canonical), fingerprint, field (see dnc.index.layout)
 Parsed = tuple[str, str, str, str, int, bytes]
 # Per record: the fields of a message that is looked up (or must keep its channel), the
 # error text of one that is invalid, or None for one the filter ruled out.
@@ -65,7 +67,7 @@ class OutboundReader:
         keep = self.filter_mask
         loads, dumps, fields, dkey = orjson.loads, orjson.dumps, _fields, destination_key
         cid = self.ids.cid
-        accounts, channels, senders = self._accounts, CHANNELS, self._senders
+        accounts, channels, senders = self._accounts, _CHANNELS, self._senders
         decisions: list[Decision] = []
         ask: list[int] = []
         special: list[int] = []
@@ -107,7 +109,7 @@ class OutboundReader:
 
     def parse(self, raw: bytes | None) -> Parsed:
         """The five fields the rule needs, checked as ``events.OutboundMessage`` checks
-        them, normalised as ``dnc.contacts`` does at write time; with the contact's index
+        them, normalised as ``dnc.domain.contacts`` does at write time; with the contact's index
         field and fingerprint. The careful path of ``check`` (and its reference)."""
         if raw is None:
             raise NotJson("value: is empty (null record)")
@@ -131,7 +133,7 @@ class OutboundReader:
             message_id, account, channel, sender, destination = _fields(d)
             # Only valid strings are ever cached, so three hits also prove three types.
             prefix = self._accounts.get(account)
-            ch = CHANNELS.get(channel)
+            ch = _CHANNELS.get(channel)
             s = self._senders.get(sender)
         except (KeyError, TypeError):  # missing, or an unhashable value
             prefix = ch = s = None
@@ -173,7 +175,7 @@ class OutboundReader:
             prefix = account_prefix(account)
             if len(self._accounts) < _CACHE_LIMIT:
                 self._accounts[account] = prefix
-        ch = CHANNELS.get(channel)
+        ch = _CHANNELS.get(channel)
         if ch is None:
             parsed_channel = parse_channel(channel, allow_all=False)
             assert parsed_channel is not None

@@ -1,7 +1,7 @@
 """``dnc gate``: every outbound message is checked against the list, exactly once.
 
 Per batch (``getmany``, all assigned partitions): read only the five fields the rule
-needs and normalise the destination (``dnc.outbound``), ask the in-process filter, and
+needs and normalise the destination (``dnc.gate.reader``), ask the in-process filter, and
 send the messages it cannot rule out to Redis in ONE Lua call that also returns the
 index's offsets and the contacts added since the filter last looked. Then per input
 partition, in one Kafka transaction with the consumer offset:
@@ -23,27 +23,32 @@ from __future__ import annotations
 import asyncio
 import logging
 from array import array
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from dnc.domain.timestamps import format_ms, now_ms
-from dnc.errors import ConfigurationError, IndexNotReady, IndexUnavailable
+from dnc.errors import ConfigurationError, DncError, IndexNotReady, IndexUnavailable
 from dnc.gate.filter import ContactFilter
-from dnc.gate.reader import CHANNELS, Decision, OutboundReader, Parsed, Records
+from dnc.gate.reader import Decision, OutboundReader, Parsed, Records
 from dnc.index import Index, make_index
 from dnc.index.meta import IndexMeta, LookupResult
 from dnc.kafka import clients as kafka
-from dnc.kafka.clients import BatchWriter, Sent
+from dnc.kafka.clients import BatchWriter
+from dnc.kafka.deadletter import DeadLetters
 from dnc.kafka.pipeline import TransactionalPipeline
+from dnc.kafka.role import PipelineRole
 from dnc.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class Gate:
+class Gate(PipelineRole):
+    name = "gate"
+
     def __init__(self, settings: Settings, index: Index | None = None) -> None:
+        super().__init__()
         self.settings = settings
         self.topics = settings.topics
         self.index = index or make_index(settings)
@@ -53,7 +58,7 @@ class Gate:
         )
         self.pipeline = TransactionalPipeline(
             settings,
-            "gate",
+            self.name,
             [settings.topics.outbound],
             self,
             max_records=gs.max_batch,
@@ -61,6 +66,7 @@ class Gate:
             retry_backoff_s=0.05,
             max_backoff_s=0.5,
         )
+        self.dead_letters = DeadLetters(settings.topics.dead_letter)
         self.partitions: dict[str, int] = {}
         self._offsets: AIOKafkaConsumer | None = None
         # Fail-closed state: the index must reach `_floor` before we trust it, and its
@@ -72,55 +78,20 @@ class Gate:
         self.reader = OutboundReader(self.index.filter_mask, self.index.ids)
         self.counts = {"allowed": 0, "blocked": 0, "dead_letter": 0, "redis_lookups": 0}
 
-    # --- lifecycle ----------------------------------------------------------------------
-
-    async def start(self) -> None:
+    async def _open(self, exits: AsyncExitStack) -> None:
         t = self.topics
-        names = [t.allowed, t.blocked, t.dead_letter, t.changes]
-        if t.allowed_template:
-            names += [t.allowed_template.format(channel=c.lower()) for c in CHANNELS]
+        names = [t.allowed, t.blocked, t.dead_letter, t.changes, *kafka.channel_topics(t)]
         self.partitions = await kafka.topic_partitions(self.settings, *names)
+        self.dead_letters.partitions = self.partitions[t.dead_letter]
         await self.index.start()
-        self._offsets = kafka.make_consumer(self.settings, group_id=None)
-        await self._offsets.start()
+        exits.push_async_callback(self.index.stop)
+        self._offsets = offsets = kafka.make_consumer(self.settings, group_id=None)
+        await offsets.start()
+        exits.push_async_callback(offsets.stop)
         await self.pipeline.start()
-
-    async def run(self) -> None:
-        await self.pipeline.run()
-
-    def request_stop(self) -> None:
-        self.pipeline.request_stop()
-
-    async def stop(self) -> None:
-        await self.pipeline.stop()
-        if self._rebuild is not None:
-            self._rebuild.cancel()
-            await asyncio.gather(self._rebuild, return_exceptions=True)
-        if self._offsets is not None:
-            await self._offsets.stop()
-            self._offsets = None
-        await self.index.stop()
-
-    async def __aenter__(self) -> Gate:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        exits.push_async_callback(self.pipeline.stop)
 
     # --- Handler ------------------------------------------------------------------------
-
-    def accepts(self, tp: TopicPartition) -> bool:
-        return True
-
-    async def assigned(self, tps: set[TopicPartition]) -> None:
-        log.info("gate: assigned partitions %s", sorted(tp.partition for tp in tps))
-
-    async def revoked(self, tps: set[TopicPartition]) -> None:
-        log.info("gate: revoked partitions %s", sorted(tp.partition for tp in tps))
-
-    async def committed(self, tp: TopicPartition, records: Sequence[Any], sent: list[Sent]) -> None:
-        return None
 
     async def idle(self) -> None:
         self._maybe_rebuild_filter()
@@ -304,14 +275,7 @@ class Gate:
                 d = decisions[nxt]
                 if isinstance(d, str):
                     counts["dead_letter"] += 1
-                    append(
-                        t.dead_letter,
-                        r.partition % parts[t.dead_letter],
-                        r.key,
-                        kafka.dead_letter_value(
-                            tp.topic, tp.partition, r.offset, d, r.value, key=r.key
-                        ),
-                    )
+                    self.dead_letters.append(writers[tp], r, d)
                     continue
                 assert d is not None
                 raw = hits.get(nxt)
@@ -349,11 +313,13 @@ class Gate:
             return
         if self._floor is None or not self.filter.needs_rebuild():
             return
-        self._rebuild = asyncio.create_task(self._rebuild_filter(), name="filter-rebuild")
+        self._rebuild = self.spawn(self._rebuild_filter(), "contact filter rebuild")
 
     async def _rebuild_filter(self) -> None:
         assert self.filter is not None
         try:
             await self.filter.rebuild(self.index)
-        except IndexUnavailable as exc:
+        except DncError as exc:
+            if not exc.retriable:
+                raise
             log.warning("gate: filter rebuild postponed: %s", exc)

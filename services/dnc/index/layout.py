@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import xxhash
 
+from dnc.domain.channels import Channel
 from dnc.domain.contactids import ContactIds
 from dnc.domain.entries import Entry, EntryKey, Source
 from dnc.errors import ConfigurationError
@@ -16,17 +17,19 @@ from dnc.settings import IndexSettings, Settings
 SEP = "\x1f"  # between fields of a record (and in ``account␟contact``)
 REC = "\x1e"  # between records
 
-CHANNEL_CODE = {
-    "SMS": "S",
-    "MMS": "M",
-    "VOICE": "V",
-    "VIBER": "B",
-    "WHATSAPP": "W",
-    "RCS": "R",
-    "EMAIL": "E",
+# Stored in every packed entry: a code never changes meaning, and a new channel needs a
+# code of its own (tests/unit/test_index_layout.py checks every channel has one).
+CHANNEL_CODE: dict[str | None, str] = {
+    Channel.SMS: "S",
+    Channel.MMS: "M",
+    Channel.VOICE: "V",
+    Channel.VIBER: "B",
+    Channel.WHATSAPP: "W",
+    Channel.RCS: "R",
+    Channel.EMAIL: "E",
     None: "*",
 }
-CODE_CHANNEL = {v: k for k, v in CHANNEL_CODE.items()}
+CODE_CHANNEL = {code: None if ch is None else str(ch) for ch, code in CHANNEL_CODE.items()}
 SOURCE_CODE = {
     Source.END_USER_MESSAGE: "U",
     Source.CAMPAIGN_ACTION: "C",
@@ -42,7 +45,7 @@ _SEP_BYTES = SEP.encode()
 
 
 def contact_field(account: str, cid: bytes) -> bytes:
-    """The index field of a contact: the account and its contact id (``dnc.contactids``).
+    """The index field of a contact: the account and its contact id (``dnc.domain.contactids``).
     No contact is ever stored in Redis, in either mode."""
     return account.encode() + _SEP_BYTES + cid
 

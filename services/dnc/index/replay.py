@@ -1,18 +1,14 @@
-"""The changelog's entry format at speed, both ways.
+"""Changelog records back into the index, at speed (``ReplayBuilder``).
 
-Writing: ``entry_dict`` is ``Entry.to_dict`` with each time formatted once (an import's
-entries share one), for the list writer's changelog and history records and the gate's
-blocked wrapper. Reading back into the index (``ReplayBuilder``): the list writer's
-catch-up, the path of a full rebuild, so it runs once per entry of the list and goes
-straight from the record's JSON to the packed form the index stores (no ``Entry``
-objects, no read of the current entries: ``replay.lua`` merges in Redis). The records
-are our own (``EntryKey.to_json`` / ``Entry.to_json``); anything unexpected raises,
-which stops the catch-up rather than guess.
+The list writer's catch-up, the path of a full rebuild, so it runs once per entry of the
+list and goes straight from the record's JSON to the packed form the index stores (no
+``Entry`` objects, no read of the current entries: ``replay.lua`` merges in Redis). The
+records are our own (``dnc.domain.changelog``); anything unexpected raises, which stops
+the catch-up rather than guess.
 """
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -20,38 +16,13 @@ from typing import Any
 import orjson
 from aiokafka.structs import ConsumerRecord
 
+from dnc.domain.changelog import decode_key
 from dnc.domain.contactids import is_token
-from dnc.domain.entries import Entry
-from dnc.domain.timestamps import format_ms, parse_ts
+from dnc.domain.timestamps import parse_ts
 from dnc.index.layout import SEP, SOURCE_CODE, Layout, entry_slot, fingerprint
 
 _SOURCES = {source.value: code for source, code in SOURCE_CODE.items()}
 _CACHE_LIMIT = 100_000
-
-
-@functools.lru_cache(maxsize=65536)
-def format_time(ms: int) -> str:
-    """``format_ms``, remembered: the entries of an import, and the records of one
-    command, share their time."""
-    return format_ms(ms)
-
-
-def entry_dict(e: Entry, *, origin: bool = True) -> dict[str, Any]:
-    """``Entry.to_dict`` (same keys, same order, same values), times via ``format_time``."""
-    k = e.key
-    out: dict[str, Any] = {
-        "account": k.account,
-        "contact": k.contact,
-        "channel": k.channel,
-        "sender": k.sender,
-        "source": e.source.value,
-        "added_at": format_time(e.added_at),
-    }
-    if origin:
-        out["origin"] = e.origin
-    if e.expires_at is not None:
-        out["expires_at"] = format_time(e.expires_at)
-    return out
 
 
 class ReplayBuilder:
@@ -132,10 +103,3 @@ class ReplayBuilder:
                 if seconds < "60":
                     return base + int(seconds) * 1000 + int(millis)
         return parse_ts(text, field)
-
-
-def decode_key(raw: bytes) -> list[str | None]:
-    key = orjson.loads(raw)
-    if not (isinstance(key, list) and len(key) == 4):
-        raise ValueError(f"changelog key {raw!r} is not [account, contact, channel, sender]")
-    return key

@@ -4,7 +4,7 @@ Consumes ``dnc.inbound-messages``, ``dnc.url-unsubscribes``, ``dnc.journey-actio
 ``dnc.delivery-reports``, and turns each record into commands on ``dnc.commands`` (keyed
 and partitioned by account and contact), into nothing (a message that is not a keyword),
 or into a dead-letter record that says which field is wrong and why. Each input partition
-commits its outputs and its offset in one transaction (``dnc.pipeline``).
+commits its outputs and its offset in one transaction (``dnc.kafka.pipeline``).
 
 Ingest holds no state: whether a command changes the list is decided by the list writer
 that owns the contact's partition (``dnc.indexer``), which is what makes "adding an
@@ -17,18 +17,14 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from dnc.domain.contacts import (
-    ContactKind,
-    check_channel_for_contact,
-    normalise_contact,
-    normalise_sender,
-    parse_channel,
-)
+from dnc.domain.channels import check_channel_for_contact, parse_channel
+from dnc.domain.contacts import ContactKind, normalise_contact, normalise_sender
 from dnc.domain.entries import Command, EntryKey, Op, Source
 from dnc.domain.events import InboundMessage, JourneyAction, UrlUnsubscribe, parse_record
 from dnc.domain.keywords import KeywordAction, KeywordMatcher, fold_keyword
@@ -39,7 +35,9 @@ from dnc.index.layout import Layout, list_partition
 from dnc.ingest.signals import SignalMapper
 from dnc.kafka import clients as kafka
 from dnc.kafka.clients import BatchWriter
+from dnc.kafka.deadletter import DeadLetters
 from dnc.kafka.pipeline import TransactionalPipeline
+from dnc.kafka.role import PipelineRole
 from dnc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,10 +45,13 @@ log = logging.getLogger(__name__)
 Parser = Callable[[ConsumerRecord[bytes, bytes], int], list[Command]]
 
 
-class Ingest:
+class Ingest(PipelineRole):
     """The ingest role: a transactional pipeline whose handler is this object."""
 
+    name = "ingest"
+
     def __init__(self, settings: Settings) -> None:
+        super().__init__()
         self.settings = settings
         t = settings.topics
         kw = settings.keywords
@@ -68,36 +69,20 @@ class Ingest:
             t.journey_actions: self._journey,
             t.delivery_reports: self.signals.commands,
         }
-        self.pipeline = TransactionalPipeline(settings, "ingest", list(self.parsers), self)
+        self.pipeline = TransactionalPipeline(settings, self.name, list(self.parsers), self)
+        self.dead_letters = DeadLetters(t.dead_letter)
         self.command_partitions = 0
-        self.dead_letter_partitions = 0
         self.counts = {"commands": 0, "no_change": 0, "dead_letter": 0}
 
-    async def start(self) -> None:
-        counts = await kafka.topic_partitions(
-            self.settings, self.settings.topics.commands, self.settings.topics.dead_letter
-        )
-        self.command_partitions = counts[self.settings.topics.commands]
-        self.dead_letter_partitions = counts[self.settings.topics.dead_letter]
+    async def _open(self, exits: AsyncExitStack) -> None:
+        t = self.settings.topics
+        counts = await kafka.topic_partitions(self.settings, t.commands, t.dead_letter)
+        self.command_partitions = counts[t.commands]
+        self.dead_letters.partitions = counts[t.dead_letter]
         if not self.command_partitions:
             raise ConfigurationError("dnc.commands has no partitions")
         await self.pipeline.start()
-
-    async def run(self) -> None:
-        await self.pipeline.run()
-
-    def request_stop(self) -> None:
-        self.pipeline.request_stop()
-
-    async def stop(self) -> None:
-        await self.pipeline.stop()
-
-    async def __aenter__(self) -> Ingest:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        exits.push_async_callback(self.pipeline.stop)
 
     # --- Handler ------------------------------------------------------------------------
 
@@ -116,19 +101,7 @@ class Ingest:
                     commands = self._for_storage(self._with_expiry(parse(record, now)))
                 except PoisonRecord as exc:
                     self.counts["dead_letter"] += 1
-                    out.append(
-                        t.dead_letter,
-                        record.partition % self.dead_letter_partitions,
-                        record.key,
-                        kafka.dead_letter_value(
-                            tp.topic,
-                            tp.partition,
-                            record.offset,
-                            str(exc),
-                            record.value,
-                            key=record.key,
-                        ),
-                    )
+                    self.dead_letters.append(out, record, str(exc))
                     continue
                 if not commands:
                     self.counts["no_change"] += 1
@@ -142,21 +115,6 @@ class Ingest:
                         field,
                         cmd.to_json(),
                     )
-
-    def accepts(self, tp: TopicPartition) -> bool:
-        return True
-
-    async def committed(self, tp: TopicPartition, records: Sequence[Any], sent: list[Any]) -> None:
-        return None
-
-    async def assigned(self, tps: set[TopicPartition]) -> None:
-        log.info("ingest: assigned %s", sorted(f"{tp.topic}:{tp.partition}" for tp in tps))
-
-    async def revoked(self, tps: set[TopicPartition]) -> None:
-        log.info("ingest: revoked %s", sorted(f"{tp.topic}:{tp.partition}" for tp in tps))
-
-    async def idle(self) -> None:
-        return None
 
     # --- parsers: one input record → commands ------------------------------------------
 

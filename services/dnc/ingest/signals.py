@@ -13,7 +13,8 @@ from typing import Any
 
 from aiokafka.structs import ConsumerRecord
 
-from dnc.domain.contacts import check_channel_for_contact, normalise_contact, parse_channel
+from dnc.domain.channels import check_channel_for_contact, parse_channel
+from dnc.domain.contacts import normalise_contact
 from dnc.domain.entries import Command, EntryKey, Op, Source
 from dnc.domain.events import DeliveryReport, parse_record
 from dnc.settings import Settings

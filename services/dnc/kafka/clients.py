@@ -1,5 +1,5 @@
-"""Kafka plumbing shared by the roles: client factories, topic set-up, batched produce,
-dead-letter records.
+"""Kafka plumbing shared by the roles: client factories, topic set-up, batched produce
+(dead-letter records: ``dnc.kafka.deadletter``).
 
 Producers are always ``acks="all"`` with idempotence on; transactional ones get one
 transactional id per input partition (see ``Settings.transactional_id``). Consumers read
@@ -10,20 +10,18 @@ after the effect is durable.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from dnc.domain.channels import Channel
 from dnc.errors import ConfigurationError
-from dnc.settings import Settings
+from dnc.settings import Settings, Topics
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +38,6 @@ MAX_BATCH_BYTES = 512 * 1024
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 WRAPPED_TOPIC_MAX_BYTES = 2 * 1024 * 1024
 DEAD_LETTER_TOPIC_MAX_BYTES = MAX_REQUEST_BYTES
-# Beyond this a dead letter carries a reference to the original, not a copy (the original
-# stays in its topic): an input topic configured with a larger limit must not stop a role.
-DEAD_LETTER_COPY_LIMIT = 4 * 1024 * 1024
 
 
 def make_producer(settings: Settings, transactional_id: str | None = None) -> AIOKafkaProducer:
@@ -135,17 +130,17 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(t.history, layout.list_partitions, rf, topic_configs=compacted),
         NewTopic(t.notifications, 3, rf, topic_configs={"retention.ms": month}),
     ]
-    for channel in _allowed_channel_topics(settings):
+    for channel in channel_topics(settings.topics):
         specs.append(NewTopic(channel, layout.outbound_partitions, rf, topic_configs=wrapped))
     return specs
 
 
-def _allowed_channel_topics(settings: Settings) -> list[str]:
-    template = settings.topics.allowed_template
+def channel_topics(topics: Topics) -> list[str]:
+    """The per-channel topics of allowed messages (``DNC_TOPICS__ALLOWED_TEMPLATE``), one
+    per channel; none without a template."""
+    template = topics.allowed_template
     if not template:
         return []
-    from dnc.domain.contacts import Channel
-
     return [template.format(channel=c.value.lower()) for c in Channel]
 
 
@@ -263,41 +258,6 @@ class BatchWriter:
 
     def __bool__(self) -> bool:
         return bool(self._open or self._full)
-
-
-def dead_letter_value(
-    topic: str, partition: int, offset: int, error: str, value: bytes | None, *, key: bytes | None
-) -> bytes:
-    """The contract's dead-letter record: the original value as text, or base64."""
-    record: dict[str, object] = {
-        "topic": topic,
-        "partition": partition,
-        "offset": offset,
-        "error": error,
-    }
-    if value is not None and len(value) > DEAD_LETTER_COPY_LIMIT:
-        record.update(
-            value=None,
-            value_encoding=None,
-            value_omitted=f"{len(value)} bytes, too large to copy: the original stays at "
-            f"{topic}/{partition}/{offset}",
-            value_sha256=hashlib.sha256(value).hexdigest(),
-        )
-    else:
-        text, encoding = _as_text(value)
-        record.update(value=text, value_encoding=encoding)
-    key_text, key_encoding = _as_text(key[:DEAD_LETTER_COPY_LIMIT] if key else key)
-    record.update(key=key_text, key_encoding=key_encoding)
-    return orjson.dumps(record)
-
-
-def _as_text(raw: bytes | None) -> tuple[str | None, str | None]:
-    if raw is None:
-        return None, None
-    try:
-        return raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        return base64.b64encode(raw).decode("ascii"), "base64"
 
 
 def tps(topic: str, partitions: Iterable[int]) -> list[TopicPartition]:

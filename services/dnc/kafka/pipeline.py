@@ -301,7 +301,3 @@ async def _quietly(fn: Callable[[], Awaitable[Any]]) -> None:
         await fn()
     except Exception as exc:  # the original error is what matters; this one is logged
         log.debug("cleanup step failed: %r", exc)
-
-
-def monotonic_ms() -> int:
-    return int(time.monotonic() * 1000)

@@ -1,7 +1,7 @@
 """The list writer's evaluation of a batch of commands for one partition.
 
 Given the current entries of the contacts the commands touch (from the index), apply each
-command in order (``dnc.entries.apply_op``; erasure here) and append what follows to the
+command in order (``dnc.domain.entries.apply_op``; erasure here) and append what follows to the
 partition's transaction: changelog records, history records, opt-out confirmations. What
 Redis must become (each changed contact's packed entries, the expiry index) is collected
 for ``Index.apply`` after the transaction commits.
@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 import xxhash
 
+from dnc.domain.changelog import entry_dict, format_time
 from dnc.domain.contactids import is_token
 from dnc.domain.entries import (
     Change,
@@ -42,7 +43,6 @@ from dnc.domain.entries import (
 from dnc.index import Index
 from dnc.index.layout import pack_entries, unpack_entries
 from dnc.index.meta import ContactUpdate, IndexMeta
-from dnc.index.replay import entry_dict, format_time
 from dnc.kafka.clients import BatchWriter, Record
 from dnc.settings import Settings
 

@@ -15,12 +15,13 @@ import logging
 from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
+from dnc.domain.changelog import decode_key
 from dnc.domain.entries import Command, EntryKey, Op
 from dnc.domain.timestamps import now_ms
 from dnc.errors import IndexUnavailable
 from dnc.index import Index
-from dnc.index.replay import decode_key
 from dnc.kafka import clients as kafka
 from dnc.settings import Settings
 
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 
 
 class ExpirySweeper:
+    """Sweeps the partitions the list writer owns; its loop (``run``) is one of the list
+    writer's supervised tasks, its producer opened by ``start`` and closed by ``stop``."""
+
     def __init__(
         self, settings: Settings, index: Index, partitions: Callable[[], Iterable[int]]
     ) -> None:
@@ -35,32 +39,27 @@ class ExpirySweeper:
         self.index = index
         self.partitions = partitions  # the partitions this instance owns and has caught up
         self._producer: AIOKafkaProducer | None = None
-        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        if self._task is not None:
+        if self._producer is not None:
             return
         self._producer = kafka.make_producer(self.settings)
         await self._producer.start()
-        self._task = asyncio.create_task(self._run(), name="expiry-sweeper")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
         if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+            producer, self._producer = self._producer, None
+            await producer.stop()
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
         while True:
             await asyncio.sleep(self.settings.expiry.sweep_interval_s)
             for p in list(self.partitions()):
                 try:
                     await self.sweep(p)
-                except IndexUnavailable as exc:
-                    log.warning("expiry: sweep of partition %d postponed: %s", p, exc)
+                except (IndexUnavailable, KafkaError) as exc:
+                    # Redis or Kafka away for now: the next sweep finds the same entries.
+                    log.warning("expiry: sweep of partition %d postponed: %r", p, exc)
 
     async def sweep(self, p: int) -> int:
         """Send partition p's expired entries for removal; return how many. Sweeping again

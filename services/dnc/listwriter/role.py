@@ -6,10 +6,10 @@ writer of changelog partition ``p`` and of the index entries of the contacts in 
 1. On assignment it starts the partition's transactional producer (fencing any zombie
    owner), then *catches up*: applies ``dnc.changes[p]`` to Redis from the offset Redis
    says it has (nothing = empty index = rebuild from the start) to the end, each batch of
-   records merged in Redis by one ``replay.lua`` call (``dnc.changelog``). Only then does
+   records merged in Redis by one ``replay.lua`` call (``dnc.index.replay``). Only then does
    it take commands from ``p``.
 2. Per batch of commands: load the current entries of the contacts involved from Redis,
-   evaluate the commands in order (``dnc.entries.apply_op``: rule 1, opt-in semantics),
+   evaluate the commands in order (``dnc.domain.entries.apply_op``: rule 1, opt-in semantics),
    and produce the resulting changes and history records together with the command
    offsets in one transaction.
 3. After the commit, write the new entries to Redis with ``chg:p`` in the same Lua script
@@ -27,6 +27,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -36,12 +37,13 @@ from aiokafka.structs import ConsumerRecord
 from dnc.domain.entries import Command
 from dnc.domain.timestamps import now_ms
 from dnc.errors import ConfigurationError, DncError, IndexDiverged, IndexUnavailable
-from dnc.gate.reader import CHANNELS
 from dnc.index import Index, make_index
 from dnc.index.replay import ReplayBuilder
 from dnc.kafka import clients as kafka
 from dnc.kafka.clients import BatchWriter, Sent
+from dnc.kafka.deadletter import DeadLetters
 from dnc.kafka.pipeline import TransactionalPipeline
+from dnc.kafka.role import PipelineRole
 from dnc.listwriter.evaluate import Evaluated, ListWriter, paused_gc
 from dnc.listwriter.expiry import ExpirySweeper
 from dnc.settings import Settings
@@ -64,18 +66,21 @@ class Owned:
     pending: Evaluated = field(default_factory=Evaluated)
 
 
-class Indexer:
+class Indexer(PipelineRole):
+    name = "indexer"
+
     def __init__(self, settings: Settings, index: Index | None = None) -> None:
+        super().__init__()
         self.settings = settings
         self.index = index or make_index(settings)
         self._replay = ReplayBuilder(self.index)
         self.topics = settings.topics
         self.pipeline = TransactionalPipeline(
-            settings, "indexer", [settings.topics.commands], self, max_records=5000
+            settings, self.name, [settings.topics.commands], self, max_records=5000
         )
+        self.dead_letters = DeadLetters(settings.topics.dead_letter)
         self.epoch = ""
         self.parts = 0
-        self.dead_letter_partitions = 1
         self.owned: dict[int, Owned] = {}
         self._catch_ups: dict[int, asyncio.Task[None]] = {}
         self._offsets: AIOKafkaConsumer | None = None
@@ -84,12 +89,9 @@ class Indexer:
             settings, self.index, lambda: [p for p, o in self.owned.items() if o.ready]
         )
         self.writer: ListWriter | None = None
-        self._fatal: BaseException | None = None
         self.applied = 0
 
-    # --- lifecycle ----------------------------------------------------------------------
-
-    async def start(self) -> None:
+    async def _open(self, exits: AsyncExitStack) -> None:
         t = self.topics
         counts = await kafka.topic_partitions(
             self.settings, t.commands, t.changes, t.history, t.dead_letter
@@ -100,46 +102,22 @@ class Indexer:
                 f"partitions (have {counts[t.commands]}, {counts[t.changes]}, {counts[t.history]})"
             )
         self.parts = counts[t.changes]
-        self.dead_letter_partitions = counts[t.dead_letter]
-        allowed = [t.allowed]
-        if t.allowed_template:
-            allowed = [t.allowed_template.format(channel=c.lower()) for c in CHANNELS]
+        self.dead_letters.partitions = counts[t.dead_letter]
+        allowed = kafka.channel_topics(t) or [t.allowed]
         self.writer = ListWriter(
             self.settings, self.index, await kafka.topic_partitions(self.settings, *allowed)
         )
         await self.index.start()
+        exits.push_async_callback(self.index.stop)
         self.epoch = await self._retrying(functools.partial(self.index.init, self.parts))
-        self._offsets = kafka.make_consumer(self.settings, group_id=None)
-        await self._offsets.start()
+        self._offsets = offsets = kafka.make_consumer(self.settings, group_id=None)
+        await offsets.start()
+        exits.push_async_callback(offsets.stop)
         await self.pipeline.start()
+        exits.push_async_callback(self.pipeline.stop)
         await self.sweeper.start()
-
-    async def run(self) -> None:
-        await self.pipeline.run()
-        if self._fatal is not None:
-            raise self._fatal
-
-    def request_stop(self) -> None:
-        self.pipeline.request_stop()
-
-    async def stop(self) -> None:
-        await self.sweeper.stop()
-        for task in self._catch_ups.values():
-            task.cancel()
-        await asyncio.gather(*self._catch_ups.values(), return_exceptions=True)
-        self._catch_ups.clear()
-        await self.pipeline.stop()
-        if self._offsets is not None:
-            await self._offsets.stop()
-            self._offsets = None
-        await self.index.stop()
-
-    async def __aenter__(self) -> Indexer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        exits.push_async_callback(self.sweeper.stop)
+        self.spawn(self.sweeper.run(), "expiry sweep")
 
     # --- partitions ---------------------------------------------------------------------
 
@@ -162,22 +140,15 @@ class Indexer:
         owned.ready = False
         assert self.pipeline.consumer is not None
         self.pipeline.consumer.pause(TopicPartition(self.topics.commands, p))
-        task = asyncio.create_task(self._catch_up(p), name=f"catch-up-{p}")
+        task = self.spawn(self._catch_up(p), f"catch-up of partition {p}")
         self._catch_ups[p] = task
         task.add_done_callback(functools.partial(self._catch_up_done, p))
 
     def _catch_up_done(self, p: int, task: asyncio.Task[None]) -> None:
+        # A failed catch-up (not retriable: a bug or a broken deployment) stops the role
+        # (Role.spawn) rather than run with a partition whose index is unknown.
         if self._catch_ups.get(p) is task:
             del self._catch_ups[p]
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            # Not retriable (a bug or a broken deployment): stop the role rather than run
-            # with a partition whose index is unknown.
-            log.error("indexer: catch-up of partition %d failed: %r", p, exc)
-            self.pipeline.request_stop()
-            self._fatal = exc
 
     async def _catch_up(self, p: int) -> None:
         """Make Redis hold exactly changelog partition p, then resume its commands."""
@@ -282,7 +253,6 @@ class Indexer:
         batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]],
         writers: Mapping[TopicPartition, BatchWriter],
     ) -> None:
-        t = self.topics
         assert self.writer is not None
         with paused_gc():
             for tp, records in batch.items():
@@ -295,19 +265,7 @@ class Indexer:
                     try:
                         commands.append((r.offset, Command.from_json(r.value)))
                     except (ValueError, KeyError, TypeError) as exc:  # not ours: dead-letter it
-                        out.append(
-                            t.dead_letter,
-                            r.partition % self.dead_letter_partitions,
-                            r.key,
-                            kafka.dead_letter_value(
-                                tp.topic,
-                                tp.partition,
-                                r.offset,
-                                f"value: is not a list command ({exc!r})",
-                                r.value,
-                                key=r.key,
-                            ),
-                        )
+                        self.dead_letters.append(out, r, f"value: is not a list command ({exc!r})")
                 meta, contacts = await self.writer.load(commands)
                 if meta.epoch != self.epoch or meta.changes.get(tp.partition) != owned.offset:
                     self._schedule_catch_up(tp.partition)

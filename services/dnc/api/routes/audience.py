@@ -18,7 +18,8 @@ from dnc.api.context import ApiContext
 from dnc.api.deps import api_context, principal
 from dnc.api.imports.jobs import limits_of
 from dnc.api.routes.imports import form_options
-from dnc.domain.contacts import normalise_sender, parse_channel
+from dnc.domain.channels import parse_channel
+from dnc.domain.contacts import normalise_sender
 from dnc.domain.events import validation_to_poison
 from dnc.errors import InvalidValue
 from dnc.files.read import FileTooLarge, megabytes, open_upload

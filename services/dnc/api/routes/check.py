@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from dnc.api.auth import Principal
 from dnc.api.context import ApiContext
 from dnc.api.deps import api_context, principal
-from dnc.domain.contacts import normalise_sender, parse_channel
+from dnc.domain.channels import parse_channel
+from dnc.domain.contacts import normalise_sender
 from dnc.domain.entries import Entry
 from dnc.domain.timestamps import now_ms
 from dnc.errors import IndexNotReady, InvalidValue

@@ -22,16 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from dnc.api.auth import Principal
 from dnc.api.context import ApiContext
 from dnc.api.deps import api_context, principal
-from dnc.domain.contacts import (
-    check_channel_for_contact,
-    normalise_contact,
-    normalise_sender,
-    parse_channel,
-)
+from dnc.domain.channels import check_channel_for_contact, parse_channel
+from dnc.domain.contacts import normalise_contact, normalise_sender
 from dnc.domain.timestamps import format_ms, now_ms
 from dnc.domain.unsubscribe import UnsubscribeClaims
 from dnc.errors import InvalidValue
-from dnc.runtime import mask
+from dnc.logs import mask
 
 router = APIRouter(tags=["unsubscribe"])
 

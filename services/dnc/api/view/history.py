@@ -217,7 +217,7 @@ def of_matching(
 ) -> list[HistoryItem]:
     """The records of every person with an entry the filters match (an export's second
     part), by account, person, then oldest first. ``entry_filters``: conditions on
-    ``entries`` columns (``view_store.filters``)."""
+    ``entries`` columns (``dnc.api.view.store.filters``)."""
     where, params = entry_filters
     cond = "".join(f" AND {w}" for w in where)
     paging, paging_params = "", []

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from dnc.api.auth import Principal
 from dnc.api.contactforms import ContactForms
-from dnc.domain.contacts import normalise_sender, parse_channel
+from dnc.domain.channels import parse_channel
+from dnc.domain.contacts import normalise_sender
 from dnc.domain.entries import Source
 from dnc.domain.timestamps import parse_ts
 from dnc.errors import InvalidValue

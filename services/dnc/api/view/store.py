@@ -1,5 +1,5 @@
 """The SQLite side of the list view: schema, applying changelog (and history) records,
-and queries. The history's own table and queries are ``view_history``.
+and queries. The history's own table and queries are ``dnc.api.view.history``.
 
 Synchronous and thread-bound on purpose: ``ListView`` runs every call here on its own
 threads (one writer connection, one reader connection per reader thread, WAL), never on
@@ -387,5 +387,5 @@ def history_of_matching(
     limit: int,
     after: view_history.ExportPosition | None,
 ) -> list[view_history.HistoryItem]:
-    """The history of every person with an entry ``q`` matches (see ``view_history``)."""
+    """The history of every person with an entry ``q`` matches (see ``dnc.api.view.history``)."""
     return view_history.of_matching(conn, q.accounts, filters(q), limit, after)

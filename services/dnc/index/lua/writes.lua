@@ -1,6 +1,7 @@
 -- What the scripts that write the index (apply.lua, replay.lua) share: their opening
 -- checks and their helpers, put in place of their `-- #include writes.lua` line when they
--- are loaded (dnc.index), so it runs at the top level of each script. The including script sets first:
+-- are loaded (dnc.index.scripts), so it runs at the top level of each script. The
+-- including script sets first:
 --   SLOTS   its slot fingerprint argument ("" = a single Redis)
 --   FIRST   the index of its first per-contact argument, STRIDE the arguments per contact
 --   REFS    its progress counters argument

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.bench_check --rate 500 --seconds 30
 
-Starts ``dnc indexer`` and ``dnc api`` as processes in a namespace of their own, loads
+Starts ``dnc listwriter`` and ``dnc api`` as processes in a namespace of their own, loads
 ``--entries`` entries through the list writer, then sends checks open-loop (request i is
 due at start + i / rate, whatever happened to the ones before) over keep-alive
 connections. Latency is counted from the moment a request was due, so a stalled server
@@ -156,7 +156,7 @@ async def _run(args: argparse.Namespace) -> None:
     )
     await create_topics(settings)
     try:
-        with role_process(settings, "indexer"), role_process(settings, "api"):
+        with role_process(settings, "listwriter"), role_process(settings, "api"):
             await _load_entries(settings, args.entries)
             await _wait_ready(port)
             await _measure(port, args, warmup=True)

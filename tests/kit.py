@@ -308,11 +308,11 @@ async def running(settings: Settings, *roles: str) -> AsyncIterator[dict[str, An
     """Run roles in this process (each `start`ed, `run` as a task, `stop`ped at the end)."""
     from dnc.gate.role import Gate
     from dnc.ingest.role import Ingest
-    from dnc.listwriter.role import Indexer
+    from dnc.listwriter.role import ListWriter
 
     factories: dict[str, Callable[[Settings], Any]] = {
         "ingest": Ingest,
-        "indexer": Indexer,
+        "listwriter": ListWriter,
         "gate": Gate,
     }
     started: dict[str, Any] = {}

@@ -1,7 +1,7 @@
 """``dnc``: the service's command line.
 
 Roles (each its own process, scaled by running more of them):
-``dnc ingest``, ``dnc indexer``, ``dnc gate``, ``dnc api``; ``dnc dev`` runs them all
+``dnc ingest``, ``dnc listwriter``, ``dnc gate``, ``dnc api``; ``dnc dev`` runs them all
 for local development. Operations: ``dnc topics ensure``, ``dnc schemas write|check``,
 ``dnc keys hash``. The list: ``dnc entries ...`` (a client of the HTTP API).
 """
@@ -31,7 +31,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(keys_app, name="keys")
 
-ROLES = ("indexer", "ingest", "gate", "api")
+ROLES = ("listwriter", "ingest", "gate", "api")
 
 
 def _settings() -> Settings:
@@ -48,12 +48,12 @@ def ingest() -> None:
 
 
 @app.command()
-def indexer() -> None:
+def listwriter() -> None:
     """List commands → changelog (dnc.changes) and the Redis index."""
-    from dnc.listwriter.role import Indexer
+    from dnc.listwriter.role import ListWriter
     from dnc.runtime import run_role
 
-    raise typer.Exit(run_role(Indexer, _settings(), "indexer"))
+    raise typer.Exit(run_role(ListWriter, _settings(), "listwriter"))
 
 
 @app.command()

@@ -61,11 +61,11 @@ CI_VALUES = CHART / "ci/offline-values.yaml"
 REDIS_CONF = ROOT / "deploy/redis/redis.conf.in"
 KAFKA_POM = ROOT / "deploy/kafka/pom.xml"
 
-CONSUMER_ROLES = ("ingest", "indexer", "gate")
+CONSUMER_ROLES = ("ingest", "listwriter", "gate")
 # What each consumer role reads (the topics its consumer group subscribes to).
 ROLE_TOPICS = {
     "ingest": ("inbound_messages", "url_unsubscribes", "journey_actions", "delivery_reports"),
-    "indexer": ("commands",),
+    "listwriter": ("commands",),
     "gate": ("outbound",),
 }
 # The deadline dnc.runtime adds on top of shutdown_deadline_s for role.stop().
@@ -952,7 +952,7 @@ def _assert_lag_autoscaling(docs: list[dict[str, Any]], app_id: str, topics: Top
     config = next(iter(by_kind(docs, "ConfigMap").values()))["data"]
     partitions = {
         "ingest": int(config["DNC_TOPIC_LAYOUT__INPUT_PARTITIONS"]),
-        "indexer": int(config["DNC_TOPIC_LAYOUT__LIST_PARTITIONS"]),
+        "listwriter": int(config["DNC_TOPIC_LAYOUT__LIST_PARTITIONS"]),
         "gate": int(config["DNC_TOPIC_LAYOUT__OUTBOUND_PARTITIONS"]),
     }
     assert len(scaled) == len(CONSUMER_ROLES)

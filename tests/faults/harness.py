@@ -49,7 +49,7 @@ from tests.kit import ROOT, Process, inbound, outbound, settings_env
 ACCOUNT = "acme"
 SENDER = "ACME"
 OTHER_SENDER = "OTHER"
-ROLES = ("ingest", "indexer", "gate")
+ROLES = ("ingest", "listwriter", "gate")
 ARTIFACTS = ROOT / "artifacts"
 
 # Scenario results, collected for the summary table and artifacts/faults.json.

@@ -136,8 +136,8 @@ async def redis_restarted_empty(
                 await asyncio.sleep(run.rng.uniform(1.0, 3.0))
                 slow_rebuild = i % 2 == 0
                 if slow_rebuild:
-                    run.load.event("SIGSTOP indexer")
-                    run.roles["indexer"].pause()
+                    run.load.event("SIGSTOP listwriter")
+                    run.roles["listwriter"].pause()
                 t_kill = monotonic()
                 run.load.event("SIGKILL redis")
                 redis.kill()
@@ -146,8 +146,8 @@ async def redis_restarted_empty(
                 run.load.event("redis restarted empty")
                 if slow_rebuild:
                     await asyncio.sleep(2.0)
-                    run.load.event("SIGCONT indexer")
-                    run.roles["indexer"].resume()
+                    run.load.event("SIGCONT listwriter")
+                    run.roles["listwriter"].resume()
                 t_rebuild_possible = monotonic()
                 # Nothing sent after the kill may be decided before the index could be
                 # rebuilt (Redis down, then empty with its writer paused).

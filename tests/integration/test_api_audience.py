@@ -61,7 +61,7 @@ async def dry(client: httpx.AsyncClient, secret: str | None = None, **kw: Any) -
 
 async def test_json_audience(make_settings: MakeSettings, tmp_path: Path) -> None:
     settings = await api_settings(make_settings, tmp_path)
-    async with running(settings, "indexer"), api_client(settings) as (client, ctx):
+    async with running(settings, "listwriter"), api_client(settings) as (client, ctx):
         await seeded(ctx)
         contacts = [
             "+44 1234 567890",  # row 1: ALL
@@ -167,7 +167,7 @@ async def test_json_audience(make_settings: MakeSettings, tmp_path: Path) -> Non
 
 async def test_file_audience(make_settings: MakeSettings, tmp_path: Path) -> None:
     settings = await api_settings(make_settings, tmp_path)
-    async with running(settings, "indexer"), api_client(settings) as (client, ctx):
+    async with running(settings, "listwriter"), api_client(settings) as (client, ctx):
         await seeded(ctx)
         text = (
             "name;phone;channel\n"  # row 1: header

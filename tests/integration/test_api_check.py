@@ -35,7 +35,7 @@ async def test_check_single_and_batch(make_settings: MakeSettings, tmp_path: Pat
         (k("acme-eu", "jane@example.com", "EMAIL", None), Source.URL_OPT_OUT, T0 + 6),
     ]
     commands = [Command([Op("add", key, src)], at, {"kind": "test"}) for key, src, at in rows]
-    async with running(settings, "indexer"), api_client(settings) as (client, ctx):
+    async with running(settings, "listwriter"), api_client(settings) as (client, ctx):
         assert (await writes.apply(ctx, commands, "seed")).effective
 
         async def check(**params: Any) -> dict[str, Any]:

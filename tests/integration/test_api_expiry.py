@@ -54,7 +54,7 @@ async def test_an_entry_blocks_until_it_expires_then_leaves_the_list(
     make_settings: MakeSettings, tmp_path: Path
 ) -> None:
     settings = await expiring_settings(make_settings, tmp_path)
-    async with running(settings, "indexer", "gate"), api_client(settings) as (client, _):
+    async with running(settings, "listwriter", "gate"), api_client(settings) as (client, _):
         before = now_ms()
         month = await add(client, contact=PHONE, channel="SMS", ttl_days=30)
         month_entry = month["results"][0]["entry"]
@@ -134,7 +134,7 @@ async def test_bad_expiry_is_refused(
 
 async def test_import_with_an_expiry(make_settings: MakeSettings, tmp_path: Path) -> None:
     settings = await api_settings(make_settings, tmp_path)
-    async with running(settings, "indexer"), api_client(settings) as (client, _):
+    async with running(settings, "listwriter"), api_client(settings) as (client, _):
         data = f"{PHONE}\n{SOON}\n".encode()
         for options, field in (
             ({"expires_at": "2001-01-01T00:00:00Z"}, "expires_at"),

@@ -32,7 +32,7 @@ ROWS = (
 @pytest.fixture
 async def client(make_settings: MakeSettings, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     settings = await api_settings(make_settings, tmp_path)
-    async with running(settings, "indexer"), api_client(settings) as (client, _):
+    async with running(settings, "listwriter"), api_client(settings) as (client, _):
         yield client
 
 

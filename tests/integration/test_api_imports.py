@@ -43,7 +43,10 @@ async def api(
     make_settings: MakeSettings, tmp_path: Path
 ) -> AsyncIterator[tuple[Settings, httpx.AsyncClient]]:
     settings = await api_settings(make_settings, tmp_path)
-    async with running(settings, "ingest", "indexer", "gate"), api_client(settings) as (client, _):
+    async with (
+        running(settings, "ingest", "listwriter", "gate"),
+        api_client(settings) as (client, _),
+    ):
         yield settings, client
 
 

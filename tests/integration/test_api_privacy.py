@@ -65,7 +65,7 @@ async def test_privacy_mode_end_to_end(make_settings: MakeSettings, tmp_path: Pa
     settings = await private_settings(make_settings, tmp_path)
     t = settings.topics
     async with (
-        running(settings, "ingest", "indexer", "gate"),
+        running(settings, "ingest", "listwriter", "gate"),
         api_client(settings) as (client, ctx),
     ):
         token = ctx.contacts.ids.token

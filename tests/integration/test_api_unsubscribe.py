@@ -34,7 +34,7 @@ async def test_link_one_click_records_a_url_opt_out(
     make_settings: MakeSettings, tmp_path: Path
 ) -> None:
     settings = await api_settings(make_settings, tmp_path)
-    async with running(settings, "ingest", "indexer"), api_client(settings) as (client, ctx):
+    async with running(settings, "ingest", "listwriter"), api_client(settings) as (client, ctx):
         r = await client.post(
             "/v1/unsubscribe-links",
             json={

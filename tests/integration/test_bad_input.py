@@ -28,7 +28,7 @@ from tests.kit import inbound, is_confirmation, outbound, reading, running
 pytestmark = pytest.mark.integration
 
 PHONE = "441234567890"
-ROLES = ("ingest", "indexer", "gate")
+ROLES = ("ingest", "listwriter", "gate")
 MakeSettings = Callable[..., Awaitable[Settings]]
 
 
@@ -302,7 +302,7 @@ async def test_a_record_too_big_to_dead_letter_does_not_stop_the_gate(
     stop on it (it would retry it for ever and forward nothing else)."""
     t = settings.topics
     garbage = Garbage(random.Random(7).randbytes(800_000), "value")
-    async with running(settings, "indexer", "gate"):
+    async with running(settings, "listwriter", "gate"):
         tasks = role_tasks()
         async with reading(settings, t.allowed) as (allowed,):
             await produce_raw(settings, t.outbound, [garbage, Garbage(orjson.dumps(OUTBOUND), "")])
@@ -320,7 +320,7 @@ async def test_a_huge_timestamp_does_not_stop_the_opt_out_consumer(settings: Set
     dead-letter it, not stop (every later opt-out would wait behind it)."""
     t = settings.topics
     huge = {**inbound("mo-huge", "441234567893", "STOP"), "received_at": "9" * 1_040_000}
-    async with running(settings, "ingest", "indexer"):
+    async with running(settings, "ingest", "listwriter"):
         tasks = role_tasks()
         async with reading(settings, t.changes) as (changes,):
             await produce_raw(
@@ -429,7 +429,7 @@ async def test_role_logs_never_contain_a_phone_number_or_an_email_address(
     make_settings: MakeSettings, tmp_path: Any, log_json: bool
 ) -> None:
     """The roles as real processes (their own logging set-up, DEBUG level) on good and
-    bad input, then an indexer that stops on a corrupt changelog record whose key holds
+    bad input, then a list writer that stops on a corrupt changelog record whose key holds
     a phone number and an e-mail address (the error and its traceback are logged)."""
     from tests.kit import Process
 
@@ -454,19 +454,19 @@ async def test_role_logs_never_contain_a_phone_number_or_an_email_address(
                     break  # every outbound message decided, every valid opt-out applied
                 assert all(p.alive for p in procs.values()), "a role stopped"
                 assert time.monotonic() < deadline, "the roles did not process every record"
-        assert procs["indexer"].terminate() == 0
-        # A changelog record that is not ours: the indexer stops on it, loudly.
+        assert procs["listwriter"].terminate() == 0
+        # A changelog record that is not ours: the list writer stops on it, loudly.
         corrupt_key = orjson.dumps(["acme", PII_PHONES[2], PII_EMAILS[0]])
         await produce_raw(settings, t.changes, [Garbage(b"{not an entry", "", key=corrupt_key)])
-        procs["indexer"].start()
-        assert procs["indexer"].proc is not None
-        await asyncio.to_thread(procs["indexer"].proc.wait, 60)
+        procs["listwriter"].start()
+        assert procs["listwriter"].proc is not None
+        await asyncio.to_thread(procs["listwriter"].proc.wait, 60)
     finally:
         for p in procs.values():
             p.terminate()
     logs = {r: (tmp_path / f"{r}.log").read_text(errors="replace") for r in ROLES}
-    assert "catch-up of partition" in logs["indexer"], "the failure path was not exercised"
-    assert "***" in logs["indexer"], "the values in the error were not masked"
+    assert "catch-up of partition" in logs["listwriter"], "the failure path was not exercised"
+    assert "***" in logs["listwriter"], "the values in the error were not masked"
     leaks = {r: leaks_in(text) for r, text in logs.items() if leaks_in(text)}
     assert not leaks, leaks
 

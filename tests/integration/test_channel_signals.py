@@ -70,7 +70,7 @@ async def test_opt_out_codes_become_channel_signal_entries(
     make_settings: Callable[..., Awaitable[Settings]],
 ) -> None:
     settings = await make_settings()
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await settled(
             settings,
             report("r-1", TWILIO, "twilio", 21610),  # a number code
@@ -115,7 +115,7 @@ async def test_the_mapping_comes_from_configuration(
     make_settings: Callable[..., Awaitable[Settings]],
 ) -> None:
     settings = await make_settings(channel_signals={"acme-sms": ["OPTOUT-7"]})
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await settled(
             settings,
             report("r-1", TWILIO, "twilio", 21610),  # not in this deployment's table

@@ -72,7 +72,7 @@ async def test_a_master_restarted_empty_gates_wait_then_its_share_is_rebuilt(
             running(settings, "ingest", "gate"),
             reading(settings, t.allowed, t.blocked) as (allowed, blocked),
         ):
-            async with make_index(settings) as index, running(settings, "indexer"):
+            async with make_index(settings) as index, running(settings, "listwriter"):
                 await produce(
                     settings,
                     t.inbound_messages,
@@ -103,7 +103,7 @@ async def test_a_master_restarted_empty_gates_wait_then_its_share_is_rebuilt(
             async with make_index(settings) as index:
                 meta = await index.meta()
                 assert not meta.complete(), "a master without its meta leaves the index incomplete"
-                async with running(settings, "indexer"):
+                async with running(settings, "listwriter"):
                     await blocked.wait_for(2 * len(stopped), timeout=60)
                     await allowed.wait_for(2 * len(free) + len(stopped), timeout=60)
                     await allowed.settle(1.0)
@@ -139,7 +139,7 @@ async def test_a_master_lost_while_everything_runs_leaks_and_loses_nothing(
         free = mine[3:] + others[3:]
         sent: list[str] = []
         async with (
-            running(settings, "ingest", "indexer", "gate"),
+            running(settings, "ingest", "listwriter", "gate"),
             reading(settings, t.allowed, t.blocked, t.dead_letter) as (allowed, blocked, dlq),
             make_index(settings) as index,
         ):

@@ -81,7 +81,7 @@ async def test_resharding_under_traffic_loses_and_leaks_nothing(
         free = [f"44733{i:07d}" for i in range(30)]
         sent: list[str] = []
         async with (
-            running(settings, "ingest", "indexer", "gate"),
+            running(settings, "ingest", "listwriter", "gate"),
             reading(settings, t.allowed, t.blocked, t.dead_letter) as (allowed, blocked, dlq),
             make_index(settings) as index,
         ):

@@ -94,7 +94,7 @@ async def test_rebuild_reproduces_what_the_commands_wrote(settings: Settings) ->
     index = make_index(settings)
     await index.start()
     try:
-        async with running(settings, "indexer"):
+        async with running(settings, "listwriter"):
             await _produce_commands(settings, _commands(settings.topic_layout.list_partitions))
             await eventually(
                 lambda: _all_commands_applied(settings, index), 30, "the commands to be applied"
@@ -103,7 +103,7 @@ async def test_rebuild_reproduces_what_the_commands_wrote(settings: Settings) ->
         assert any(":m:" in k for k in written) and any(":g:" in k for k in written)
 
         await drop_redis_keys(settings)  # as if Redis restarted empty
-        async with running(settings, "indexer"):
+        async with running(settings, "listwriter"):
             await eventually(
                 lambda: _applied_up_to_end(settings, index), 30, "the rebuild from the changelog"
             )

@@ -31,7 +31,7 @@ async def confirmations(settings: Settings, quiet: float = 1.5) -> list[dict[str
 
 async def test_one_confirmation_per_opt_out_in_the_keywords_language(settings: Settings) -> None:
     t = settings.topics
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(settings, t.inbound_messages, inbound("mo-1", "+44 1234 567890", "Baja"))
         await changes(settings, 1)
         # The same person again: no new opt-out, no second confirmation.
@@ -76,7 +76,7 @@ async def test_a_temporary_entry_stops_blocking_and_leaves_the_list(
         "provider": "twilio",
         "error_code": 21610,
     }
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(settings, t.delivery_reports, report)
         (entry,) = await changes(settings, 1)
         assert entry["source"] == "CHANNEL_SIGNAL" and entry["expires_at"]  # type: ignore[index]
@@ -96,7 +96,7 @@ async def test_erasure_keeps_the_suppression_without_the_clear_contact(
     settings: Settings,
 ) -> None:
     t = settings.topics
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(settings, t.inbound_messages, inbound("mo-1", PHONE, "STOP"))
         await changes(settings, 1)
         async with reading(settings, t.history) as (history,):
@@ -132,7 +132,7 @@ async def test_privacy_mode_keeps_contacts_out_of_the_list(make_settings: Any) -
     keys = ["p" * 40]
     settings: Settings = await make_settings(privacy=PrivacySettings(enabled=True, keys=keys))
     t = settings.topics
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(settings, t.inbound_messages, inbound("mo-1", "+44 1234 567890", "STOP"))
         await produce(
             settings,

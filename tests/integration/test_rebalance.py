@@ -29,7 +29,7 @@ from tests.kit import (
 
 pytestmark = pytest.mark.integration
 
-ROLES = ("ingest", "indexer", "gate")
+ROLES = ("ingest", "listwriter", "gate")
 FREE = [f"4480000{i:05d}" for i in range(20)]
 
 

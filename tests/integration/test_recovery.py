@@ -92,7 +92,7 @@ async def test_gate_waits_while_redis_is_empty_then_the_index_is_rebuilt(
     stopped = "441111111111"
     with private_redis(port) as redis_proc:
         async with (
-            running(settings, "ingest", "indexer", "gate"),
+            running(settings, "ingest", "listwriter", "gate"),
             reading(settings, t.allowed, t.blocked) as (allowed, blocked),
         ):
             await produce(settings, t.inbound_messages, inbound("mo-1", stopped, "STOP"))
@@ -136,7 +136,7 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     rng = random.Random(7)
     stopped = [f"4477000{i:05d}" for i in range(40)]
     others = [f"4488000{i:05d}" for i in range(40)]
-    procs = {role: Process(settings, role, tmp_path) for role in ("ingest", "indexer", "gate")}
+    procs = {role: Process(settings, role, tmp_path) for role in ("ingest", "listwriter", "gate")}
     for p in procs.values():
         p.start()
     try:
@@ -151,7 +151,7 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
             await produce(settings, t.outbound, *batch)
             sent += len(batch)
             await asyncio.sleep(rng.uniform(0.05, 0.6))
-            victim = procs["gate" if round_ % 2 == 0 else "indexer"]
+            victim = procs["gate" if round_ % 2 == 0 else "listwriter"]
             victim.kill()
             victim.start()
         async with reading(settings, t.allowed, t.blocked, t.dead_letter) as readers:

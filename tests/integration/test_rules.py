@@ -78,7 +78,7 @@ async def changes(settings: Settings, n: int) -> list[object]:
 
 
 async def test_stop_blocks_that_sender_only(settings: Settings) -> None:
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(
             settings, settings.topics.inbound_messages, inbound("mo-1", "+44 1234 567890", "Stop")
         )
@@ -102,7 +102,7 @@ async def test_stop_produced_by_a_foreign_client(settings: Settings) -> None:
     """The STOP is produced by Debian's kcat (librdkafka), not by our code."""
     assert shutil.which("kcat"), "kcat is installed by `make test` (Debian package kcat)"
     line = orjson.dumps(inbound("mo-kcat", "+44 1234 567890", "STOP")).decode()
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         subprocess.run(
             ["kcat", "-P", "-b", settings.kafka_bootstrap, "-t", settings.topics.inbound_messages],
             input=line.encode(),
@@ -116,7 +116,7 @@ async def test_stop_produced_by_a_foreign_client(settings: Settings) -> None:
 
 
 async def test_stopall_blocks_every_sender_on_that_channel(settings: Settings) -> None:
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(
             settings, settings.topics.inbound_messages, inbound("mo-1", PHONE, " stop all! ")
         )
@@ -135,7 +135,7 @@ async def test_stopall_blocks_every_sender_on_that_channel(settings: Settings) -
 
 async def test_start_removes_only_the_persons_own_opt_outs(settings: Settings) -> None:
     t = settings.topics
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(
             settings,
             t.inbound_messages,
@@ -169,7 +169,7 @@ async def test_start_removes_only_the_persons_own_opt_outs(settings: Settings) -
 
 async def test_start_keeps_entries_added_by_hand_or_journey(settings: Settings) -> None:
     t = settings.topics
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(
             settings,
             t.journey_actions,
@@ -198,7 +198,7 @@ async def test_start_keeps_entries_added_by_hand_or_journey(settings: Settings) 
 
 async def test_other_text_changes_nothing(settings: Settings) -> None:
     t = settings.topics
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(
             settings,
             t.inbound_messages,
@@ -223,7 +223,7 @@ async def test_keywords_in_other_languages_and_unicode_tricks(settings: Settings
         "ＳＴＯＰ",
         "\u0405TOP",
     ]  # zero-width, full-width, Cyrillic Ѕ
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(
             settings,
             t.inbound_messages,
@@ -239,7 +239,7 @@ async def test_keywords_in_other_languages_and_unicode_tricks(settings: Settings
 
 async def test_adding_an_existing_entry_keeps_first_source_and_time(settings: Settings) -> None:
     t = settings.topics
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(settings, t.inbound_messages, inbound("mo-1", PHONE, "STOP"))
         first = await changes(settings, 1)
         await produce(
@@ -274,7 +274,7 @@ async def test_journey_add_and_remove_for_several_accounts(settings: Settings) -
         "sender": None,
         "journey_id": "welcome",
     }
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(settings, t.journey_actions, action)
         await changes(settings, 2)
         allowed, blocked, _ = await gate_outputs(
@@ -307,7 +307,7 @@ async def test_url_unsubscribe_with_fields_and_with_tokens(make_settings: object
     claims = UnsubscribeClaims("acme", "Jane@Example.com", "EMAIL", "news@acme.com", "c-9", 2**50)
     token = signer.sign(claims)
     tampered = token[:-3] + ("AAA" if token[-3:] != "AAA" else "BBB")
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(
             settings,
             t.url_unsubscribes,
@@ -340,7 +340,7 @@ async def test_invalid_opt_out_events_are_dead_lettered_and_consumption_continue
     settings: Settings,
 ) -> None:
     t = settings.topics
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(
             settings,
             t.inbound_messages,

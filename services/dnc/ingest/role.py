@@ -7,7 +7,7 @@ or into a dead-letter record that says which field is wrong and why. Each input 
 commits its outputs and its offset in one transaction (``dnc.kafka.pipeline``).
 
 Ingest holds no state: whether a command changes the list is decided by the list writer
-that owns the contact's partition (``dnc.indexer``), which is what makes "adding an
+that owns the contact's partition (``dnc.listwriter``), which is what makes "adding an
 existing entry changes nothing" and "START removes only the entries the person's own
 messages created" exact even when several sources race.
 """

@@ -105,7 +105,7 @@ class _Rendered:
         return tail
 
 
-class ListWriter:
+class Evaluator:
     def __init__(
         self, settings: Settings, index: Index, allowed_partitions: dict[str, int]
     ) -> None:
@@ -329,4 +329,4 @@ def _history_key(key: EntryKey, hid: str) -> bytes:
     return orjson.dumps([key.account, key.contact, key.channel, key.sender, hid])
 
 
-__all__ = ["Contact", "Contacts", "Evaluated", "ListWriter", "is_token", "paused_gc"]
+__all__ = ["Contact", "Contacts", "Evaluated", "Evaluator", "is_token", "paused_gc"]

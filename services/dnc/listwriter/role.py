@@ -1,6 +1,6 @@
-"""``dnc indexer``: the list writer. Commands in; changelog and Redis index out.
+"""``dnc listwriter``: the list writer. Commands in; changelog and Redis index out.
 
-For each partition ``p`` of ``dnc.commands`` it owns, an indexer instance is the only
+For each partition ``p`` of ``dnc.commands`` it owns, a list writer instance is the only
 writer of changelog partition ``p`` and of the index entries of the contacts in it:
 
 1. On assignment it starts the partition's transactional producer (fencing any zombie
@@ -44,7 +44,7 @@ from dnc.kafka.clients import BatchWriter, Sent
 from dnc.kafka.deadletter import DeadLetters
 from dnc.kafka.pipeline import TransactionalPipeline
 from dnc.kafka.role import PipelineRole
-from dnc.listwriter.evaluate import Evaluated, ListWriter, paused_gc
+from dnc.listwriter.evaluate import Evaluated, Evaluator, paused_gc
 from dnc.listwriter.expiry import ExpirySweeper
 from dnc.settings import Settings
 
@@ -66,8 +66,8 @@ class Owned:
     pending: Evaluated = field(default_factory=Evaluated)
 
 
-class Indexer(PipelineRole):
-    name = "indexer"
+class ListWriter(PipelineRole):
+    name = "listwriter"
 
     def __init__(self, settings: Settings, index: Index | None = None) -> None:
         super().__init__()
@@ -88,7 +88,7 @@ class Indexer(PipelineRole):
         self.sweeper = ExpirySweeper(
             settings, self.index, lambda: [p for p, o in self.owned.items() if o.ready]
         )
-        self.writer: ListWriter | None = None
+        self.evaluator: Evaluator | None = None
         self.applied = 0
 
     async def _open(self, exits: AsyncExitStack) -> None:
@@ -104,7 +104,7 @@ class Indexer(PipelineRole):
         self.parts = counts[t.changes]
         self.dead_letters.partitions = counts[t.dead_letter]
         allowed = kafka.channel_topics(t) or [t.allowed]
-        self.writer = ListWriter(
+        self.evaluator = Evaluator(
             self.settings, self.index, await kafka.topic_partitions(self.settings, *allowed)
         )
         await self.index.start()
@@ -182,7 +182,7 @@ class Indexer(PipelineRole):
                         applied += len(records)
                         offset = new_position
                 except (IndexDiverged, IndexUnavailable) as exc:
-                    log.warning("indexer: catch-up of %d restarts: %s", p, exc)
+                    log.warning("listwriter: catch-up of %d restarts: %s", p, exc)
                     await asyncio.sleep(0.2)
                     continue
                 break
@@ -211,7 +211,7 @@ class Indexer(PipelineRole):
                 )
             owned.offset, owned.ready, owned.last_write = offset, True, time.monotonic()
             log.info(
-                "indexer: partition %d caught up at %s (%d changes in %.2fs)",
+                "listwriter: partition %d caught up at %s (%d changes in %.2fs)",
                 p,
                 offset,
                 applied,
@@ -253,7 +253,7 @@ class Indexer(PipelineRole):
         batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]],
         writers: Mapping[TopicPartition, BatchWriter],
     ) -> None:
-        assert self.writer is not None
+        assert self.evaluator is not None
         with paused_gc():
             for tp, records in batch.items():
                 owned = self.owned.get(tp.partition)
@@ -266,14 +266,14 @@ class Indexer(PipelineRole):
                         commands.append((r.offset, Command.from_json(r.value)))
                     except (ValueError, KeyError, TypeError) as exc:  # not ours: dead-letter it
                         self.dead_letters.append(out, r, f"value: is not a list command ({exc!r})")
-                meta, contacts = await self.writer.load(commands)
+                meta, contacts = await self.evaluator.load(commands)
                 if meta.epoch != self.epoch or meta.changes.get(tp.partition) != owned.offset:
                     self._schedule_catch_up(tp.partition)
                     raise IndexDiverged(
                         f"partition {tp.partition}: Redis has {meta.changes.get(tp.partition)}, "
                         f"we wrote {owned.offset}"
                     )
-                owned.pending = self.writer.evaluate(tp.partition, commands, contacts, out)
+                owned.pending = self.evaluator.evaluate(tp.partition, commands, contacts, out)
 
     async def committed(
         self, tp: TopicPartition, records: Sequence[ConsumerRecord[bytes, bytes]], sent: list[Sent]
@@ -301,7 +301,7 @@ class Indexer(PipelineRole):
             # The changes are committed in Kafka; catching up from the changelog puts them
             # into Redis. Until then the partition takes no more commands.
             log.warning(
-                "indexer: partition %d: %s; catching up from the changelog", tp.partition, exc
+                "listwriter: partition %d: %s; catching up from the changelog", tp.partition, exc
             )
             owned.pending = Evaluated()
             self._schedule_catch_up(tp.partition)
@@ -322,7 +322,7 @@ class Indexer(PipelineRole):
         try:
             meta = await self.index.meta()
         except IndexUnavailable as exc:
-            log.warning("indexer: %s", exc)
+            log.warning("listwriter: %s", exc)
             return
         tps = [TopicPartition(self.topics.changes, p) for p in ready]
         ends = await self._offsets.end_offsets(tps)
@@ -332,7 +332,7 @@ class Indexer(PipelineRole):
                 continue
             if meta.epoch != self.epoch or meta.changes.get(tp.partition) != owned.offset:
                 log.warning(
-                    "indexer: Redis no longer holds partition %d as written "
+                    "listwriter: Redis no longer holds partition %d as written "
                     "(epoch %s, offset %s); catching up",
                     tp.partition,
                     meta.epoch,
@@ -366,6 +366,6 @@ class Indexer(PipelineRole):
             except DncError as exc:
                 if not exc.retriable:
                     raise
-                log.warning("indexer: %s; retrying", exc)
+                log.warning("listwriter: %s; retrying", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)

@@ -100,6 +100,7 @@ run: up
 lint: deps
 	$(BIN)/ruff check services tests benchmarks
 	$(BIN)/ruff format --check services tests benchmarks
+	$(BIN)/lint-imports
 
 fmt: deps
 	$(BIN)/ruff format services tests benchmarks

@@ -19,11 +19,12 @@ import shutil
 import statistics
 import time
 
+from tests.ports import free_port
+
 from benchmarks.common import (
     bench_settings,
     create_topics,
     drop_run,
-    free_port,
     new_run_id,
     role_process,
 )

@@ -23,12 +23,12 @@ from typing import Any
 
 import httpx
 import orjson
+from tests.ports import free_port
 
 from benchmarks.common import (
     bench_settings,
     create_topics,
     drop_run,
-    free_port,
     new_run_id,
     role_process,
 )

@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tests.ports import free_port
 
-from benchmarks.common import ROOT, bench_settings, create_topics, drop_run, free_port, new_run_id
+from benchmarks.common import ROOT, bench_settings, create_topics, drop_run, new_run_id
 from benchmarks.common import settings_env as base_env
 from dnc.settings import ApiKey, ApiSettings, Settings
 

@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import uuid
@@ -104,12 +103,6 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env.update(settings.as_env())
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager

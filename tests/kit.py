@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import shutil
 import signal
@@ -291,13 +292,28 @@ async def reading(settings: Settings, *topics: str) -> AsyncIterator[list[Reader
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]], timeout: float = 20.0, what: str = "condition"
+    check: Callable[[], bool] | Callable[[], Awaitable[bool]],
+    timeout: float = 20.0,
+    what: str = "condition",
+    *,
+    unless: Callable[[], str | None] | None = None,
+    interval: float = 0.05,
 ) -> None:
+    """Poll ``check`` (sync or async) until it is true; fail after ``timeout`` seconds, or
+    at once when ``unless`` names a reason to stop waiting (a role that died)."""
     deadline = time.monotonic() + timeout
-    while not await check():
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        reason = unless() if unless is not None else None
+        if reason is not None:
+            raise AssertionError(f"{reason} while waiting for {what}")
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(interval)
 
 
 # --- roles ------------------------------------------------------------------------------

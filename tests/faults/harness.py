@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ from dnc.errors import DncError
 from dnc.index import SingleIndex
 from dnc.kafka.clients import ensure_topics
 from dnc.settings import ApiSettings, Settings
-from tests.kit import ROOT, Process, inbound, outbound, settings_env
+from tests.kit import ROOT, Process, eventually, inbound, outbound, settings_env
 
 ACCOUNT = "acme"
 SENDER = "ACME"
@@ -458,7 +458,7 @@ class Workload:
             await asyncio.sleep(every_s)
 
     async def wait_effective(self, contacts: Sequence[str], timeout: float = 60) -> None:
-        await until(
+        await eventually(
             lambda: all(c in self.effective for c in contacts),
             timeout,
             f"opt-outs of {len(contacts)} contacts to become effective",
@@ -566,7 +566,9 @@ class Workload:
         return [m for m, s in self.sent.items() if not s.failed and m not in self.decided]
 
     async def wait_decided(self, timeout: float) -> None:
-        await until(lambda: not self.undecided(), timeout, "every outbound message to be decided")
+        await eventually(
+            lambda: not self.undecided(), timeout, "every outbound message to be decided"
+        )
 
     def decided_between(self, produced_after: float, seen_before: float) -> list[str]:
         """Messages sent after `produced_after` that were decided (seen on an output
@@ -589,7 +591,7 @@ class Workload:
 
     async def resumed(self, since: float, timeout: float, what: str) -> float:
         """Wait until a message sent after `since` is decided; when that happened."""
-        await until(lambda: self.first_decision_after(since) is not None, timeout, what)
+        await eventually(lambda: self.first_decision_after(since) is not None, timeout, what)
         first = self.first_decision_after(since)
         assert first is not None
         return first
@@ -737,22 +739,6 @@ def _record_offset(sent: Sent, fut: asyncio.Future[Any]) -> None:
     sent.partition, sent.offset = md.partition, md.offset
 
 
-async def until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = monotonic() + timeout
-    while not check():
-        if monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-async def until_async(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    deadline = monotonic() + timeout
-    while not await check():
-        if monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 async def prepare(settings: Settings) -> None:
     await ensure_topics(settings)
 
@@ -829,7 +815,7 @@ async def scenario(
         load.traffic(True)
         await load.opt_out(first)
         await load.wait_effective(first, 120)
-        await until(lambda: len(load.decided) >= 20, 120, "the first decisions of the gate")
+        await eventually(lambda: len(load.decided) >= 20, 120, "the first decisions of the gate")
         spread = asyncio.create_task(load.opt_out_spread(rest, opt_out_every_s))
         yield run
         # The faults are over: the remaining opt-outs at once, then a little more traffic

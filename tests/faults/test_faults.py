@@ -44,10 +44,11 @@ from tests.faults.harness import (
     monotonic,
     rounds,
     scenario,
-    until_async,
 )
 from tests.faults.proxy import ChaosProxy
-from tests.faults.stack import FaultStack, RedisServer, free_port, port_open
+from tests.faults.stack import FaultStack, RedisServer
+from tests.kit import eventually
+from tests.ports import free_port, port_open
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 
@@ -368,7 +369,7 @@ async def api_healthy(client: httpx.AsyncClient, timeout: float = 60) -> None:
         except httpx.TransportError:
             return False
 
-    await until_async(up, timeout, "the api to answer /healthz")
+    await eventually(up, timeout, "the api to answer /healthz")
 
 
 async def sigkill_api(stack: FaultStack, workdir: Path, name: str, n: int) -> Report:

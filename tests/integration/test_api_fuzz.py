@@ -16,10 +16,10 @@ from tests.apikit import (
     SECRET_A,
     MakeSettings,
     api_settings,
-    free_port,
     served_api,
 )
 from tests.kit import running
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 

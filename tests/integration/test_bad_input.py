@@ -23,7 +23,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from dnc.settings import Settings
-from tests.kit import inbound, is_confirmation, outbound, reading, running
+from tests.kit import eventually, inbound, is_confirmation, outbound, reading, running
 
 pytestmark = pytest.mark.integration
 
@@ -183,19 +183,17 @@ def role_tasks() -> dict[str, asyncio.Task[Any]]:
     return {t.get_name(): t for t in asyncio.all_tasks() if t.get_name() in ROLES}
 
 
-async def wait_for(
-    check: Callable[[], Awaitable[bool]], tasks: dict[str, asyncio.Task[Any]], what: str
-) -> None:
-    """Wait for `check`, failing at once (with the cause) if a role stops."""
-    deadline = time.monotonic() + 60
-    while not await check():
+def a_role_stopped(tasks: dict[str, asyncio.Task[Any]]) -> Callable[[], str | None]:
+    """For ``eventually(unless=...)``: fail at once, with the cause, if a role stops."""
+
+    def reason() -> str | None:
         for name, task in tasks.items():
             if task.done():
                 exc = task.exception() if not task.cancelled() else None
-                raise AssertionError(f"the {name} role stopped while waiting for {what}: {exc!r}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
+                return f"the {name} role stopped ({exc!r})"
+        return None
+
+    return reason
 
 
 async def produce_raw(
@@ -254,13 +252,20 @@ async def test_garbage_on_every_input_topic_is_dead_lettered_and_the_roles_keep_
                 await dlq.poll(0.1)
                 return len(dlq.records) >= len(sent)
 
-            await wait_for(all_dead, tasks, f"{len(sent)} dead letters")
+            await eventually(
+                all_dead, 60, unless=a_role_stopped(tasks), what=f"{len(sent)} dead letters"
+            )
 
             async def four_changes() -> bool:
                 await changes.poll(0.1)
                 return len(changes.records) >= 4
 
-            await wait_for(four_changes, tasks, "the valid opt-outs after the garbage")
+            await eventually(
+                four_changes,
+                60,
+                unless=a_role_stopped(tasks),
+                what="the valid opt-outs after the garbage",
+            )
             await produce_raw(
                 settings,
                 t.outbound,
@@ -273,7 +278,12 @@ async def test_garbage_on_every_input_topic_is_dead_lettered_and_the_roles_keep_
                 await blocked.poll(0.1)
                 return len(_messages(allowed)) + len(blocked.records) >= 2
 
-            await wait_for(decided, tasks, "the valid outbound messages after the garbage")
+            await eventually(
+                decided,
+                60,
+                unless=a_role_stopped(tasks),
+                what="the valid outbound messages after the garbage",
+            )
             await dlq.settle(1.0)
 
     dead = dlq.values()
@@ -311,7 +321,12 @@ async def test_a_record_too_big_to_dead_letter_does_not_stop_the_gate(
                 await allowed.poll(0.1)
                 return bool(_messages(allowed))
 
-            await wait_for(forwarded, tasks, "the valid message after the big garbage")
+            await eventually(
+                forwarded,
+                60,
+                unless=a_role_stopped(tasks),
+                what="the valid message after the big garbage",
+            )
 
 
 async def test_a_huge_timestamp_does_not_stop_the_opt_out_consumer(settings: Settings) -> None:
@@ -333,7 +348,12 @@ async def test_a_huge_timestamp_does_not_stop_the_opt_out_consumer(settings: Set
                 await changes.poll(0.1)
                 return any(orjson.loads(r.key)[1] == PHONE for r in changes.records)
 
-            await wait_for(opted_out, tasks, "the valid STOP after the huge one")
+            await eventually(
+                opted_out,
+                60,
+                unless=a_role_stopped(tasks),
+                what="the valid STOP after the huge one",
+            )
 
 
 async def test_a_message_too_big_to_wrap_does_not_stop_the_gate(settings: Settings) -> None:
@@ -353,7 +373,7 @@ async def test_a_message_too_big_to_wrap_does_not_stop_the_gate(settings: Settin
                 await chg.poll(0.1)
                 return bool(chg.records)
 
-            await wait_for(opted_out, tasks, "the opt-out")
+            await eventually(opted_out, 60, "the opt-out", unless=a_role_stopped(tasks))
             await produce_raw(
                 settings,
                 t.outbound,
@@ -365,7 +385,9 @@ async def test_a_message_too_big_to_wrap_does_not_stop_the_gate(settings: Settin
                 await allowed.poll(0.1)
                 return bool(_messages(allowed))
 
-            await wait_for(after, tasks, "the message after the big one")
+            await eventually(
+                after, 60, unless=a_role_stopped(tasks), what="the message after the big one"
+            )
             await blocked.settle(0.5)
     assert [orjson.loads(r.value)["message_id"] for r in _messages(allowed)] == ["m-after"]
 

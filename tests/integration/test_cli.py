@@ -23,11 +23,11 @@ from tests.apikit import (
     SECRET_B,
     MakeSettings,
     api_settings,
-    free_port,
     served_api,
 )
 from tests.integration.test_api_imports import SEED_CSV
 from tests.kit import ROOT, running
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 

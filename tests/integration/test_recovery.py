@@ -31,6 +31,7 @@ from tests.kit import (
     reading,
     running,
 )
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -38,12 +39,6 @@ pytestmark = pytest.mark.integration
 def messages(reader: Reader) -> list[Any]:
     """The outbound messages the gate allowed (not the list writer's confirmations)."""
     return [r for r in reader.records if not is_confirmation(r)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -83,7 +78,7 @@ def private_redis(port: int) -> Iterator[subprocess.Popen[bytes]]:
 async def test_gate_waits_while_redis_is_empty_then_the_index_is_rebuilt(
     make_settings: object,
 ) -> None:
-    port = _free_port()
+    port = free_port()
     settings: Settings = await make_settings(  # type: ignore[operator]
         redis_url=f"redis://127.0.0.1:{port}/0",
         index=IndexSettings(prefix="r", buckets=256, redis_timeout_s=0.5),

@@ -44,16 +44,18 @@ async def gate_outputs(
             return [v for v in dlq.values() if v["topic"] == t.outbound]
 
         await produce(settings, t.outbound, *messages)
-        while True:
+
+        async def all_decided() -> bool:
+            for r in (allowed, blocked, dlq):
+                await r.poll(0.1)
             done = (
                 len(of(allowed.values()))
                 + len(of(blocked.values(), "message"))
                 + len(of(gate_dlq(), "value"))
             )
-            if done >= len(messages):
-                break
-            for r in (allowed, blocked, dlq):
-                await r.poll(0.1)
+            return done >= len(messages)
+
+        await eventually(all_decided, 30, f"the gate to decide {len(messages)} messages")
         await allowed.settle(0.3)
         return (ids(of(allowed.values())), of(blocked.values(), "message"), of(gate_dlq(), "value"))
 

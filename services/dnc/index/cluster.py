@@ -31,14 +31,13 @@ from typing import Any, cast
 import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, RedisError
 
 from dnc.domain.contactids import ContactIds
-from dnc.errors import IndexDiverged, IndexUnavailable
+from dnc.errors import IndexUnavailable
 from dnc.index import scripts
 from dnc.index.base import Index
-from dnc.index.layout import as_bytes, expiry_arg, progress_arg
+from dnc.index.layout import as_bytes, expiry_arg
 from dnc.index.meta import (
     ContactUpdate,
     IndexMeta,
@@ -46,7 +45,7 @@ from dnc.index.meta import (
     format_versions,
     parse_versions,
 )
-from dnc.index.topology import META_AGE_S, Moved, Node, Router, Topologies, Topology
+from dnc.index.topology import META_AGE_S, Node, Router, Topologies, Topology
 from dnc.settings import IndexSettings
 
 
@@ -88,32 +87,6 @@ class ClusterIndex(Router, Index):
             raise RuntimeError("Index is not started")
         return cast(aioredis.Redis, self._client)
 
-    def _combine(self, topology: Topology, metas: dict[str, IndexMeta]) -> IndexMeta:
-        stale = any(
-            metas[n.tag].epoch is not None and metas[n.tag].slots != n.fp for n in topology.nodes
-        )
-        if stale and not topology.fresh:
-            raise Moved("a node's meta was written for other slots")
-        return IndexMeta.combine(metas, topology.slots, self.layout)
-
-    @staticmethod
-    def _epochs(epoch: str, topology: Topology) -> dict[str, str]:
-        epochs = dict(part.split("=", 1) for part in epoch.split(",") if "=" in part)
-        if set(epochs) != {n.tag for n in topology.nodes}:
-            raise IndexDiverged("DIVERGED the cluster's masters changed")
-        return epochs
-
-    def _ref_node(self, topology: Topology, ref: str) -> int:
-        return topology.node_of_slot(key_slot(f"{self.prefix}:ref:{{{ref}}}".encode()))
-
-    def _split_counters(
-        self, topology: Topology, counters: Mapping[tuple[str, str], int] | None
-    ) -> list[str]:
-        per: list[dict[tuple[str, str], int]] = [{} for _ in topology.nodes]
-        for (ref, name), n in (counters or {}).items():
-            per[self._ref_node(topology, ref)][(ref, name)] = n
-        return [progress_arg(c) for c in per]
-
     def _key_node(self, topology: Topology, changelog_key: bytes) -> int:
         account, contact = orjson.loads(changelog_key)[:2]
         return topology.node_of(self.locate(str(account), str(contact))[0])
@@ -129,7 +102,7 @@ class ClusterIndex(Router, Index):
                 n.tag: IndexMeta.from_flat([as_bytes(x) for kv in r.items() for x in kv])
                 for n, r in zip(topology.nodes, raw, strict=True)
             }
-            return self._combine(topology, metas)
+            return topology.combine(metas, self.layout)
 
         return await self._routed(op, META_AGE_S)
 
@@ -155,7 +128,7 @@ class ClusterIndex(Router, Index):
                 metas[n.tag] = IndexMeta.from_flat(flat)
                 for i, v in zip(positions, found, strict=True):
                     values[i] = v or None
-            return self._combine(topology, metas), values
+            return topology.combine(metas, self.layout), values
 
         return await self._routed(op)
 
@@ -201,7 +174,7 @@ class ClusterIndex(Router, Index):
                     got = [(eid, kv[1]) for eid, kv in node_adds]
                     adds += got
                     seen[node.tag] = got[-1][0] if got else versions[node.tag]
-            meta = self._combine(topology, metas)
+            meta = topology.combine(metas, self.layout)
             if versions is None:
                 return LookupResult(meta, hits, None, None)
             # A node the position does not name (new since the filter was built) is left
@@ -337,7 +310,7 @@ class ClusterIndex(Router, Index):
         expiry: Sequence[tuple[bytes, int | None]] = (),
     ) -> None:
         async def op(topology: Topology) -> None:
-            epochs = self._epochs(epoch, topology)
+            epochs = topology.epochs(epoch)
             nodes = topology.nodes
             contacts: list[list[Any]] = [[] for _ in nodes]
             blobs = [bytearray() for _ in nodes]
@@ -349,7 +322,7 @@ class ClusterIndex(Router, Index):
             expiries: list[list[tuple[bytes, int | None]]] = [[] for _ in nodes]
             for key, ms in expiry:
                 expiries[self._key_node(topology, key)].append((key, ms))
-            progress = self._split_counters(topology, counters)
+            progress = topology.split_counters(self.prefix, counters)
             calls = []
             for k, n in enumerate(nodes):
                 args: list[Any] = [
@@ -385,7 +358,7 @@ class ClusterIndex(Router, Index):
         expiry: Sequence[tuple[bytes, int | None]] = (),
     ) -> None:
         async def op(topology: Topology) -> None:
-            epochs = self._epochs(epoch, topology)
+            epochs = topology.epochs(epoch)
             nodes = topology.nodes
             per: list[list[Any]] = [[] for _ in nodes]
             expiries: list[list[tuple[bytes, int | None]]] = [[] for _ in nodes]
@@ -400,7 +373,7 @@ class ClusterIndex(Router, Index):
             if not aligned:
                 for key, ms in expiry:
                     expiries[self._key_node(topology, key)].append((key, ms))
-            progress = self._split_counters(topology, counters)
+            progress = topology.split_counters(self.prefix, counters)
             calls = []
             for k, n in enumerate(nodes):
                 args: list[Any] = [

@@ -33,7 +33,8 @@ from redis.exceptions import (
 
 from dnc.errors import ConfigurationError, IndexDiverged, IndexUnavailable
 from dnc.index.connections import connection_options
-from dnc.index.meta import script_error
+from dnc.index.layout import progress_arg
+from dnc.index.meta import IndexMeta, script_error
 
 SLOTS = 16384
 NO_NODE = 255
@@ -92,6 +93,31 @@ class Topology:
         if k == NO_NODE:
             raise IndexUnavailable(f"redis cluster: no node serves slot {slot}")
         return k
+
+    def combine(self, metas: dict[str, IndexMeta], layout: str) -> IndexMeta:
+        """The index's meta from each node's (by tag), read on this map."""
+        stale = any(
+            metas[n.tag].epoch is not None and metas[n.tag].slots != n.fp for n in self.nodes
+        )
+        if stale and not self.fresh:
+            raise Moved("a node's meta was written for other slots")
+        return IndexMeta.combine(metas, self.slots, layout)
+
+    def epochs(self, epoch: str) -> dict[str, str]:
+        """Each node's epoch in the index's (``tag=epoch,...``): the nodes must be ours."""
+        epochs = dict(part.split("=", 1) for part in epoch.split(",") if "=" in part)
+        if set(epochs) != {n.tag for n in self.nodes}:
+            raise IndexDiverged("DIVERGED the cluster's masters changed")
+        return epochs
+
+    def split_counters(
+        self, prefix: str, counters: Mapping[tuple[str, str], int] | None
+    ) -> list[str]:
+        """Progress counters per node (a ref's hash lives in the slot of its own tag)."""
+        per: list[dict[tuple[str, str], int]] = [{} for _ in self.nodes]
+        for (ref, name), n in (counters or {}).items():
+            per[self.node_of_slot(key_slot(f"{prefix}:ref:{{{ref}}}".encode()))][(ref, name)] = n
+        return [progress_arg(c) for c in per]
 
 
 class Topologies:

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from dnc.api.view import history, store
-from dnc.api.view.listview import decode_history_cursor, encode_cursor
+from dnc.api.view.pages import decode_history_cursor, encode_cursor
 from dnc.api.view.query import EntryQuery
 from dnc.domain.entries import Entry, EntryKey, Source
 from dnc.domain.timestamps import format_ms

@@ -12,7 +12,8 @@ import pytest
 
 from dnc.api.routes.check import verdict
 from dnc.api.view import store
-from dnc.api.view.listview import decode_cursor, encode_cursor, view_file
+from dnc.api.view.listview import view_file
+from dnc.api.view.pages import decode_cursor, encode_cursor
 from dnc.api.view.query import EntryQuery
 from dnc.domain.entries import Entry, EntryKey, Source
 from dnc.domain.timestamps import format_ms

@@ -24,7 +24,7 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from dnc.domain.channels import check_channel_for_contact, parse_channel
-from dnc.domain.contacts import ContactKind, normalise_contact, normalise_sender
+from dnc.domain.contacts import normalise_contact, normalise_sender
 from dnc.domain.entries import Command, EntryKey, Op, Source
 from dnc.domain.events import InboundMessage, JourneyAction, UrlUnsubscribe, parse_record
 from dnc.domain.keywords import KeywordAction, KeywordMatcher, fold_keyword
@@ -265,6 +265,3 @@ class Ingest(PipelineRole):
 
 def _position(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
     return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
-
-
-__all__ = ["ContactKind", "Ingest"]

@@ -329,4 +329,4 @@ def _history_key(key: EntryKey, hid: str) -> bytes:
     return orjson.dumps([key.account, key.contact, key.channel, key.sender, hid])
 
 
-__all__ = ["Contact", "Contacts", "Evaluated", "Evaluator", "is_token", "paused_gc"]
+__all__ = ["Contact", "Contacts", "Evaluated", "Evaluator", "paused_gc"]

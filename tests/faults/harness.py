@@ -677,7 +677,7 @@ class Workload:
     async def _count_opt_outs(self, report: Report) -> None:
         s = self.settings
         # In the index: every opt-out, eventually (the index may be rebuilding).
-        missing = await missing_in_index(s, self._index._redis_url, list(self.stop_sent))
+        missing = await missing_in_index(s, self._index.redis_url, list(self.stop_sent))
         report.opt_outs_missing_in_index = len(missing)
         # In the changelog: exactly one add per opt-out.
         adds = await adds_in_changes(s)

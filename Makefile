@@ -22,8 +22,8 @@ export DNC_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(or $(DNC_KAFKA_PORT),19092)
 export DNC_REDIS_URL ?= redis://127.0.0.1:$(or $(DNC_REDIS_PORT),16379)/0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all deps up down up-cluster down-cluster run topics test test-unit test-integration \
-        test-cluster test-e2e test-faults test-faults-short lint fmt types schemas bench clean \
+.PHONY: all deps up down up-cluster down-cluster run topics test test-unit test-deploy \
+        test-integration test-cluster test-e2e test-faults lint fmt types schemas bench clean \
         tools helm
 
 all: lint types test
@@ -54,7 +54,7 @@ tools:
 	    || { echo "apt-get install $$pkg failed"; exit 1; }; \
 	done
 
-# helm, for the offline chart tests (tests/unit/test_deploy_files.py). No binary download is
+# helm, for the offline chart tests (tests/deploy/test_deploy_files.py). No binary download is
 # reachable here, so it is built from the Go module proxy (Go >= 1.26; ~2-3 min once per
 # machine, then a no-op).
 HELM_VERSION := v3.22.0
@@ -100,6 +100,7 @@ run: up
 lint: deps
 	$(BIN)/ruff check services tests benchmarks
 	$(BIN)/ruff format --check services tests benchmarks
+	$(BIN)/lint-imports
 
 fmt: deps
 	$(BIN)/ruff format services tests benchmarks
@@ -111,18 +112,24 @@ types: deps
 schemas: deps
 	$(BIN)/dnc schemas write
 
-# Every test: unit, integration (real Kafka + Redis, then again on the Redis Cluster),
-# browser, and the short fault suite.
+# Every test: unit, deploy files, integration (real Kafka + Redis, then again on the Redis
+# Cluster), browser, and the short fault suite. Plain `pytest` collects the same tiers.
 test: up up-cluster tools helm
 	$(BIN)/pytest tests/unit -q
+	$(BIN)/pytest tests/deploy -q
 	$(BIN)/pytest tests/integration -q -p no:cacheprovider --require-integration
 	$(CLUSTER_TEST_ENV) $(BIN)/pytest tests/integration -q -p no:cacheprovider \
 	  --require-integration $(CLUSTER_DESELECT)
 	$(BIN)/pytest tests/e2e -q -p no:cacheprovider
 	$(BIN)/pytest tests/faults -q -p no:cacheprovider -m "not long"
 
-test-unit: deps helm
+# Pure logic: no services, no helm.
+test-unit: deps
 	$(BIN)/pytest tests/unit -q
+
+# The deploy files, offline (helm renders the chart).
+test-deploy: deps helm
+	$(BIN)/pytest tests/deploy -q
 
 test-integration: up tools
 	$(BIN)/pytest tests/integration -q --require-integration

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.bench_check --rate 500 --seconds 30
 
-Starts ``dnc indexer`` and ``dnc api`` as processes in a namespace of their own, loads
+Starts ``dnc listwriter`` and ``dnc api`` as processes in a namespace of their own, loads
 ``--entries`` entries through the list writer, then sends checks open-loop (request i is
 due at start + i / rate, whatever happened to the ones before) over keep-alive
 connections. Latency is counted from the moment a request was due, so a stalled server
@@ -19,24 +19,25 @@ import shutil
 import statistics
 import time
 
+from tests.ports import free_port
+
 from benchmarks.common import (
     bench_settings,
     create_topics,
     drop_run,
-    free_port,
     new_run_id,
     role_process,
 )
-from dnc.api.writer import CommandWriter
-from dnc.entries import Command, EntryKey, Op, Source
-from dnc.index import Index
+from dnc.api.commands import CommandWriter
+from dnc.domain.entries import Command, EntryKey, Op, Source
+from dnc.index import make_index
 from dnc.settings import ApiKey, ApiSettings, Settings
 
 SECRET = "bench-check-key"
 
 
 async def _load_entries(settings: Settings, n: int) -> None:
-    index = Index(settings.index, settings.redis_url)
+    index = make_index(settings)
     writer = CommandWriter(settings, index)
     await index.start()
     await writer.start()
@@ -156,7 +157,7 @@ async def _run(args: argparse.Namespace) -> None:
     )
     await create_topics(settings)
     try:
-        with role_process(settings, "indexer"), role_process(settings, "api"):
+        with role_process(settings, "listwriter"), role_process(settings, "api"):
             await _load_entries(settings, args.entries)
             await _wait_ready(port)
             await _measure(port, args, warmup=True)

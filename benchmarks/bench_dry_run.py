@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.bench_dry_run --audience 1000000 --entries 200000
 
-Starts ``dnc indexer`` and ``dnc api`` as processes in a namespace of their own, loads
+Starts ``dnc listwriter`` and ``dnc api`` as processes in a namespace of their own, loads
 ``--entries`` entries through the list writer, then times ``POST /v1/audience/dry-run``
 for an audience of ``--audience`` contacts (5% of them on the list, the rest French
 mobile numbers no list holds), sent as a CSV file (as the CLI and the page send it) and
@@ -23,18 +23,18 @@ from typing import Any
 
 import httpx
 import orjson
+from tests.ports import free_port
 
 from benchmarks.common import (
     bench_settings,
     create_topics,
     drop_run,
-    free_port,
     new_run_id,
     role_process,
 )
-from dnc.api.writer import CommandWriter
-from dnc.entries import Command, EntryKey, Op, Source
-from dnc.index import Index
+from dnc.api.commands import CommandWriter
+from dnc.domain.entries import Command, EntryKey, Op, Source
+from dnc.index import make_index
 from dnc.settings import ApiKey, ApiSettings, Settings
 
 SECRET = "bench-dry-run-key"
@@ -47,7 +47,7 @@ def listed(i: int) -> EntryKey:
 
 
 async def _load_entries(settings: Settings, n: int) -> float:
-    index = Index(settings.index, settings.redis_url)
+    index = make_index(settings)
     writer = CommandWriter(settings, index)
     await index.start()
     await writer.start()
@@ -133,7 +133,7 @@ async def _run(args: argparse.Namespace) -> None:
     csv = ("\n".join(contacts) + "\n").encode()
     await create_topics(settings)
     try:
-        with role_process(settings, "indexer"), role_process(settings, "api"):
+        with role_process(settings, "listwriter"), role_process(settings, "api"):
             loaded = await _load_entries(settings, args.entries)
             print(f"loaded {args.entries:,} entries through the list writer in {loaded:.1f} s")
             async with httpx.AsyncClient(

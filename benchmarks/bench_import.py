@@ -1,11 +1,11 @@
 """A 15 MB CSV through the real import flow: analyze, start, wait until finished (every
 entry effective at the gate), timed from the first byte of the upload.
 
-    .venv/bin/python -m benchmarks.bench_import                 # API + indexer processes
+    .venv/bin/python -m benchmarks.bench_import                 # API + list writer processes
     .venv/bin/python -m benchmarks.bench_import --profile DIR   # + pyinstrument of both
     .venv/bin/python -m benchmarks.bench_import --py-spy DIR    # + py-spy (raw) of both
 
-The API (``dnc api``, with its list view) and the list writer (``dnc indexer``) run as
+The API (``dnc api``, with its list view) and the list writer (``dnc listwriter``) run as
 processes of their own, in a namespace of their own, against the local Kafka and Redis;
 the client talks HTTP to the API like the CLI does. The file is deterministic: ~90%
 phone numbers written in international format, ~10% e-mail addresses, a few senders and
@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tests.ports import free_port
 
-from benchmarks.common import ROOT, bench_settings, create_topics, drop_run, free_port, new_run_id
+from benchmarks.common import ROOT, bench_settings, create_topics, drop_run, new_run_id
 from benchmarks.common import settings_env as base_env
 from dnc.settings import ApiKey, ApiSettings, Settings
 
@@ -114,7 +115,7 @@ def start_role(
     settings: Settings, role: str, log_dir: Path, profile: Path | None
 ) -> subprocess.Popen[bytes]:
     log = (log_dir / f"{role}.log").open("ab")
-    name = role.rstrip("0123456789")  # indexer1, indexer2… are more list writers
+    name = role.rstrip("0123456789")  # listwriter1, listwriter2… are more list writers
     command = [sys.executable, "-m", "dnc", name]
     if profile is not None:
         out = profile / f"{role}.txt"
@@ -162,7 +163,7 @@ async def run(args: argparse.Namespace, run_id: str, work: Path) -> dict[str, An
     )
     await create_topics(settings)
     profile = Path(args.profile) if args.profile else None
-    roles = ["api"] + [f"indexer{i}" if i else "indexer" for i in range(args.indexers)]
+    roles = ["api"] + [f"listwriter{i}" if i else "listwriter" for i in range(args.list_writers)]
     procs = {role: start_role(settings, role, work, profile) for role in roles}
     spies = []
     if args.py_spy:
@@ -175,7 +176,7 @@ async def run(args: argparse.Namespace, run_id: str, work: Path) -> dict[str, An
             base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=120
         ) as client:
             await wait_ready(client)
-            await asyncio.sleep(2)  # let the indexer take its partitions
+            await asyncio.sleep(2)  # let the list writers take their partitions
             marks: list[tuple[str, float, dict[str, float]]] = []
 
             def mark(name: str) -> None:
@@ -267,7 +268,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=float, default=15.0, help="file size (default 15)")
     parser.add_argument("--accounts", type=int, default=1, choices=(1, 2))
-    parser.add_argument("--indexers", type=int, default=1, help="list writer processes")
+    parser.add_argument("--list-writers", type=int, default=1, help="list writer processes")
     parser.add_argument("--profile", help="directory for pyinstrument reports of both roles")
     parser.add_argument("--py-spy", help="directory for py-spy raw profiles of both roles")
     parser.add_argument("--dir", help="work directory (file, logs, view)")

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import phonenumbers
 
-from dnc import contacts
-from dnc.contacts import destination_key
+from dnc.domain import contacts
+from dnc.domain.contacts import destination_key
 
 CANONICAL = ["441234567890", "12025550143", "4915112345678", "33612345678", "61412345678"]
 FORMATTED = ["+44 1234 567890", "+1 202 555 0143", "0049 151 12345678", "+33 6 12 34 56 78"]

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import orjson
 
-from dnc.api import view_store as store
-from dnc.api.query import EntryQuery
-from dnc.contactids import ContactIds
-from dnc.entries import EntryKey
-from dnc.timestamps import format_ms
+from dnc.api.view import store
+from dnc.api.view.query import EntryQuery
+from dnc.domain.contactids import ContactIds
+from dnc.domain.entries import EntryKey
+from dnc.domain.timestamps import format_ms
 
 ACCOUNTS = [("acme", 0.7), ("acme-eu", 0.2), ("beta", 0.1)]
 SENDERS = [f"sender{i}" for i in range(40)] + ["447700900001", "news@acme.com"]

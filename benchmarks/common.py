@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import uuid
@@ -26,12 +25,12 @@ import orjson
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
 
-from dnc.entries import Command, EntryKey, Op, Source
-from dnc.index import Layout
-from dnc.kafka import ensure_topics
+from dnc.domain.entries import Command, EntryKey, Op, Source
+from dnc.domain.timestamps import format_ms
+from dnc.index.layout import Layout
+from dnc.kafka.clients import ensure_topics
 from dnc.settings import GateSettings, IndexSettings, Settings, TopicLayout, Topics
 from dnc.settings import IndexSettings as _IndexSettings
-from dnc.timestamps import format_ms
 
 # Benchmarks run without privacy keys, like the roles they start.
 _LAYOUT = Layout(_IndexSettings())
@@ -101,25 +100,9 @@ def bench_settings(
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a child process (or ``dnc <role>``) see these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DNC_")}
-    data = settings.model_dump(mode="json")
-    data["api"]["unsubscribe_keys"] = []
-    for name, value in data.items():
-        key = f"DNC_{name.upper()}"
-        if isinstance(value, dict) and name != "channel_signals":
-            for sub, subvalue in value.items():
-                env[f"{key}__{sub.upper()}"] = (
-                    subvalue if isinstance(subvalue, str) else orjson.dumps(subvalue).decode()
-                )
-        elif value is not None:
-            env[key] = value if isinstance(value, str) else orjson.dumps(value).decode()
+    env.update(settings.as_env())
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager

@@ -1,5 +1,5 @@
 """Opt-out → effective: a STOP is produced on ``dnc.inbound-messages`` while ``dnc
-ingest``, ``dnc indexer`` and ``dnc gate`` run as processes of their own and the gate
+ingest``, ``dnc listwriter`` and ``dnc gate`` run as processes of their own and the gate
 carries outbound traffic at a given rate; from then on every tick also sends a probe
 message to that contact. A sample's latency runs from just before the STOP's produce call
 to the ``CreateTime`` of the first blocked probe, which the gate's producer stamps when the

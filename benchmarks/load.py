@@ -13,8 +13,9 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from benchmarks.common import entry_added_at, entry_contact
-from dnc.entries import Source
-from dnc.index import CHANNEL_CODE, SEP, SOURCE_CODE, Index
+from dnc.domain.entries import Source
+from dnc.index import make_index
+from dnc.index.layout import CHANNEL_CODE, SEP, SOURCE_CODE
 from dnc.settings import Settings
 
 _BATCH_BYTES = 1024 * 1024
@@ -71,7 +72,7 @@ async def load_index_directly(
     writer uses, and mark every changelog partition as applied up to offset 0 (the
     changelog of this list is empty). The additions stream is left out: a gate that
     starts later builds its filter from the lookup sets. A single Redis only."""
-    index = Index(settings.index, settings.redis_url)
+    index = make_index(settings)
     await index.start()
     parts = settings.topic_layout.list_partitions
     started = time.perf_counter()

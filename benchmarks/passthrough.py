@@ -14,9 +14,9 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from dnc import kafka
-from dnc.kafka import BatchWriter, Sent
-from dnc.pipeline import TransactionalPipeline
+from dnc.kafka import clients as kafka
+from dnc.kafka.clients import BatchWriter, Sent
+from dnc.kafka.pipeline import TransactionalPipeline
 from dnc.settings import Settings
 
 

@@ -10,7 +10,7 @@ Everything runs in a namespace of its own (topics, consumer groups, transactiona
 Redis prefix) that is deleted at the end. What each figure measures:
 
 - rebuild: ``--entries`` changelog records (the list writer's own key/value format) are
-  bulk-produced to ``dnc.changes``, then a ``dnc indexer`` starts on the empty index and
+  bulk-produced to ``dnc.changes``, then a ``dnc listwriter`` starts on the empty index and
   is timed until every partition has caught up (``benchmarks.worker rebuild``);
 - memory: that index, by ``MEMORY USAGE`` of its keys and by the ``used_memory`` delta;
 - throughput: ``--messages`` outbound messages (5% to listed contacts) are produced once;
@@ -99,7 +99,7 @@ class Bench:
         rebuild = await run_child_async(self.settings(size, "rebuild"), "rebuild")
         after = await memory.used_memory(s.redis_url)
         return {
-            "how": "changelog + indexer catch-up",
+            "how": "changelog + list writer catch-up",
             "produce_seconds": produced,
             "rebuild": rebuild,
             "used_memory_delta": after - before,
@@ -149,7 +149,7 @@ class Bench:
         rate = capacity / 2
         self.log(f"latency: roles up, traffic at {kmsg(rate)}")
         logs = ARTIFACTS / self.run_id / "logs"
-        with latency.roles(s, logs, "indexer", "ingest", "gate"):
+        with latency.roles(s, logs, "listwriter", "ingest", "gate"):
             ready = await latency.wait_ready(s)
             result = await latency.measure(
                 s, rate, self.args.latency_samples, self.args.latency_spacing
@@ -190,7 +190,7 @@ class Bench:
         out: dict[str, Any] = {}
         for name, argv in (
             ("import", ["-m", "benchmarks.bench_import"]),
-            ("import2", ["-m", "benchmarks.bench_import", "--indexers", "2"]),
+            ("import2", ["-m", "benchmarks.bench_import", "--list-writers", "2"]),
             ("check", ["-m", "benchmarks.bench_check", "--rate", "500", "--seconds", "30"]),
         ):
             script = ROOT / "benchmarks" / f"bench_{name.rstrip('2')}.py"
@@ -307,7 +307,7 @@ class Bench:
             Row(
                 f"rebuild {one} entries from dnc.changes into an empty Redis",
                 f"{rebuild['seconds']:.1f} s",
-                f"indexer start → all partitions caught up; indexer CPU "
+                f"list writer start → all partitions caught up; list writer CPU "
                 f"{rebuild['cpu_seconds']:.1f} s",
                 "≤ 30 s",
                 rebuild["seconds"] <= 30,

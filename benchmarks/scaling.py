@@ -24,7 +24,7 @@ from typing import Any
 from benchmarks.common import median, run_child_async
 from benchmarks.report import Row, kmsg
 from dnc.errors import IndexNotReady
-from dnc.gate import Gate
+from dnc.gate.role import Gate
 from dnc.settings import Settings
 
 SAMPLE_S = 0.005

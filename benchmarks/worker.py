@@ -30,8 +30,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from benchmarks.passthrough import Passthrough
 from dnc.errors import IndexNotReady
-from dnc.gate import Gate
-from dnc.indexer import Indexer
+from dnc.gate.role import Gate
+from dnc.listwriter.role import ListWriter
 from dnc.settings import Settings
 
 
@@ -105,15 +105,15 @@ async def _wait_index(gate: Gate) -> None:
 async def rebuild() -> dict[str, Any]:
     """Start a list writer on an empty index and time its catch-up with the changelog."""
     settings = Settings()
-    indexer = Indexer(settings)
+    writer = ListWriter(settings)
     parts = settings.topic_layout.list_partitions
     t0, c0 = time.perf_counter(), time.process_time()
-    await indexer.start()
-    task = asyncio.create_task(indexer.run())
+    await writer.start()
+    task = asyncio.create_task(writer.run())
     assigned: float | None = None
     try:
         while True:
-            owned = indexer.owned
+            owned = writer.owned
             if assigned is None and owned:
                 assigned = time.perf_counter()
             if len(owned) == parts and all(o.ready for o in owned.values()):
@@ -121,12 +121,12 @@ async def rebuild() -> dict[str, Any]:
                 break
             if task.done():
                 task.result()
-                raise RuntimeError("indexer stopped during catch-up")
+                raise RuntimeError("the list writer stopped during catch-up")
             await asyncio.sleep(0.01)
     finally:
-        indexer.request_stop()
+        writer.request_stop()
         await asyncio.gather(task, return_exceptions=True)
-        await indexer.stop()
+        await writer.stop()
     assert assigned is not None
     return {
         "seconds": t1 - t0,
@@ -147,24 +147,24 @@ async def commands() -> dict[str, Any]:
         ends = {tp.partition: off for tp, off in (await probe.end_offsets(tps)).items()}
     finally:
         await probe.stop()
-    indexer = Indexer(settings)
+    writer = ListWriter(settings)
     t0, c0 = time.perf_counter(), time.process_time()
-    await indexer.start()
-    task = asyncio.create_task(indexer.run())
+    await writer.start()
+    task = asyncio.create_task(writer.run())
     try:
         while True:
-            meta = await indexer.index.meta()
+            meta = await writer.index.meta()
             if all(meta.commands.get(p, 0) >= end for p, end in ends.items()):
                 t1, c1 = time.perf_counter(), time.process_time()
                 break
             if task.done():
                 task.result()
-                raise RuntimeError("indexer stopped")
+                raise RuntimeError("the list writer stopped")
             await asyncio.sleep(0.02)
     finally:
-        indexer.request_stop()
+        writer.request_stop()
         await asyncio.gather(task, return_exceptions=True)
-        await indexer.stop()
+        await writer.stop()
     return {"seconds": t1 - t0, "cpu_seconds": c1 - c0}
 
 

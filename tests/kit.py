@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import shutil
 import signal
@@ -32,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from dnc.kafka import ensure_topics, topic_specs
+from dnc.kafka.clients import ensure_topics, topic_specs
 from dnc.settings import IndexSettings, Settings, TopicLayout, Topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,20 +118,10 @@ def unique_settings(kafka: str, redis_url: str, **overrides: Any) -> Settings:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes a ``dnc`` process see exactly these settings."""
+    """The environment that makes a ``dnc`` process see exactly these settings (secrets
+    included): this process's environment, with the settings' ``DNC_*`` variables only."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DNC_")}
-    data = settings.model_dump(mode="json")
-    # model_dump hides secrets; a child process needs the real values.
-    data["api"]["unsubscribe_keys"] = [k.get_secret_value() for k in settings.api.unsubscribe_keys]
-    for name, value in data.items():
-        key = f"DNC_{name.upper()}"
-        if isinstance(value, dict) and name != "channel_signals":
-            for sub, subvalue in value.items():
-                env[f"{key}__{sub.upper()}"] = (
-                    subvalue if isinstance(subvalue, str) else orjson.dumps(subvalue).decode()
-                )
-        elif value is not None:
-            env[key] = value if isinstance(value, str) else orjson.dumps(value).decode()
+    env.update(settings.as_env())
     return env
 
 
@@ -301,13 +292,28 @@ async def reading(settings: Settings, *topics: str) -> AsyncIterator[list[Reader
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]], timeout: float = 20.0, what: str = "condition"
+    check: Callable[[], bool] | Callable[[], Awaitable[bool]],
+    timeout: float = 20.0,
+    what: str = "condition",
+    *,
+    unless: Callable[[], str | None] | None = None,
+    interval: float = 0.05,
 ) -> None:
+    """Poll ``check`` (sync or async) until it is true; fail after ``timeout`` seconds, or
+    at once when ``unless`` names a reason to stop waiting (a role that died)."""
     deadline = time.monotonic() + timeout
-    while not await check():
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        reason = unless() if unless is not None else None
+        if reason is not None:
+            raise AssertionError(f"{reason} while waiting for {what}")
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(interval)
 
 
 # --- roles ------------------------------------------------------------------------------
@@ -316,13 +322,13 @@ async def eventually(
 @contextlib.asynccontextmanager
 async def running(settings: Settings, *roles: str) -> AsyncIterator[dict[str, Any]]:
     """Run roles in this process (each `start`ed, `run` as a task, `stop`ped at the end)."""
-    from dnc.gate import Gate
-    from dnc.indexer import Indexer
-    from dnc.ingest import Ingest
+    from dnc.gate.role import Gate
+    from dnc.ingest.role import Ingest
+    from dnc.listwriter.role import ListWriter
 
     factories: dict[str, Callable[[Settings], Any]] = {
         "ingest": Ingest,
-        "indexer": Indexer,
+        "listwriter": ListWriter,
         "gate": Gate,
     }
     started: dict[str, Any] = {}

@@ -88,12 +88,14 @@ kafka_up() {
   # A broker keeps several files open per partition; test suites create many topics.
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   say "starting kafka on 127.0.0.1:$KAFKA_PORT (open files: $(ulimit -n))"
+  # Appended, so that a restarted broker's log keeps what happened before the restart.
+  printf '\n===== stack.sh: starting kafka at %s =====\n' "$(date -u +%FT%TZ)" >>"$KAFKA_DIR/logs/server.out"
   # setsid: the broker must outlive the shell that started it (make, CI step).
   setsid nohup java -Xms256m -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -Djava.awt.headless=true -Dlog4j2.configurationFile="$ROOT/deploy/kafka/log4j2.properties" \
     -Dkafka.logs.dir="$KAFKA_DIR/logs" \
     -cp "$KAFKA_DIR/libs/*" kafka.Kafka "$KAFKA_DIR/server.properties" \
-    >"$KAFKA_DIR/logs/server.out" 2>&1 </dev/null &
+    >>"$KAFKA_DIR/logs/server.out" 2>&1 </dev/null &
   echo $! >"$KAFKA_DIR/pid"
   for _ in $(seq 1 120); do
     port_open "$KAFKA_PORT" && { say "kafka is up"; return 0; }

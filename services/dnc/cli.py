@@ -1,7 +1,7 @@
 """``dnc``: the service's command line.
 
 Roles (each its own process, scaled by running more of them):
-``dnc ingest``, ``dnc indexer``, ``dnc gate``, ``dnc api``; ``dnc dev`` runs them all
+``dnc ingest``, ``dnc listwriter``, ``dnc gate``, ``dnc api``; ``dnc dev`` runs them all
 for local development. Operations: ``dnc topics ensure``, ``dnc schemas write|check``,
 ``dnc keys hash``. The list: ``dnc entries ...`` (a client of the HTTP API).
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import secrets
 import signal
 import subprocess
@@ -32,7 +31,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(keys_app, name="keys")
 
-ROLES = ("indexer", "ingest", "gate", "api")
+ROLES = ("listwriter", "ingest", "gate", "api")
 
 
 def _settings() -> Settings:
@@ -42,25 +41,25 @@ def _settings() -> Settings:
 @app.command()
 def ingest() -> None:
     """Opt-out events (inbound messages, URL unsubscribes, journey actions) → list commands."""
-    from dnc.ingest import Ingest
+    from dnc.ingest.role import Ingest
     from dnc.runtime import run_role
 
     raise typer.Exit(run_role(Ingest, _settings(), "ingest"))
 
 
 @app.command()
-def indexer() -> None:
+def listwriter() -> None:
     """List commands → changelog (dnc.changes) and the Redis index."""
-    from dnc.indexer import Indexer
+    from dnc.listwriter.role import ListWriter
     from dnc.runtime import run_role
 
-    raise typer.Exit(run_role(Indexer, _settings(), "indexer"))
+    raise typer.Exit(run_role(ListWriter, _settings(), "listwriter"))
 
 
 @app.command()
 def gate() -> None:
     """Outbound messages → allowed / blocked / dead-letter."""
-    from dnc.gate import Gate
+    from dnc.gate.role import Gate
     from dnc.runtime import run_role
 
     raise typer.Exit(run_role(Gate, _settings(), "gate"))
@@ -80,7 +79,7 @@ def dev(roles: list[str] = typer.Argument(None, help="roles to run (default: all
     """Run every role as its own process (local development); Ctrl-C stops them all."""
     settings = _settings()
     chosen = roles or list(ROLES)
-    log_dir = Path(os.environ.get("DNC_DEV_LOG_DIR", ".local/logs"))
+    log_dir = Path(settings.dev_log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     for role in chosen:
@@ -123,7 +122,7 @@ def dev(roles: list[str] = typer.Argument(None, help="roles to run (default: all
 @topics_app.command("ensure")
 def topics_ensure() -> None:
     """Create every contract topic that does not exist yet (idempotent)."""
-    from dnc.kafka import ensure_topics
+    from dnc.kafka.clients import ensure_topics
 
     created = asyncio.run(ensure_topics(_settings()))
     typer.echo(f"created: {', '.join(created)}" if created else "all topics exist")
@@ -132,7 +131,7 @@ def topics_ensure() -> None:
 @schemas_app.command("write")
 def schemas_write(out: Path = Path("schemas")) -> None:
     """Regenerate schemas/*.json from the event models."""
-    from dnc.schemas import write_schemas
+    from dnc.domain.schemas import write_schemas
 
     for path in write_schemas(out):
         typer.echo(f"wrote {path}")
@@ -141,7 +140,7 @@ def schemas_write(out: Path = Path("schemas")) -> None:
 @schemas_app.command("check")
 def schemas_check(out: Path = Path("schemas")) -> None:
     """Fail when schemas/ differs from the event models."""
-    from dnc.schemas import stale_schemas
+    from dnc.domain.schemas import stale_schemas
 
     stale = stale_schemas(out)
     if stale:
@@ -161,7 +160,7 @@ def keys_hash(
 
 
 def main() -> None:
-    from dnc.client_cli import entries_app
+    from dnc.client.app import entries_app
 
     app.add_typer(entries_app, name="entries", help="The list, through the HTTP API.")
     app()

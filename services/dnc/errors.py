@@ -67,7 +67,7 @@ class IndexNotReady(DncError):
 
 class IndexDiverged(DncError):
     """Redis holds older data than this process applied (restart that lost writes, or a
-    FLUSH). The indexer replays the changelog from what Redis says it has."""
+    FLUSH). The list writer replays the changelog from what Redis says it has."""
 
     retriable = True
 

@@ -7,12 +7,13 @@ Nested groups use ``__``: ``DNC_TOPICS__CHANGES=my.changes``,
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
+import orjson
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from dnc import keywords
+from dnc.domain import keywords
 
 
 class Topics(BaseModel):
@@ -146,8 +147,6 @@ class GateSettings(BaseModel):
     filter_enabled: bool = True
     filter_capacity: int = Field(default=2_000_000, ge=1000)
     filter_error_rate: float = Field(default=0.01, gt=0, lt=0.5)
-    # How long a gate in SYNCING state waits between checks of the index.
-    sync_poll_s: float = Field(default=0.05, gt=0)
 
 
 class ApiKey(BaseModel):
@@ -208,6 +207,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     metrics_port: Annotated[int | None, NoDecode] = None
+    # `dnc dev`: where each role's output goes (<dir>/<role>.log).
+    dev_log_dir: str = ".local/logs"
 
     @field_validator("metrics_port", mode="before")
     @classmethod
@@ -217,8 +218,40 @@ class Settings(BaseSettings):
     def group_id(self, role: str) -> str:
         return f"{self.app_id}.{role}"
 
+    def as_env(self) -> dict[str, str]:
+        """The ``DNC_*`` variables that make another process (a ``dnc`` role started by a
+        test, a benchmark or ``dnc dev``) build exactly these settings, secrets included."""
+        # In JSON mode model_dump hides every secret as "**********"; the other process
+        # needs the values.
+        data = _revealed(self.model_dump())
+        env: dict[str, str] = {}
+        for name, value in data.items():
+            key = f"DNC_{name.upper()}"
+            # Groups are nested models (DNC_<GROUP>__<FIELD>); channel_signals is a dict
+            # field of its own, given whole as JSON.
+            if isinstance(value, dict) and name != "channel_signals":
+                for sub, subvalue in value.items():
+                    env[f"{key}__{sub.upper()}"] = _env_value(subvalue)
+            elif value is not None:
+                env[key] = _env_value(value)
+        return env
+
     def transactional_id(self, role: str, topic: str, partition: int) -> str:
         # One transactional id per input partition: aiokafka speaks TxnOffsetCommit v0,
         # which has no consumer-group fencing (KIP-447), so zombie fencing relies on the
         # new owner of a partition re-using the id of the old one.
         return f"{self.app_id}.{role}.{topic}.{partition}"
+
+
+def _revealed(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {k: _revealed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_revealed(v) for v in value]
+    return value
+
+
+def _env_value(value: object) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value).decode()

@@ -161,7 +161,7 @@ async def stack(
     )
     await kit.create_topics(settings)
     try:
-        async with kit.running(settings, "ingest", "indexer", "gate"):
+        async with kit.running(settings, "ingest", "listwriter", "gate"):
             context = ApiContext.build(settings)
             await context.start()
             sock = _free_socket()

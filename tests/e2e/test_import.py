@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from playwright.async_api import Page, expect
 
+from tests.apikit import gate_verdicts
 from tests.e2e.conftest import Tenant, csv_bytes, rows, screenshot_path, sign_in
-from tests.integration.test_api_kit import gate_verdicts
 from tests.kit import outbound
 
 FILE = csv_bytes(

@@ -5,8 +5,8 @@ restart included). Run as ``python -m tests.faults.broken_gate``; never used oth
 from __future__ import annotations
 
 from dnc.cli import app
-from dnc.gate import Gate
-from dnc.index import IndexMeta
+from dnc.gate.role import Gate
+from dnc.index.meta import IndexMeta
 
 
 def _trust_anything(self: Gate, meta: IndexMeta) -> None:

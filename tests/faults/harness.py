@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,15 +41,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from dnc.errors import DncError
-from dnc.index import Index
-from dnc.kafka import ensure_topics
+from dnc.index import SingleIndex
+from dnc.kafka.clients import ensure_topics
 from dnc.settings import ApiSettings, Settings
-from tests.kit import ROOT, Process, inbound, outbound, settings_env
+from tests.kit import ROOT, Process, eventually, inbound, outbound, settings_env
 
 ACCOUNT = "acme"
 SENDER = "ACME"
 OTHER_SENDER = "OTHER"
-ROLES = ("ingest", "indexer", "gate")
+ROLES = ("ingest", "listwriter", "gate")
 ARTIFACTS = ROOT / "artifacts"
 
 # Scenario results, collected for the summary table and artifacts/faults.json.
@@ -403,7 +403,7 @@ class Workload:
         self.events: list[tuple[str, float]] = []
         self._producer: AIOKafkaProducer | None = None
         self._futures: list[tuple[Sent, asyncio.Future[Any]]] = []
-        self._index = Index(settings.index, watch_redis_url)
+        self._index = SingleIndex(settings.index, watch_redis_url)
         self._tasks: list[asyncio.Task[None]] = []
         self._traffic_on = asyncio.Event()
         self._closing = False
@@ -432,7 +432,11 @@ class Workload:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._producer is not None:
-            await self._producer.stop()
+            # Bounded: with a broker that is down, stop() waits for undeliverable batches.
+            try:
+                await asyncio.wait_for(self._producer.stop(), 30)
+            except TimeoutError:
+                print(f"[faults] {self.name}: the workload producer did not close in 30s")
         await self._index.stop()
 
     def event(self, what: str) -> None:
@@ -458,7 +462,7 @@ class Workload:
             await asyncio.sleep(every_s)
 
     async def wait_effective(self, contacts: Sequence[str], timeout: float = 60) -> None:
-        await until(
+        await eventually(
             lambda: all(c in self.effective for c in contacts),
             timeout,
             f"opt-outs of {len(contacts)} contacts to become effective",
@@ -566,7 +570,9 @@ class Workload:
         return [m for m, s in self.sent.items() if not s.failed and m not in self.decided]
 
     async def wait_decided(self, timeout: float) -> None:
-        await until(lambda: not self.undecided(), timeout, "every outbound message to be decided")
+        await eventually(
+            lambda: not self.undecided(), timeout, "every outbound message to be decided"
+        )
 
     def decided_between(self, produced_after: float, seen_before: float) -> list[str]:
         """Messages sent after `produced_after` that were decided (seen on an output
@@ -589,7 +595,7 @@ class Workload:
 
     async def resumed(self, since: float, timeout: float, what: str) -> float:
         """Wait until a message sent after `since` is decided; when that happened."""
-        await until(lambda: self.first_decision_after(since) is not None, timeout, what)
+        await eventually(lambda: self.first_decision_after(since) is not None, timeout, what)
         first = self.first_decision_after(since)
         assert first is not None
         return first
@@ -675,7 +681,7 @@ class Workload:
     async def _count_opt_outs(self, report: Report) -> None:
         s = self.settings
         # In the index: every opt-out, eventually (the index may be rebuilding).
-        missing = await missing_in_index(s, self._index._redis_url, list(self.stop_sent))
+        missing = await missing_in_index(s, self._index.redis_url, list(self.stop_sent))
         report.opt_outs_missing_in_index = len(missing)
         # In the changelog: exactly one add per opt-out.
         adds = await adds_in_changes(s)
@@ -696,7 +702,7 @@ async def missing_in_index(
 ) -> list[str]:
     """The contacts without their acme SMS/ACME entry in the index, after waiting up to
     `timeout` for them (the index may be rebuilding)."""
-    index = Index(settings.index, redis_url)
+    index = SingleIndex(settings.index, redis_url)
     await index.start()
     try:
 
@@ -735,22 +741,6 @@ def _record_offset(sent: Sent, fut: asyncio.Future[Any]) -> None:
         return
     md = fut.result()
     sent.partition, sent.offset = md.partition, md.offset
-
-
-async def until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = monotonic() + timeout
-    while not check():
-        if monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-async def until_async(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    deadline = monotonic() + timeout
-    while not await check():
-        if monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def prepare(settings: Settings) -> None:
@@ -829,7 +819,7 @@ async def scenario(
         load.traffic(True)
         await load.opt_out(first)
         await load.wait_effective(first, 120)
-        await until(lambda: len(load.decided) >= 20, 120, "the first decisions of the gate")
+        await eventually(lambda: len(load.decided) >= 20, 120, "the first decisions of the gate")
         spread = asyncio.create_task(load.opt_out_spread(rest, opt_out_every_s))
         yield run
         # The faults are over: the remaining opt-outs at once, then a little more traffic

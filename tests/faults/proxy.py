@@ -22,7 +22,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from tests.faults.stack import free_port
+from tests.ports import free_port
 
 T = TypeVar("T")
 

@@ -44,11 +44,11 @@ from tests.faults.harness import (
     monotonic,
     rounds,
     scenario,
-    until,
-    until_async,
 )
 from tests.faults.proxy import ChaosProxy
-from tests.faults.stack import FaultStack, RedisServer, free_port, port_open
+from tests.faults.stack import FaultStack, RedisServer
+from tests.kit import eventually
+from tests.ports import free_port, port_open
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 
@@ -137,8 +137,8 @@ async def redis_restarted_empty(
                 await asyncio.sleep(run.rng.uniform(1.0, 3.0))
                 slow_rebuild = i % 2 == 0
                 if slow_rebuild:
-                    run.load.event("SIGSTOP indexer")
-                    run.roles["indexer"].pause()
+                    run.load.event("SIGSTOP listwriter")
+                    run.roles["listwriter"].pause()
                 t_kill = monotonic()
                 run.load.event("SIGKILL redis")
                 redis.kill()
@@ -147,8 +147,8 @@ async def redis_restarted_empty(
                 run.load.event("redis restarted empty")
                 if slow_rebuild:
                     await asyncio.sleep(2.0)
-                    run.load.event("SIGCONT indexer")
-                    run.roles["indexer"].resume()
+                    run.load.event("SIGCONT listwriter")
+                    run.roles["listwriter"].resume()
                 t_rebuild_possible = monotonic()
                 # Nothing sent after the kill may be decided before the index could be
                 # rebuilt (Redis down, then empty with its writer paused).
@@ -230,16 +230,16 @@ async def test_redis_paused_longer_than_timeouts(fault_stack: FaultStack, tmp_pa
 
 
 async def broker_restarts(stack: FaultStack, name: str, n: int) -> Report:
-    try:
-        async with scenario(
-            name,
-            stack.kafka,
-            roles_redis_url=stack.redis_url,
-            watch_redis_url=stack.redis_url,
-            planned_rounds=n,
-            decide_timeout_s=300,
-        ) as run:
-            downtimes, waits = [], []
+    async with scenario(
+        name,
+        stack.kafka,
+        roles_redis_url=stack.redis_url,
+        watch_redis_url=stack.redis_url,
+        planned_rounds=n,
+        decide_timeout_s=300,
+    ) as run:
+        downtimes, waits = [], []
+        try:
             for i in range(n):
                 await asyncio.sleep(run.rng.uniform(2.0, 4.0))
                 sig = signal.SIGKILL if i % 2 == 0 else signal.SIGTERM
@@ -257,12 +257,10 @@ async def broker_restarts(stack: FaultStack, name: str, n: int) -> Report:
                     t_up, 180, "the gate to resume after the broker restart"
                 )
                 waits.append(round(first - t_up, 1))
-            run.report.extra["broker_down_s"] = downtimes
-            run.report.extra["resumed_after_s"] = waits
-    finally:
-        if not port_open(stack.kafka_port):
-            await asyncio.to_thread(stack.start_kafka)
-            await stack.wait_kafka_ready()
+        finally:
+            await broker_running(stack)
+        run.report.extra["broker_down_s"] = downtimes
+        run.report.extra["resumed_after_s"] = waits
     return run.report
 
 
@@ -282,16 +280,16 @@ async def broker_lost_before_offset_commit(stack: FaultStack, workdir: Path, rol
     by itself, with nothing lost, duplicated or leaked."""
     marker = workdir / "broker-killed"
     name = f"broker-lost-before-offset-commit-{role}"
-    try:
-        async with scenario(
-            name,
-            stack.kafka,
-            roles_redis_url=stack.redis_url,
-            watch_redis_url=stack.redis_url,
-            planned_rounds=1,
-            decide_timeout_s=300,
-        ) as run:
-            proc = run.roles[role]
+    async with scenario(
+        name,
+        stack.kafka,
+        roles_redis_url=stack.redis_url,
+        watch_redis_url=stack.redis_url,
+        planned_rounds=1,
+        decide_timeout_s=300,
+    ) as run:
+        proc = run.roles[role]
+        try:
             run.roles.kill(role)
             proc.argv = [
                 *(sys.executable, "-m", "tests.faults.broker_dies_at"),
@@ -299,7 +297,9 @@ async def broker_lost_before_offset_commit(stack: FaultStack, workdir: Path, rol
                 *("--marker", str(marker), role),
             ]
             run.roles.restart(role)
-            await until(marker.exists, 120, f"the {role}'s first offset commit to kill the broker")
+            await eventually(
+                marker.exists, 120, f"the {role}'s first offset commit to kill the broker"
+            )
             t_down = monotonic()
             run.load.event("broker SIGKILL during the group-coordinator lookup")
             await asyncio.to_thread(stack.start_kafka)
@@ -309,10 +309,10 @@ async def broker_lost_before_offset_commit(stack: FaultStack, workdir: Path, rol
             first = await run.load.resumed(t_up, 180, "the gate to resume after the broker restart")
             run.report.extra["broker_down_s"] = round(t_up - t_down, 1)
             run.report.extra["resumed_after_s"] = round(first - t_up, 1)
-    finally:
-        if not port_open(stack.kafka_port):
-            await asyncio.to_thread(stack.start_kafka)
-            await stack.wait_kafka_ready()
+        finally:
+            # Whatever failed, the roles and the workload are stopped and counted against a
+            # running broker (against a dead one they would wait for it).
+            await broker_running(stack)
     log = proc.log_tail(100_000)
     # The fault must have hit the path it is about, and the role must have handled it by
     # replacing the producer (not by exiting and being restarted: assert_clean counts that).
@@ -321,7 +321,13 @@ async def broker_lost_before_offset_commit(stack: FaultStack, workdir: Path, rol
     return run.report
 
 
-@pytest.mark.parametrize("role", ["gate", "indexer"])
+async def broker_running(stack: FaultStack) -> None:
+    if not port_open(stack.kafka_port):
+        await asyncio.to_thread(stack.start_kafka)
+    await stack.wait_kafka_ready()
+
+
+@pytest.mark.parametrize("role", ["gate", "listwriter"])
 async def test_broker_lost_between_produce_and_offset_commit(
     fault_stack: FaultStack, tmp_path: Path, role: str
 ) -> None:
@@ -429,7 +435,7 @@ async def api_healthy(client: httpx.AsyncClient, timeout: float = 60) -> None:
         except httpx.TransportError:
             return False
 
-    await until_async(up, timeout, "the api to answer /healthz")
+    await eventually(up, timeout, "the api to answer /healthz")
 
 
 async def sigkill_api(stack: FaultStack, workdir: Path, name: str, n: int) -> Report:

@@ -13,15 +13,15 @@ from typing import Any
 import httpx
 import openpyxl
 import pytest
-from tests.integration.test_api_entries import seed
-from tests.integration.test_api_kit import SECRET_B, MakeSettings, api_client, api_settings, auth
-from tests.integration.test_cli import dnc  # noqa: F401 - the served `dnc` command
-from tests.kit import running
 
 from dnc.api import writes
 from dnc.api.context import ApiContext
-from dnc.entries import Command, EntryKey, Op, Source
-from dnc.timestamps import now_ms, parse_ts
+from dnc.domain.entries import Command, EntryKey, Op, Source
+from dnc.domain.timestamps import now_ms, parse_ts
+from tests.apikit import SECRET_B, MakeSettings, api_client, api_settings, auth
+from tests.integration.test_api_entries import seed
+from tests.integration.test_cli import dnc  # noqa: F401 - the served `dnc` command
+from tests.kit import running
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +61,7 @@ async def dry(client: httpx.AsyncClient, secret: str | None = None, **kw: Any) -
 
 async def test_json_audience(make_settings: MakeSettings, tmp_path: Path) -> None:
     settings = await api_settings(make_settings, tmp_path)
-    async with running(settings, "indexer"), api_client(settings) as (client, ctx):
+    async with running(settings, "listwriter"), api_client(settings) as (client, ctx):
         await seeded(ctx)
         contacts = [
             "+44 1234 567890",  # row 1: ALL
@@ -167,7 +167,7 @@ async def test_json_audience(make_settings: MakeSettings, tmp_path: Path) -> Non
 
 async def test_file_audience(make_settings: MakeSettings, tmp_path: Path) -> None:
     settings = await api_settings(make_settings, tmp_path)
-    async with running(settings, "indexer"), api_client(settings) as (client, ctx):
+    async with running(settings, "listwriter"), api_client(settings) as (client, ctx):
         await seeded(ctx)
         text = (
             "name;phone;channel\n"  # row 1: header

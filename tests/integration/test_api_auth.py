@@ -11,7 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.integration.test_api_kit import (
+
+from tests.apikit import (
     PHONE,
     SECRET_A,
     SECRET_B,
@@ -65,7 +66,7 @@ async def test_every_endpoint_needs_a_key_and_keeps_tenants_apart(
     make_settings: MakeSettings, tmp_path: Path
 ) -> None:
     settings = await api_settings(make_settings, tmp_path)
-    async with running(settings, "indexer"), api_client(settings) as (client, _):
+    async with running(settings, "listwriter"), api_client(settings) as (client, _):
         # "other" exists (key B put an entry there); "ghost" does not.
         await add(client, SECRET_B, contact=PHONE, accounts=["other"])
         await add(client, SECRET_A, contact=PHONE, accounts=["acme"])
@@ -103,7 +104,7 @@ async def test_operations_endpoints(
         r = await client.get("/readyz")  # no list writer yet: the index was never built
         assert r.status_code == 503
         assert "index" in r.json()["missing"]
-        async with running(settings, "indexer"):
+        async with running(settings, "listwriter"):
             ready = await _ready(client)
             assert ready.json()["checks"]["view"]["caught_up"] is True
 

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.test_api_kit import PHONE, MakeSettings, api_client, api_settings, auth
-from tests.kit import running
 
 from dnc.api import writes
-from dnc.entries import Command, EntryKey, Op, Source
-from dnc.timestamps import format_ms, parse_ts
+from dnc.domain.entries import Command, EntryKey, Op, Source
+from dnc.domain.timestamps import format_ms, parse_ts
+from tests.apikit import PHONE, MakeSettings, api_client, api_settings, auth
+from tests.kit import running
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ async def test_check_single_and_batch(make_settings: MakeSettings, tmp_path: Pat
         (k("acme-eu", "jane@example.com", "EMAIL", None), Source.URL_OPT_OUT, T0 + 6),
     ]
     commands = [Command([Op("add", key, src)], at, {"kind": "test"}) for key, src, at in rows]
-    async with running(settings, "indexer"), api_client(settings) as (client, ctx):
+    async with running(settings, "listwriter"), api_client(settings) as (client, ctx):
         assert (await writes.apply(ctx, commands, "seed")).effective
 
         async def check(**params: Any) -> dict[str, Any]:

@@ -8,7 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.test_api_kit import (
+
+from dnc.api import writes
+from dnc.api.context import ApiContext
+from dnc.domain.entries import Command, EntryKey, Op, Source
+from dnc.domain.timestamps import parse_ts
+from tests.apikit import (
     PHONE,
     MakeSettings,
     add,
@@ -19,11 +24,6 @@ from tests.integration.test_api_kit import (
     listing,
 )
 from tests.kit import eventually, outbound, running
-
-from dnc.api import writes
-from dnc.api.context import ApiContext
-from dnc.entries import Command, EntryKey, Op, Source
-from dnc.timestamps import parse_ts
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ async def test_add_is_effective_listed_and_blocks_and_adding_again_changes_nothi
     make_settings: MakeSettings, tmp_path: Path
 ) -> None:
     settings = await api_settings(make_settings, tmp_path)
-    async with running(settings, "indexer", "gate"), api_client(settings) as (client, _):
+    async with running(settings, "listwriter", "gate"), api_client(settings) as (client, _):
         first = await add(
             client,
             contact="+44 1234 567890",
@@ -120,7 +120,7 @@ async def test_filters_and_stable_pagination(make_settings: MakeSettings, tmp_pa
     rows += [
         (k("acme", f"4479000000{i:02d}", None, None), Source.IMPORT, T0 + 10) for i in range(20)
     ]
-    async with running(settings, "indexer"), api_client(settings) as (client, ctx):
+    async with running(settings, "listwriter"), api_client(settings) as (client, ctx):
         await seed(ctx, rows)
 
         async def contacts(**params: Any) -> list[str]:
@@ -193,7 +193,7 @@ async def test_remove_by_key_and_by_filter(make_settings: MakeSettings, tmp_path
         for i in range(6)
     ]
     rows.append((EntryKey("acme", PHONE, None, None), Source.MANUAL, T0 + 100))
-    async with running(settings, "indexer"), api_client(settings) as (client, ctx):
+    async with running(settings, "listwriter"), api_client(settings) as (client, ctx):
         await seed(ctx, rows)
         listed = (await listing(client))["entries"]
         assert len(listed) == 7
@@ -251,7 +251,7 @@ async def test_slow_list_writer_gets_202_then_the_follow_up_turns_effective(
         assert r.headers["location"] == follow_up
         assert (await client.get(follow_up, headers=auth())).json()["status"] == "pending"
 
-        async with running(settings, "indexer"):
+        async with running(settings, "listwriter"):
 
             async def effective() -> bool:
                 reply = await client.get(follow_up, headers=auth())
@@ -271,7 +271,7 @@ async def test_the_view_resumes_after_a_restart_and_rebuilds_a_lost_file(
     make_settings: MakeSettings, tmp_path: Path
 ) -> None:
     settings = await api_settings(make_settings, tmp_path)
-    async with running(settings, "indexer"):
+    async with running(settings, "listwriter"):
         async with api_client(settings) as (client, _):
             await add(client, contact=PHONE, accounts=["acme", "acme-eu"])
         restarted = ApiContext.build(settings)

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.test_api_imports import analyze, finished
-from tests.integration.test_api_kit import (
+
+from dnc.domain.timestamps import format_ms, now_ms, parse_ts
+from dnc.settings import ApiSettings, ExpirySettings, Settings
+from tests.apikit import (
     PHONE,
     SECRET_A,
     MakeSettings,
@@ -27,11 +29,9 @@ from tests.integration.test_api_kit import (
     key,
     listing,
 )
+from tests.integration.test_api_imports import analyze, finished
 from tests.integration.test_cli import dnc  # noqa: F401 - the served `dnc` command
 from tests.kit import outbound, running
-
-from dnc.settings import ApiSettings, ExpirySettings, Settings
-from dnc.timestamps import format_ms, now_ms, parse_ts
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +54,7 @@ async def test_an_entry_blocks_until_it_expires_then_leaves_the_list(
     make_settings: MakeSettings, tmp_path: Path
 ) -> None:
     settings = await expiring_settings(make_settings, tmp_path)
-    async with running(settings, "indexer", "gate"), api_client(settings) as (client, _):
+    async with running(settings, "listwriter", "gate"), api_client(settings) as (client, _):
         before = now_ms()
         month = await add(client, contact=PHONE, channel="SMS", ttl_days=30)
         month_entry = month["results"][0]["entry"]
@@ -134,7 +134,7 @@ async def test_bad_expiry_is_refused(
 
 async def test_import_with_an_expiry(make_settings: MakeSettings, tmp_path: Path) -> None:
     settings = await api_settings(make_settings, tmp_path)
-    async with running(settings, "indexer"), api_client(settings) as (client, _):
+    async with running(settings, "listwriter"), api_client(settings) as (client, _):
         data = f"{PHONE}\n{SOON}\n".encode()
         for options, field in (
             ({"expires_at": "2001-01-01T00:00:00Z"}, "expires_at"),

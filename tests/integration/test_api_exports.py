@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 import openpyxl
 import pytest
+
+from tests.apikit import SECRET_B, MakeSettings, api_client, api_settings, auth
 from tests.integration.test_api_imports import analyze, finished
-from tests.integration.test_api_kit import SECRET_B, MakeSettings, api_client, api_settings, auth
 from tests.kit import running
 
 pytestmark = pytest.mark.integration
@@ -31,7 +32,7 @@ ROWS = (
 @pytest.fixture
 async def client(make_settings: MakeSettings, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     settings = await api_settings(make_settings, tmp_path)
-    async with running(settings, "indexer"), api_client(settings) as (client, _):
+    async with running(settings, "listwriter"), api_client(settings) as (client, _):
         yield client
 
 

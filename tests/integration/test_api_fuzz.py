@@ -11,14 +11,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.integration.test_api_kit import (
+
+from tests.apikit import (
     SECRET_A,
     MakeSettings,
     api_settings,
-    free_port,
     served_api,
 )
 from tests.kit import running
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,7 @@ async def test_generated_requests_never_get_a_server_error(
     assert st, "schemathesis is a dev dependency: pip install -e '.[dev]'"
     port = free_port()
     settings = await api_settings(make_settings, tmp_path, port=port)
-    async with running(settings, "ingest", "indexer", "gate"), served_api(settings):
+    async with running(settings, "ingest", "listwriter", "gate"), served_api(settings):
         proc = await asyncio.create_subprocess_exec(
             st, "run", f"http://127.0.0.1:{port}/openapi.json",
             "--checks", "not_a_server_error",

@@ -18,8 +18,9 @@ import httpx
 import openpyxl
 import orjson
 import pytest
-from tests.integration.test_api_imports import analyze, finished
-from tests.integration.test_api_kit import (
+
+from dnc.settings import Settings
+from tests.apikit import (
     PHONE,
     SECRET_B,
     MakeSettings,
@@ -30,10 +31,9 @@ from tests.integration.test_api_kit import (
     gate_verdicts,
     listing,
 )
+from tests.integration.test_api_imports import analyze, finished
 from tests.integration.test_cli import dnc  # noqa: F401 - the served `dnc` command
 from tests.kit import inbound, outbound, produce, reading, running
-
-from dnc.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +81,7 @@ async def test_a_persons_history_with_every_cause(
     settings = await api_settings(make_settings, tmp_path)
     t = settings.topics
     async with (
-        running(settings, "ingest", "indexer", "gate"),
+        running(settings, "ingest", "listwriter", "gate"),
         api_client(settings) as (client, _),
     ):
         first = await add(client, contact=SHOWN, channel="SMS", sender="ACME")
@@ -175,7 +175,7 @@ async def test_export_with_the_history_of_the_exported_people(
     make_settings: MakeSettings, tmp_path: Path
 ) -> None:
     settings = await api_settings(make_settings, tmp_path)
-    async with running(settings, "indexer"), api_client(settings) as (client, _):
+    async with running(settings, "listwriter"), api_client(settings) as (client, _):
         await add(client, contact=PHONE, channel="SMS", sender=HOSTILE)
         await add(client, contact="447700900123")
         await add(client, contact="jane@example.com", accounts=["acme-eu"])
@@ -266,7 +266,7 @@ async def test_erasure_deletes_data_and_history_and_keeps_the_suppression(
     settings = await api_settings(make_settings, tmp_path)
     t = settings.topics
     async with (
-        running(settings, "ingest", "indexer", "gate"),
+        running(settings, "ingest", "listwriter", "gate"),
         api_client(settings) as (client, ctx),
     ):
         await add(client, contact=SHOWN, channel="SMS", sender="ACME", accounts=["acme", "acme-eu"])

@@ -15,7 +15,10 @@ import openpyxl
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from tests.integration.test_api_kit import (
+
+from dnc.domain.timestamps import now_ms
+from dnc.settings import Settings
+from tests.apikit import (
     SECRET_B,
     MakeSettings,
     api_client,
@@ -24,9 +27,6 @@ from tests.integration.test_api_kit import (
     gate_verdicts,
 )
 from tests.kit import outbound, reading, running
-
-from dnc.settings import Settings
-from dnc.timestamps import now_ms
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,10 @@ async def api(
     make_settings: MakeSettings, tmp_path: Path
 ) -> AsyncIterator[tuple[Settings, httpx.AsyncClient]]:
     settings = await api_settings(make_settings, tmp_path)
-    async with running(settings, "ingest", "indexer", "gate"), api_client(settings) as (client, _):
+    async with (
+        running(settings, "ingest", "listwriter", "gate"),
+        api_client(settings) as (client, _),
+    ):
         yield settings, client
 
 

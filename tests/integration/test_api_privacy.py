@@ -17,9 +17,11 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
-from tests.integration.test_api_history import live_records, records
-from tests.integration.test_api_imports import analyze, finished
-from tests.integration.test_api_kit import (
+
+from dnc.api.view.listview import view_file
+from dnc.domain.contactids import is_token
+from dnc.settings import ApiSettings, ConfirmationSettings, PrivacySettings, Settings
+from tests.apikit import (
     SECRET_A,
     MakeSettings,
     add,
@@ -29,11 +31,9 @@ from tests.integration.test_api_kit import (
     key,
     listing,
 )
+from tests.integration.test_api_history import live_records, records
+from tests.integration.test_api_imports import analyze, finished
 from tests.kit import inbound, outbound, produce, reading, running
-
-from dnc.api.view import view_file
-from dnc.contactids import is_token
-from dnc.settings import ApiSettings, ConfirmationSettings, PrivacySettings, Settings
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +65,7 @@ async def test_privacy_mode_end_to_end(make_settings: MakeSettings, tmp_path: Pa
     settings = await private_settings(make_settings, tmp_path)
     t = settings.topics
     async with (
-        running(settings, "ingest", "indexer", "gate"),
+        running(settings, "ingest", "listwriter", "gate"),
         api_client(settings) as (client, ctx),
     ):
         token = ctx.contacts.ids.token

@@ -11,7 +11,11 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from tests.integration.test_api_kit import (
+
+from dnc.api.app import create_app
+from dnc.domain.timestamps import now_ms
+from dnc.domain.unsubscribe import TokenSigner, UnsubscribeClaims
+from tests.apikit import (
     UNSUB_KEY,
     MakeSettings,
     api_client,
@@ -20,10 +24,6 @@ from tests.integration.test_api_kit import (
     listing,
 )
 from tests.kit import eventually, reading, running
-
-from dnc.api.app import create_app
-from dnc.timestamps import now_ms
-from dnc.unsubscribe import TokenSigner, UnsubscribeClaims
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ async def test_link_one_click_records_a_url_opt_out(
     make_settings: MakeSettings, tmp_path: Path
 ) -> None:
     settings = await api_settings(make_settings, tmp_path)
-    async with running(settings, "ingest", "indexer"), api_client(settings) as (client, ctx):
+    async with running(settings, "ingest", "listwriter"), api_client(settings) as (client, ctx):
         r = await client.post(
             "/v1/unsubscribe-links",
             json={

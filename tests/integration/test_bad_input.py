@@ -21,14 +21,14 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from tests.kit import inbound, is_confirmation, outbound, reading, running
 
 from dnc.settings import Settings
+from tests.kit import eventually, inbound, is_confirmation, outbound, reading, running
 
 pytestmark = pytest.mark.integration
 
 PHONE = "441234567890"
-ROLES = ("ingest", "indexer", "gate")
+ROLES = ("ingest", "listwriter", "gate")
 MakeSettings = Callable[..., Awaitable[Settings]]
 
 
@@ -183,19 +183,17 @@ def role_tasks() -> dict[str, asyncio.Task[Any]]:
     return {t.get_name(): t for t in asyncio.all_tasks() if t.get_name() in ROLES}
 
 
-async def wait_for(
-    check: Callable[[], Awaitable[bool]], tasks: dict[str, asyncio.Task[Any]], what: str
-) -> None:
-    """Wait for `check`, failing at once (with the cause) if a role stops."""
-    deadline = time.monotonic() + 60
-    while not await check():
+def a_role_stopped(tasks: dict[str, asyncio.Task[Any]]) -> Callable[[], str | None]:
+    """For ``eventually(unless=...)``: fail at once, with the cause, if a role stops."""
+
+    def reason() -> str | None:
         for name, task in tasks.items():
             if task.done():
                 exc = task.exception() if not task.cancelled() else None
-                raise AssertionError(f"the {name} role stopped while waiting for {what}: {exc!r}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
+                return f"the {name} role stopped ({exc!r})"
+        return None
+
+    return reason
 
 
 async def produce_raw(
@@ -254,13 +252,20 @@ async def test_garbage_on_every_input_topic_is_dead_lettered_and_the_roles_keep_
                 await dlq.poll(0.1)
                 return len(dlq.records) >= len(sent)
 
-            await wait_for(all_dead, tasks, f"{len(sent)} dead letters")
+            await eventually(
+                all_dead, 60, unless=a_role_stopped(tasks), what=f"{len(sent)} dead letters"
+            )
 
             async def four_changes() -> bool:
                 await changes.poll(0.1)
                 return len(changes.records) >= 4
 
-            await wait_for(four_changes, tasks, "the valid opt-outs after the garbage")
+            await eventually(
+                four_changes,
+                60,
+                unless=a_role_stopped(tasks),
+                what="the valid opt-outs after the garbage",
+            )
             await produce_raw(
                 settings,
                 t.outbound,
@@ -273,7 +278,12 @@ async def test_garbage_on_every_input_topic_is_dead_lettered_and_the_roles_keep_
                 await blocked.poll(0.1)
                 return len(_messages(allowed)) + len(blocked.records) >= 2
 
-            await wait_for(decided, tasks, "the valid outbound messages after the garbage")
+            await eventually(
+                decided,
+                60,
+                unless=a_role_stopped(tasks),
+                what="the valid outbound messages after the garbage",
+            )
             await dlq.settle(1.0)
 
     dead = dlq.values()
@@ -302,7 +312,7 @@ async def test_a_record_too_big_to_dead_letter_does_not_stop_the_gate(
     stop on it (it would retry it for ever and forward nothing else)."""
     t = settings.topics
     garbage = Garbage(random.Random(7).randbytes(800_000), "value")
-    async with running(settings, "indexer", "gate"):
+    async with running(settings, "listwriter", "gate"):
         tasks = role_tasks()
         async with reading(settings, t.allowed) as (allowed,):
             await produce_raw(settings, t.outbound, [garbage, Garbage(orjson.dumps(OUTBOUND), "")])
@@ -311,7 +321,12 @@ async def test_a_record_too_big_to_dead_letter_does_not_stop_the_gate(
                 await allowed.poll(0.1)
                 return bool(_messages(allowed))
 
-            await wait_for(forwarded, tasks, "the valid message after the big garbage")
+            await eventually(
+                forwarded,
+                60,
+                unless=a_role_stopped(tasks),
+                what="the valid message after the big garbage",
+            )
 
 
 async def test_a_huge_timestamp_does_not_stop_the_opt_out_consumer(settings: Settings) -> None:
@@ -320,7 +335,7 @@ async def test_a_huge_timestamp_does_not_stop_the_opt_out_consumer(settings: Set
     dead-letter it, not stop (every later opt-out would wait behind it)."""
     t = settings.topics
     huge = {**inbound("mo-huge", "441234567893", "STOP"), "received_at": "9" * 1_040_000}
-    async with running(settings, "ingest", "indexer"):
+    async with running(settings, "ingest", "listwriter"):
         tasks = role_tasks()
         async with reading(settings, t.changes) as (changes,):
             await produce_raw(
@@ -333,7 +348,12 @@ async def test_a_huge_timestamp_does_not_stop_the_opt_out_consumer(settings: Set
                 await changes.poll(0.1)
                 return any(orjson.loads(r.key)[1] == PHONE for r in changes.records)
 
-            await wait_for(opted_out, tasks, "the valid STOP after the huge one")
+            await eventually(
+                opted_out,
+                60,
+                unless=a_role_stopped(tasks),
+                what="the valid STOP after the huge one",
+            )
 
 
 async def test_a_message_too_big_to_wrap_does_not_stop_the_gate(settings: Settings) -> None:
@@ -353,7 +373,7 @@ async def test_a_message_too_big_to_wrap_does_not_stop_the_gate(settings: Settin
                 await chg.poll(0.1)
                 return bool(chg.records)
 
-            await wait_for(opted_out, tasks, "the opt-out")
+            await eventually(opted_out, 60, "the opt-out", unless=a_role_stopped(tasks))
             await produce_raw(
                 settings,
                 t.outbound,
@@ -365,7 +385,9 @@ async def test_a_message_too_big_to_wrap_does_not_stop_the_gate(settings: Settin
                 await allowed.poll(0.1)
                 return bool(_messages(allowed))
 
-            await wait_for(after, tasks, "the message after the big one")
+            await eventually(
+                after, 60, unless=a_role_stopped(tasks), what="the message after the big one"
+            )
             await blocked.settle(0.5)
     assert [orjson.loads(r.value)["message_id"] for r in _messages(allowed)] == ["m-after"]
 
@@ -429,7 +451,7 @@ async def test_role_logs_never_contain_a_phone_number_or_an_email_address(
     make_settings: MakeSettings, tmp_path: Any, log_json: bool
 ) -> None:
     """The roles as real processes (their own logging set-up, DEBUG level) on good and
-    bad input, then an indexer that stops on a corrupt changelog record whose key holds
+    bad input, then a list writer that stops on a corrupt changelog record whose key holds
     a phone number and an e-mail address (the error and its traceback are logged)."""
     from tests.kit import Process
 
@@ -454,19 +476,19 @@ async def test_role_logs_never_contain_a_phone_number_or_an_email_address(
                     break  # every outbound message decided, every valid opt-out applied
                 assert all(p.alive for p in procs.values()), "a role stopped"
                 assert time.monotonic() < deadline, "the roles did not process every record"
-        assert procs["indexer"].terminate() == 0
-        # A changelog record that is not ours: the indexer stops on it, loudly.
+        assert procs["listwriter"].terminate() == 0
+        # A changelog record that is not ours: the list writer stops on it, loudly.
         corrupt_key = orjson.dumps(["acme", PII_PHONES[2], PII_EMAILS[0]])
         await produce_raw(settings, t.changes, [Garbage(b"{not an entry", "", key=corrupt_key)])
-        procs["indexer"].start()
-        assert procs["indexer"].proc is not None
-        await asyncio.to_thread(procs["indexer"].proc.wait, 60)
+        procs["listwriter"].start()
+        assert procs["listwriter"].proc is not None
+        await asyncio.to_thread(procs["listwriter"].proc.wait, 60)
     finally:
         for p in procs.values():
             p.terminate()
     logs = {r: (tmp_path / f"{r}.log").read_text(errors="replace") for r in ROLES}
-    assert "catch-up of partition" in logs["indexer"], "the failure path was not exercised"
-    assert "***" in logs["indexer"], "the values in the error were not masked"
+    assert "catch-up of partition" in logs["listwriter"], "the failure path was not exercised"
+    assert "***" in logs["listwriter"], "the values in the error were not masked"
     leaks = {r: leaks_in(text) for r, text in logs.items() if leaks_in(text)}
     assert not leaks, leaks
 

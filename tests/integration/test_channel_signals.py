@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
-from tests.integration.test_api_kit import gate_verdicts
-from tests.kit import eventually, outbound, produce, reading, running
 
-from dnc.index import Index
+from dnc.index import make_index
 from dnc.settings import Settings
+from tests.apikit import gate_verdicts
+from tests.kit import eventually, outbound, produce, reading, running
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ def report(
 
 
 async def entries_of(settings: Settings, contact: str) -> list[Any]:
-    async with Index.from_settings(settings) as index:
+    async with make_index(settings) as index:
         return await index.entries_of("acme", contact)
 
 
@@ -70,7 +70,7 @@ async def test_opt_out_codes_become_channel_signal_entries(
     make_settings: Callable[..., Awaitable[Settings]],
 ) -> None:
     settings = await make_settings()
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await settled(
             settings,
             report("r-1", TWILIO, "twilio", 21610),  # a number code
@@ -115,7 +115,7 @@ async def test_the_mapping_comes_from_configuration(
     make_settings: Callable[..., Awaitable[Settings]],
 ) -> None:
     settings = await make_settings(channel_signals={"acme-sms": ["OPTOUT-7"]})
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await settled(
             settings,
             report("r-1", TWILIO, "twilio", 21610),  # not in this deployment's table

@@ -17,16 +17,17 @@ from typing import Any
 import openpyxl
 import orjson
 import pytest
-from tests.integration.test_api_imports import SEED_CSV
-from tests.integration.test_api_kit import (
+
+from tests.apikit import (
     SECRET_A,
     SECRET_B,
     MakeSettings,
     api_settings,
-    free_port,
     served_api,
 )
+from tests.integration.test_api_imports import SEED_CSV
 from tests.kit import ROOT, running
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +49,7 @@ async def dnc(
     """Run ``dnc entries ARGS`` against a served API; returns exit code and output."""
     port = free_port()
     settings = await api_settings(make_settings, tmp_path, port=port)
-    async with running(settings, "ingest", "indexer", "gate"), served_api(settings):
+    async with running(settings, "ingest", "listwriter", "gate"), served_api(settings):
         env = {k: v for k, v in os.environ.items() if not k.startswith("DNC_")}
         env |= {"DNC_API_URL": f"http://127.0.0.1:{port}", "DNC_API_KEY": SECRET_A}
 

@@ -10,14 +10,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from tests.kit import cluster_only, redis_nodes
 
+from dnc.domain.timestamps import now_ms
 from dnc.errors import IndexUnavailable
-from dnc.index import Index, entry_slot
-from dnc.index_cluster import ClusterIndex
-from dnc.index_topology import Node
+from dnc.index import ClusterIndex, Index, make_index
+from dnc.index.layout import entry_slot
+from dnc.index.topology import Node
 from dnc.settings import Settings
-from dnc.timestamps import now_ms
+from tests.kit import cluster_only, redis_nodes
 
 pytestmark = [
     pytest.mark.integration,
@@ -56,7 +56,7 @@ def _client_of(clients: list[Any], node: Node) -> Any:
 
 
 def failing_on(cluster: ClusterIndex, victim: Node) -> Callable[..., Awaitable[Any]]:
-    """A stand-in for ``ClusterIndex._script`` that fails the writes of one master, as a
+    """A stand-in for ``Router._script`` that fails the writes of one master, as a
     master that stops answering mid-batch would."""
     real = cluster._script
 
@@ -71,9 +71,9 @@ def failing_on(cluster: ClusterIndex, victim: Node) -> Callable[..., Awaitable[A
 async def test_every_master_keeps_its_own_offsets_and_the_index_has_the_minimum(
     settings: Settings,
 ) -> None:
-    async with Index.from_settings(settings) as index:
-        cluster = index.cluster
-        assert cluster is not None
+    async with make_index(settings) as index:
+        assert isinstance(index, ClusterIndex)
+        cluster = index
         topology = await cluster.topologies.get()
         assert len(topology.nodes) >= 3
         epoch = await index.init(settings.topic_layout.list_partitions)
@@ -97,9 +97,9 @@ async def test_every_master_keeps_its_own_offsets_and_the_index_has_the_minimum(
 async def test_a_batch_that_reached_some_masters_is_finished_without_going_back(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with Index.from_settings(settings) as index:
-        cluster = index.cluster
-        assert cluster is not None
+    async with make_index(settings) as index:
+        assert isinstance(index, ClusterIndex)
+        cluster = index
         topology = await cluster.topologies.get()
         epoch = await index.init(settings.topic_layout.list_partitions)
 
@@ -153,9 +153,9 @@ async def test_a_master_that_lost_its_data_leaves_the_index_incomplete_until_rep
     settings: Settings,
 ) -> None:
     parts = settings.topic_layout.list_partitions
-    async with Index.from_settings(settings) as index:
-        cluster = index.cluster
-        assert cluster is not None
+    async with make_index(settings) as index:
+        assert isinstance(index, ClusterIndex)
+        cluster = index
         topology = await cluster.topologies.get()
         epoch = await index.init(parts)
         history = batch(index, *((i, True) for i in range(60)))

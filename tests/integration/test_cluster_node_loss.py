@@ -13,6 +13,9 @@ from typing import Any
 
 import orjson
 import pytest
+
+from dnc.index import ClusterIndex, make_index
+from dnc.settings import IndexSettings, Settings
 from tests.clusterkit import PrivateCluster, private_cluster
 from tests.kit import (
     cluster_only,
@@ -25,9 +28,6 @@ from tests.kit import (
     running,
 )
 
-from dnc.index import Index
-from dnc.settings import IndexSettings, Settings
-
 pytestmark = [
     pytest.mark.integration,
     cluster_only(),
@@ -36,9 +36,9 @@ pytestmark = [
 
 async def _split(settings: Settings, cluster: PrivateCluster) -> tuple[int, list[str], list[str]]:
     """(port of the master to restart, contacts it holds, contacts other masters hold)."""
-    async with Index.from_settings(settings) as index:
-        assert index.cluster is not None
-        topology = await index.cluster.topologies.get()
+    async with make_index(settings) as index:
+        assert isinstance(index, ClusterIndex)
+        topology = await index.topologies.get()
         victim = topology.nodes[1]
         mine, others = [], []
         for i in range(2000):
@@ -72,7 +72,7 @@ async def test_a_master_restarted_empty_gates_wait_then_its_share_is_rebuilt(
             running(settings, "ingest", "gate"),
             reading(settings, t.allowed, t.blocked) as (allowed, blocked),
         ):
-            async with Index.from_settings(settings) as index, running(settings, "indexer"):
+            async with make_index(settings) as index, running(settings, "listwriter"):
                 await produce(
                     settings,
                     t.inbound_messages,
@@ -100,10 +100,10 @@ async def test_a_master_restarted_empty_gates_wait_then_its_share_is_rebuilt(
             assert len(blocked.records) == len(stopped), "checked against an incomplete index"
             assert len(allowed.records) == len(free) + len(stopped), "forwarded unchecked"
 
-            async with Index.from_settings(settings) as index:
+            async with make_index(settings) as index:
                 meta = await index.meta()
                 assert not meta.complete(), "a master without its meta leaves the index incomplete"
-                async with running(settings, "indexer"):
+                async with running(settings, "listwriter"):
                     await blocked.wait_for(2 * len(stopped), timeout=60)
                     await allowed.wait_for(2 * len(free) + len(stopped), timeout=60)
                     await allowed.settle(1.0)
@@ -139,9 +139,9 @@ async def test_a_master_lost_while_everything_runs_leaks_and_loses_nothing(
         free = mine[3:] + others[3:]
         sent: list[str] = []
         async with (
-            running(settings, "ingest", "indexer", "gate"),
+            running(settings, "ingest", "listwriter", "gate"),
             reading(settings, t.allowed, t.blocked, t.dead_letter) as (allowed, blocked, dlq),
-            Index.from_settings(settings) as index,
+            make_index(settings) as index,
         ):
             await produce(
                 settings, t.inbound_messages, *[inbound(f"mo-{c}", c, "STOP") for c in stopped]

@@ -13,6 +13,9 @@ from typing import Any
 
 import orjson
 import pytest
+
+from dnc.index import make_index
+from dnc.settings import IndexSettings, Settings
 from tests.clusterkit import PrivateCluster, private_cluster
 from tests.kit import (
     cluster_only,
@@ -24,9 +27,6 @@ from tests.kit import (
     reading,
     running,
 )
-
-from dnc.index import Index
-from dnc.settings import IndexSettings, Settings
 
 pytestmark = [
     pytest.mark.integration,
@@ -81,9 +81,9 @@ async def test_resharding_under_traffic_loses_and_leaks_nothing(
         free = [f"44733{i:07d}" for i in range(30)]
         sent: list[str] = []
         async with (
-            running(settings, "ingest", "indexer", "gate"),
+            running(settings, "ingest", "listwriter", "gate"),
             reading(settings, t.allowed, t.blocked, t.dead_letter) as (allowed, blocked, dlq),
-            Index.from_settings(settings) as index,
+            make_index(settings) as index,
         ):
             await produce(
                 settings, t.inbound_messages, *[inbound(f"mo-{c}", c, "STOP") for c in stopped]

@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from tests.kit import drop_redis_keys, eventually, redis_client, redis_keys, running
 
-from dnc.entries import Command, EntryKey, Op, Source
-from dnc.index import Index, Layout, entry_slot
+from dnc.domain.entries import Command, EntryKey, Op, Source
+from dnc.domain.timestamps import now_ms
+from dnc.index import Index, make_index
+from dnc.index.layout import Layout, entry_slot
 from dnc.settings import IndexSettings, Settings
-from dnc.timestamps import now_ms
+from tests.kit import drop_redis_keys, eventually, redis_client, redis_keys, running
 
 pytestmark = pytest.mark.integration
 
@@ -90,10 +91,10 @@ async def _snapshot(settings: Settings) -> dict[str, Any]:
 
 
 async def test_rebuild_reproduces_what_the_commands_wrote(settings: Settings) -> None:
-    index = Index(settings.index, settings.redis_url)
+    index = make_index(settings)
     await index.start()
     try:
-        async with running(settings, "indexer"):
+        async with running(settings, "listwriter"):
             await _produce_commands(settings, _commands(settings.topic_layout.list_partitions))
             await eventually(
                 lambda: _all_commands_applied(settings, index), 30, "the commands to be applied"
@@ -102,7 +103,7 @@ async def test_rebuild_reproduces_what_the_commands_wrote(settings: Settings) ->
         assert any(":m:" in k for k in written) and any(":g:" in k for k in written)
 
         await drop_redis_keys(settings)  # as if Redis restarted empty
-        async with running(settings, "indexer"):
+        async with running(settings, "listwriter"):
             await eventually(
                 lambda: _applied_up_to_end(settings, index), 30, "the rebuild from the changelog"
             )
@@ -141,7 +142,7 @@ async def _all_commands_applied(settings: Settings, index: Index) -> bool:
 async def test_replay_counts_contacts_that_share_a_lookup_member(settings: Settings) -> None:
     """Two contacts of one bucket with the same 32-bit member: removing one must leave the
     member in the lookup set for the other, removing both must clear it."""
-    index = Index(settings.index, settings.redis_url)
+    index = make_index(settings)
     await index.start()
     try:
         epoch = await index.init(settings.topic_layout.list_partitions)

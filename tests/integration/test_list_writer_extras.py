@@ -8,14 +8,15 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+
+from dnc.domain.contactids import ContactIds
+from dnc.domain.entries import Command, EntryKey, Op, Source
+from dnc.domain.timestamps import now_ms
+from dnc.index import make_index
+from dnc.index.layout import Layout, list_partition
+from dnc.settings import ExpirySettings, PrivacySettings, Settings
 from tests.integration.test_rules import changes, gate_outputs
 from tests.kit import inbound, is_confirmation, outbound, produce, reading, running
-
-from dnc.contactids import ContactIds
-from dnc.entries import Command, EntryKey, Op, Source
-from dnc.index import Index, Layout, list_partition
-from dnc.settings import ExpirySettings, PrivacySettings, Settings
-from dnc.timestamps import now_ms
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,7 @@ async def confirmations(settings: Settings, quiet: float = 1.5) -> list[dict[str
 
 async def test_one_confirmation_per_opt_out_in_the_keywords_language(settings: Settings) -> None:
     t = settings.topics
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(settings, t.inbound_messages, inbound("mo-1", "+44 1234 567890", "Baja"))
         await changes(settings, 1)
         # The same person again: no new opt-out, no second confirmation.
@@ -75,7 +76,7 @@ async def test_a_temporary_entry_stops_blocking_and_leaves_the_list(
         "provider": "twilio",
         "error_code": 21610,
     }
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(settings, t.delivery_reports, report)
         (entry,) = await changes(settings, 1)
         assert entry["source"] == "CHANNEL_SIGNAL" and entry["expires_at"]  # type: ignore[index]
@@ -95,7 +96,7 @@ async def test_erasure_keeps_the_suppression_without_the_clear_contact(
     settings: Settings,
 ) -> None:
     t = settings.topics
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(settings, t.inbound_messages, inbound("mo-1", PHONE, "STOP"))
         await changes(settings, 1)
         async with reading(settings, t.history) as (history,):
@@ -131,7 +132,7 @@ async def test_privacy_mode_keeps_contacts_out_of_the_list(make_settings: Any) -
     keys = ["p" * 40]
     settings: Settings = await make_settings(privacy=PrivacySettings(enabled=True, keys=keys))
     t = settings.topics
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(settings, t.inbound_messages, inbound("mo-1", "+44 1234 567890", "STOP"))
         await produce(
             settings,
@@ -165,7 +166,7 @@ async def test_privacy_mode_keeps_contacts_out_of_the_list(make_settings: Any) -
     assert PHONE.encode() not in stored and b"jane@example.com" not in stored
     assert sorted(b["message"]["message_id"] for b in blocked) == ["a", "b"]
     assert allowed == ["c"]
-    async with Index.from_settings(settings) as index:  # the check works by id
+    async with make_index(settings) as index:  # the check works by id
         assert [e.source for e in await index.entries_of("acme", PHONE)] == [
             Source.END_USER_MESSAGE
         ]

@@ -14,6 +14,9 @@ from typing import Any
 
 import orjson
 import pytest
+
+from dnc.index import Index, make_index
+from dnc.settings import Settings, TopicLayout
 from tests.kit import (
     Process,
     eventually,
@@ -24,12 +27,9 @@ from tests.kit import (
     reading,
 )
 
-from dnc.index import Index
-from dnc.settings import Settings, TopicLayout
-
 pytestmark = pytest.mark.integration
 
-ROLES = ("ingest", "indexer", "gate")
+ROLES = ("ingest", "listwriter", "gate")
 FREE = [f"4480000{i:05d}" for i in range(20)]
 
 
@@ -107,7 +107,7 @@ async def test_instances_come_and_go_mid_stream(make_settings: Any, tmp_path: Pa
     fleet.add()
     background = asyncio.create_task(steady())
     try:
-        async with Index.from_settings(settings) as index:
+        async with make_index(settings) as index:
             # 2 instances of each role → 3 → 2 → 1 → 2
             for phase in ("two", "added", "terminated", "killed", "replaced"):
                 group = [f"4471{len(stopped) // 10}{i:06d}" for i in range(10)]

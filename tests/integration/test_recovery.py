@@ -17,6 +17,9 @@ from typing import Any
 
 import orjson
 import pytest
+
+from dnc.index import make_index
+from dnc.settings import IndexSettings, Settings
 from tests.kit import (
     Process,
     Reader,
@@ -28,9 +31,7 @@ from tests.kit import (
     reading,
     running,
 )
-
-from dnc.index import Index
-from dnc.settings import IndexSettings, Settings
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -38,12 +39,6 @@ pytestmark = pytest.mark.integration
 def messages(reader: Reader) -> list[Any]:
     """The outbound messages the gate allowed (not the list writer's confirmations)."""
     return [r for r in reader.records if not is_confirmation(r)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -83,7 +78,7 @@ def private_redis(port: int) -> Iterator[subprocess.Popen[bytes]]:
 async def test_gate_waits_while_redis_is_empty_then_the_index_is_rebuilt(
     make_settings: object,
 ) -> None:
-    port = _free_port()
+    port = free_port()
     settings: Settings = await make_settings(  # type: ignore[operator]
         redis_url=f"redis://127.0.0.1:{port}/0",
         index=IndexSettings(prefix="r", buckets=256, redis_timeout_s=0.5),
@@ -92,11 +87,11 @@ async def test_gate_waits_while_redis_is_empty_then_the_index_is_rebuilt(
     stopped = "441111111111"
     with private_redis(port) as redis_proc:
         async with (
-            running(settings, "ingest", "indexer", "gate"),
+            running(settings, "ingest", "listwriter", "gate"),
             reading(settings, t.allowed, t.blocked) as (allowed, blocked),
         ):
             await produce(settings, t.inbound_messages, inbound("mo-1", stopped, "STOP"))
-            async with Index.from_settings(settings) as index:
+            async with make_index(settings) as index:
 
                 async def effective() -> bool:
                     return bool(await index.entries_of("acme", stopped))
@@ -136,7 +131,7 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     rng = random.Random(7)
     stopped = [f"4477000{i:05d}" for i in range(40)]
     others = [f"4488000{i:05d}" for i in range(40)]
-    procs = {role: Process(settings, role, tmp_path) for role in ("ingest", "indexer", "gate")}
+    procs = {role: Process(settings, role, tmp_path) for role in ("ingest", "listwriter", "gate")}
     for p in procs.values():
         p.start()
     try:
@@ -151,7 +146,7 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
             await produce(settings, t.outbound, *batch)
             sent += len(batch)
             await asyncio.sleep(rng.uniform(0.05, 0.6))
-            victim = procs["gate" if round_ % 2 == 0 else "indexer"]
+            victim = procs["gate" if round_ % 2 == 0 else "listwriter"]
             victim.kill()
             victim.start()
         async with reading(settings, t.allowed, t.blocked, t.dead_letter) as readers:

@@ -8,11 +8,11 @@ import subprocess
 
 import orjson
 import pytest
-from tests.kit import eventually, ids, inbound, outbound, produce, reading, running
 
-from dnc.index import Index
+from dnc.domain.unsubscribe import TokenSigner, UnsubscribeClaims
+from dnc.index import make_index
 from dnc.settings import Settings
-from dnc.unsubscribe import TokenSigner, UnsubscribeClaims
+from tests.kit import eventually, ids, inbound, outbound, produce, reading, running
 
 pytestmark = pytest.mark.integration
 
@@ -44,16 +44,18 @@ async def gate_outputs(
             return [v for v in dlq.values() if v["topic"] == t.outbound]
 
         await produce(settings, t.outbound, *messages)
-        while True:
+
+        async def all_decided() -> bool:
+            for r in (allowed, blocked, dlq):
+                await r.poll(0.1)
             done = (
                 len(of(allowed.values()))
                 + len(of(blocked.values(), "message"))
                 + len(of(gate_dlq(), "value"))
             )
-            if done >= len(messages):
-                break
-            for r in (allowed, blocked, dlq):
-                await r.poll(0.1)
+            return done >= len(messages)
+
+        await eventually(all_decided, 30, f"the gate to decide {len(messages)} messages")
         await allowed.settle(0.3)
         return (ids(of(allowed.values())), of(blocked.values(), "message"), of(gate_dlq(), "value"))
 
@@ -67,7 +69,7 @@ async def changes(settings: Settings, n: int) -> list[object]:
         needed: dict[int, int] = {}
         for rec in r.records:
             needed[rec.partition] = max(needed.get(rec.partition, 0), rec.offset + 1)
-        async with Index.from_settings(settings) as index:
+        async with make_index(settings) as index:
 
             async def applied() -> bool:
                 meta = await index.meta()
@@ -78,7 +80,7 @@ async def changes(settings: Settings, n: int) -> list[object]:
 
 
 async def test_stop_blocks_that_sender_only(settings: Settings) -> None:
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(
             settings, settings.topics.inbound_messages, inbound("mo-1", "+44 1234 567890", "Stop")
         )
@@ -102,7 +104,7 @@ async def test_stop_produced_by_a_foreign_client(settings: Settings) -> None:
     """The STOP is produced by Debian's kcat (librdkafka), not by our code."""
     assert shutil.which("kcat"), "kcat is installed by `make test` (Debian package kcat)"
     line = orjson.dumps(inbound("mo-kcat", "+44 1234 567890", "STOP")).decode()
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         subprocess.run(
             ["kcat", "-P", "-b", settings.kafka_bootstrap, "-t", settings.topics.inbound_messages],
             input=line.encode(),
@@ -116,7 +118,7 @@ async def test_stop_produced_by_a_foreign_client(settings: Settings) -> None:
 
 
 async def test_stopall_blocks_every_sender_on_that_channel(settings: Settings) -> None:
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(
             settings, settings.topics.inbound_messages, inbound("mo-1", PHONE, " stop all! ")
         )
@@ -135,7 +137,7 @@ async def test_stopall_blocks_every_sender_on_that_channel(settings: Settings) -
 
 async def test_start_removes_only_the_persons_own_opt_outs(settings: Settings) -> None:
     t = settings.topics
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(
             settings,
             t.inbound_messages,
@@ -169,7 +171,7 @@ async def test_start_removes_only_the_persons_own_opt_outs(settings: Settings) -
 
 async def test_start_keeps_entries_added_by_hand_or_journey(settings: Settings) -> None:
     t = settings.topics
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(
             settings,
             t.journey_actions,
@@ -198,7 +200,7 @@ async def test_start_keeps_entries_added_by_hand_or_journey(settings: Settings) 
 
 async def test_other_text_changes_nothing(settings: Settings) -> None:
     t = settings.topics
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(
             settings,
             t.inbound_messages,
@@ -223,7 +225,7 @@ async def test_keywords_in_other_languages_and_unicode_tricks(settings: Settings
         "ＳＴＯＰ",
         "\u0405TOP",
     ]  # zero-width, full-width, Cyrillic Ѕ
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(
             settings,
             t.inbound_messages,
@@ -239,7 +241,7 @@ async def test_keywords_in_other_languages_and_unicode_tricks(settings: Settings
 
 async def test_adding_an_existing_entry_keeps_first_source_and_time(settings: Settings) -> None:
     t = settings.topics
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(settings, t.inbound_messages, inbound("mo-1", PHONE, "STOP"))
         first = await changes(settings, 1)
         await produce(
@@ -274,7 +276,7 @@ async def test_journey_add_and_remove_for_several_accounts(settings: Settings) -
         "sender": None,
         "journey_id": "welcome",
     }
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(settings, t.journey_actions, action)
         await changes(settings, 2)
         allowed, blocked, _ = await gate_outputs(
@@ -307,7 +309,7 @@ async def test_url_unsubscribe_with_fields_and_with_tokens(make_settings: object
     claims = UnsubscribeClaims("acme", "Jane@Example.com", "EMAIL", "news@acme.com", "c-9", 2**50)
     token = signer.sign(claims)
     tampered = token[:-3] + ("AAA" if token[-3:] != "AAA" else "BBB")
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(
             settings,
             t.url_unsubscribes,
@@ -340,7 +342,7 @@ async def test_invalid_opt_out_events_are_dead_lettered_and_consumption_continue
     settings: Settings,
 ) -> None:
     t = settings.topics
-    async with running(settings, "ingest", "indexer", "gate"):
+    async with running(settings, "ingest", "listwriter", "gate"):
         await produce(
             settings,
             t.inbound_messages,

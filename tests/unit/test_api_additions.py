@@ -8,11 +8,11 @@ import pytest
 from dnc.api import audience
 from dnc.api.contactforms import ContactForms, shown
 from dnc.api.writes import manual_key
-from dnc.contactids import ContactIds
-from dnc.entries import Entry, EntryKey, Source
+from dnc.domain.contactids import ContactIds
+from dnc.domain.entries import Entry, EntryKey, Source
 from dnc.errors import InvalidValue
-from dnc.imports import ImportOptions, resolve_expiry
-from dnc.imports_files import Limits, open_upload
+from dnc.files.imports import ImportOptions, resolve_expiry
+from dnc.files.read import Limits, open_upload
 
 IDS = ContactIds(["unit-test contact id key, at least 32 bytes long"])
 PHONE = "441234567890"

@@ -11,13 +11,12 @@ from typing import Any
 import orjson
 import pytest
 
-from dnc.api import view_history as history
-from dnc.api import view_store as store
-from dnc.api.query import EntryQuery
-from dnc.api.view import decode_history_cursor, encode_cursor
-from dnc.entries import Entry, EntryKey, Source
+from dnc.api.view import history, store
+from dnc.api.view.pages import decode_history_cursor, encode_cursor
+from dnc.api.view.query import EntryQuery
+from dnc.domain.entries import Entry, EntryKey, Source
+from dnc.domain.timestamps import format_ms
 from dnc.errors import InvalidValue
-from dnc.timestamps import format_ms
 
 T0 = 1_795_671_087_123
 PHONE, OTHER = "441234567890", "447700900123"

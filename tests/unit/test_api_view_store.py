@@ -10,14 +10,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-from dnc.api import view_store as store
-from dnc.api.query import EntryQuery
-from dnc.api.routes_check import verdict
-from dnc.api.view import decode_cursor, encode_cursor, view_file
-from dnc.entries import Entry, EntryKey, Source
+from dnc.api.routes.check import verdict
+from dnc.api.view import store
+from dnc.api.view.listview import view_file
+from dnc.api.view.pages import decode_cursor, encode_cursor
+from dnc.api.view.query import EntryQuery
+from dnc.domain.entries import Entry, EntryKey, Source
+from dnc.domain.timestamps import format_ms
 from dnc.errors import ConfigurationError, InvalidValue
 from dnc.settings import ApiSettings, Settings
-from dnc.timestamps import format_ms
 
 ACCOUNTS = ("acme", "acme-eu", "beta")
 CONTACTS = ("441234567890", "441234567891", "447700900123", "jane@example.com", "joe@ex.org")

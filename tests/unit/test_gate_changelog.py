@@ -8,14 +8,15 @@ from aiokafka.structs import ConsumerRecord
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dnc.changelog import ReplayBuilder, entry_dict
-from dnc.entries import Entry, EntryKey, Source
+from dnc.domain.changelog import entry_dict
+from dnc.domain.entries import Entry, EntryKey, Source
+from dnc.domain.timestamps import format_ms, parse_ts
 from dnc.errors import InvalidValue
-from dnc.index import Index, entry_slot, pack_entries
+from dnc.index.layout import Layout, entry_slot, pack_entries
+from dnc.index.replay import ReplayBuilder
 from dnc.settings import IndexSettings
-from dnc.timestamps import format_ms, parse_ts
 
-INDEX = Index(IndexSettings(buckets=1024), "redis://unused")
+INDEX = Layout(IndexSettings(buckets=1024))
 
 
 def record(

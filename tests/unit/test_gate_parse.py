@@ -13,12 +13,13 @@ from aiokafka.structs import ConsumerRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dnc.contacts import destination_key, normalise_sender, parse_channel
+from dnc.domain.channels import parse_channel
+from dnc.domain.contacts import destination_key, normalise_sender
+from dnc.domain.events import account_ok
 from dnc.errors import InvalidValue, MissingField, NotJson
-from dnc.events import account_ok
-from dnc.gate import Gate
-from dnc.index import Index, Layout, filter_key, fingerprint
-from dnc.outbound import _refuse_duplicate_fields
+from dnc.gate.reader import _refuse_duplicate_fields
+from dnc.gate.role import Gate
+from dnc.index.layout import Layout, filter_key, fingerprint
 from dnc.settings import IndexSettings, Settings
 
 REQUIRED = ("message_id", "account", "channel", "sender", "destination")
@@ -189,7 +190,7 @@ def test_same_result_on_messages_near_the_valid_ones(gate: Gate, raw: bytes) -> 
 
 
 def test_filter_key_is_the_fingerprint_masked() -> None:
-    index = Index(IndexSettings(buckets=4096), "redis://unused")
+    index = Layout(IndexSettings(buckets=4096))
     for i in range(2000):
         bucket, member, field = index.locate("acme", f"4477{i:08d}")
         assert filter_key(bucket, member) == fingerprint(field) & index.filter_mask

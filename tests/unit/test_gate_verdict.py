@@ -8,9 +8,9 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dnc.entries import Entry, EntryKey, Source, blocking_entries
-from dnc.gate import Gate
-from dnc.index import fingerprint, pack_entries
+from dnc.domain.entries import Entry, EntryKey, Source, blocking_entries
+from dnc.gate.role import Gate
+from dnc.index.layout import fingerprint, pack_entries
 from dnc.settings import Settings
 
 GATE = Gate(Settings())

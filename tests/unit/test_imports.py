@@ -9,20 +9,13 @@ from typing import Any
 import openpyxl
 import pytest
 
-from dnc.api.import_commands import MAX_OPS, CommandBuilder
-from dnc.entries import Command, Source
+from dnc.api.imports.commands import MAX_OPS, CommandBuilder
+from dnc.domain.entries import Command, Source
 from dnc.errors import InvalidValue
-from dnc.imports import ImportOptions, chunks, count_rows, parse_mapping
-from dnc.imports_analysis import analyze
-from dnc.imports_files import (
-    FileTooLarge,
-    ImportFile,
-    ImportFileError,
-    Limits,
-    cell_text,
-    open_upload,
-)
-from dnc.kafka import MAX_BATCH_BYTES
+from dnc.files.analysis import analyze
+from dnc.files.imports import ImportOptions, chunks, count_rows, parse_mapping
+from dnc.files.read import FileTooLarge, ImportFile, ImportFileError, Limits, cell_text, open_upload
+from dnc.kafka.clients import MAX_BATCH_BYTES
 
 LIMITS = Limits(max_bytes=15 * 1024 * 1024, max_uncompressed=150 * 1024 * 1024)
 SEED = (

@@ -8,8 +8,8 @@ from typing import Any
 
 from redis.crc import key_slot
 
-from dnc.index_meta import IndexMeta, format_versions, parse_versions
-from dnc.index_topology import NO_NODE, Topologies, _merge
+from dnc.index.meta import IndexMeta, format_versions, parse_versions
+from dnc.index.topology import NO_NODE, Topologies, _merge
 
 LAYOUT = "v2;buckets=256;ids=abc"
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dnc.entries import Entry, EntryKey, Source
-from dnc.index import Index, Layout, pack_entries, unpack_entries
+from dnc.domain.channels import Channel
+from dnc.domain.entries import Entry, EntryKey, Source
+from dnc.index.layout import CHANNEL_CODE, CODE_CHANNEL, Layout, pack_entries, unpack_entries
 from dnc.settings import IndexSettings
 
 senders = st.one_of(
@@ -41,7 +42,7 @@ def test_packed_entries_round_trip(
 
 
 def test_placement_is_stable_and_within_range() -> None:
-    index = Index(IndexSettings(buckets=1024), "redis://unused")
+    index = Layout(IndexSettings(buckets=1024))
     bucket, member, field = index.locate("acme", "441234567890")
     assert (bucket, member, field) == index.locate("acme", "441234567890")
     assert 0 <= bucket < 1024 and -(2**31) <= member < 2**31
@@ -54,3 +55,9 @@ def test_list_partition_spreads_contacts() -> None:
     for i in range(6000):
         counts[Layout(IndexSettings()).partition("acme", f"4412345{i:05d}", 6)] += 1
     assert min(counts) > 800
+
+
+def test_every_channel_has_a_storage_code_of_its_own() -> None:
+    assert set(CHANNEL_CODE) == {*Channel, None}
+    assert len(set(CHANNEL_CODE.values())) == len(CHANNEL_CODE)
+    assert all(type(CODE_CHANNEL[code]) in (str, type(None)) for code in CODE_CHANNEL)

@@ -8,7 +8,7 @@ import pytest
 from aiokafka import errors as kerr
 
 from dnc.errors import ConfigurationError, IndexUnavailable, InvalidValue
-from dnc.kafka_failures import Failure, classify, describe
+from dnc.kafka.failures import Failure, classify, describe
 
 
 def chained(*errors: BaseException) -> BaseException:

@@ -1,6 +1,6 @@
 """The list writer's records, byte for byte.
 
-``ListWriter.evaluate`` splices its changelog and history records from parts rendered once
+``Evaluator.evaluate`` splices its changelog and history records from parts rendered once
 per command. ``reference`` below is the plain form it must equal: every record built as a
 dict (``entry_dict``, the history shape) and serialised with ``orjson.dumps``. Random
 batches of every kind of op, over contacts that already have entries (some stored under
@@ -17,11 +17,12 @@ from typing import Any
 import orjson
 import pytest
 
-from dnc.changelog import entry_dict, format_time
-from dnc.entries import Command, ContactState, Entry, EntryKey, Op, Source, apply_op
-from dnc.index import ContactUpdate, IndexMeta, Layout, pack_entries
-from dnc.kafka import BatchWriter, Headers, Record, make_producer
-from dnc.listwriter import Contact, Contacts, Evaluated, ListWriter
+from dnc.domain.changelog import entry_dict, format_time
+from dnc.domain.entries import Command, ContactState, Entry, EntryKey, Op, Source, apply_op
+from dnc.index.layout import Layout, pack_entries
+from dnc.index.meta import ContactUpdate, IndexMeta
+from dnc.kafka.clients import BatchWriter, Headers, Record, make_producer
+from dnc.listwriter.evaluate import Contact, Contacts, Evaluated, Evaluator
 from dnc.settings import IndexSettings, Settings
 
 P = 3
@@ -79,7 +80,7 @@ class Recorder:
 
 
 def reference(
-    writer: ListWriter, commands: Sequence[tuple[int, Command]], contacts: Contacts
+    writer: Evaluator, commands: Sequence[tuple[int, Command]], contacts: Contacts
 ) -> tuple[Recorder, Evaluated]:
     out, done = Recorder(), Evaluated()
     changed: dict[bytes, Contact] = {}
@@ -125,7 +126,7 @@ def reference(
 
 
 def _erase(
-    writer: ListWriter,
+    writer: Evaluator,
     out: Recorder,
     done: Evaluated,
     state: ContactState,
@@ -222,7 +223,7 @@ def batches(seed: int, layout: Layout) -> list[list[tuple[int, Command]]]:
 async def test_records_are_those_of_the_reference(seed: int) -> None:
     index = FakeIndex()
     allowed = {T.allowed: 3}
-    writer = ListWriter(SETTINGS, index, allowed)  # type: ignore[arg-type]
+    writer = Evaluator(SETTINGS, index, allowed)  # type: ignore[arg-type]
     for batch in batches(seed, index):
         _meta, contacts = await writer.load(batch)
         expected_contacts = copy.deepcopy(contacts)
@@ -241,7 +242,7 @@ async def test_records_are_those_of_the_reference(seed: int) -> None:
 
 async def test_both_forms_of_a_contact_share_its_entries_and_read_back_under_the_number() -> None:
     index = FakeIndex()
-    writer = ListWriter(SETTINGS, index, {T.allowed: 3})  # type: ignore[arg-type]
+    writer = Evaluator(SETTINGS, index, {T.allowed: 3})  # type: ignore[arg-type]
     number = PLAIN[0]
     token = index.ids.token(number)
     plain = Entry(EntryKey("acme", number, "SMS", None), Source.MANUAL, 5)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from dnc.runtime import MaskingJsonFormatter, MaskingTextFormatter, mask
+from dnc.logs import MaskingJsonFormatter, MaskingTextFormatter, mask
 
 
 def test_phone_numbers_in_any_format_keep_only_two_digits() -> None:

@@ -7,7 +7,7 @@ import pytest
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
-from dnc.redisconn import PackedConnection, PackedSSLConnection, connection_options
+from dnc.index.connections import PackedConnection, PackedSSLConnection, connection_options
 
 CASES = [
     ("EVALSHA", "a" * 40, 3, "k1", b"k2", "k3", "", b"", 0, -7, 2**40, 1.5, "é☃", b"\x00\xff"),

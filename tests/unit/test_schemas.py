@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dnc.schemas import stale_schemas
+from dnc.domain.schemas import stale_schemas
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 

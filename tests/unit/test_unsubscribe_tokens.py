@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from dnc.domain.unsubscribe import TokenSigner, UnsubscribeClaims
 from dnc.errors import ConfigurationError, InvalidValue
-from dnc.unsubscribe import TokenSigner, UnsubscribeClaims
 
 OLD, NEW = "o" * 40, "n" * 40
 CLAIMS = UnsubscribeClaims("acme", "jane@example.com", "EMAIL", None, "c-9", 10_000)

@@ -4,17 +4,42 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from dnc.api import routes, routes_ops
+from dnc.api import observe, web
 from dnc.api.context import ApiContext
 from dnc.api.limits import ENVELOPE, BodyLimit
+from dnc.api.routes import (
+    audience,
+    check,
+    entries,
+    exports,
+    history,
+    imports,
+    me,
+    ops,
+    unsubscribe,
+)
 from dnc.errors import IndexNotReady, IndexUnavailable, InvalidValue
 
 _MAX_ECHO = 200  # characters of a rejected value shown back in a 422
+
+# Every router, in the order they are mounted.
+ROUTERS: list[APIRouter] = [
+    ops.router,
+    entries.router,
+    check.router,
+    history.router,
+    audience.router,
+    unsubscribe.router,
+    imports.router,
+    exports.router,
+    me.router,
+    web.router,
+]
 
 
 def create_app(context: ApiContext) -> FastAPI:
@@ -29,8 +54,8 @@ def create_app(context: ApiContext) -> FastAPI:
     )
     app.state.ctx = context
     app.add_middleware(BodyLimit, max_bytes=context.settings.api.import_max_bytes + ENVELOPE)
-    routes_ops.install(app, context)
-    for router in routes.ROUTERS:
+    observe.install(app, context)
+    for router in ROUTERS:
         app.include_router(router)
 
     @app.exception_handler(InvalidValue)

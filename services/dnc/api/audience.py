@@ -1,11 +1,11 @@
 """Audience dry run (contract addition): which contacts of a planned send the list would
 suppress, and why, writing nothing.
 
-Contacts come as a JSON list or as a file read like an import (``dnc.imports``: the same
+Contacts come as a JSON list or as a file read like an import (``dnc.files.imports``: the same
 formats, skipped rows, column mapping, default country; only the contact column is read).
 They are normalised (the gate's fast path for clean numbers), de-duplicated, looked up in
 the index in chunks (``Index.entries_of_many``: one round trip per 5000 contacts) and
-decided by ``dnc.entries.blocking_entries``, the gate's rule. Contact ids (``h1:…``) are
+decided by ``dnc.domain.entries.blocking_entries``, the gate's rule. Contact ids (``h1:…``) are
 accepted as they are: the index is keyed by contact id.
 
 Memory is about 150 bytes per distinct contact (the contact, a dict slot, its row).
@@ -19,14 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dnc.api.contactforms import ContactForms, shown
-from dnc.api.routes_check import blocks
-from dnc.contactids import is_token
-from dnc.entries import Entry, blocking_entries
+from dnc.domain.contactids import is_token
+from dnc.domain.entries import Entry, blocking_entries
+from dnc.domain.timestamps import now_ms
 from dnc.errors import IndexNotReady, InvalidValue
-from dnc.imports import ImportOptions, Invalid, scan
-from dnc.imports_files import ImportFile
+from dnc.files.imports import ImportOptions, Invalid, scan
+from dnc.files.read import ImportFile
 from dnc.index import Index
-from dnc.timestamps import now_ms
 
 INVALID_SHOWN = 100
 LOOKUP_CHUNK = 5000
@@ -131,7 +130,7 @@ def first_blocking(
         found = blocking_entries(entries, channel, sender, now)
         return found[0] if found else None
     return next(
-        (e for e in sorted(entries, key=Entry.sort_key) if blocks(e, channel, None, now)), None
+        (e for e in sorted(entries, key=Entry.sort_key) if e.blocks_any(channel, None, now)), None
     )
 
 

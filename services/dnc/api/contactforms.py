@@ -1,7 +1,7 @@
 """How the API turns the contacts people type into what the list stores, and back.
 
 In privacy mode (``settings.privacy.enabled``) commands, the changelog, the history and
-the list view hold contact ids (``h<n>:…``, ``dnc.contactids``), never the contact: every
+the list view hold contact ids (``h<n>:…``, ``dnc.domain.contactids``), never the contact: every
 contact the API receives becomes ``ids.token(contact)`` before a command is built or the
 view is asked. Without privacy mode contacts are stored as they are, except those of an
 erased person, whose entries the list writer moved under their id; so a filter by contact
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dnc.contactids import ContactIds, is_token, masked
-from dnc.contacts import ContactKind, normalise_contact
+from dnc.domain.contactids import ContactIds, is_token, masked
+from dnc.domain.contacts import ContactKind, normalise_contact
 from dnc.errors import InvalidValue
 
 _MASK_MARK = "…"

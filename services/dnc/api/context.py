@@ -1,7 +1,7 @@
 """What the API's routes share: settings, index, command writer, keys, the list view.
 
 Built once by ``ApiServer`` (or a test), started before the first request and stopped
-after the last one. Routes get it with ``Depends(ctx)``.
+after the last one. Routes get it through ``dnc.api.deps``.
 """
 
 from __future__ import annotations
@@ -9,15 +9,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from fastapi import Request
-
-from dnc.api.auth import KeyRing, Principal, principal_from
+from dnc.api.auth import KeyRing
+from dnc.api.commands import CommandWriter
 from dnc.api.contactforms import ContactForms
-from dnc.api.view import ListView
-from dnc.api.writer import CommandWriter
-from dnc.index import Index
+from dnc.api.view.listview import ListView
+from dnc.domain.unsubscribe import TokenSigner
+from dnc.index import Index, make_index
 from dnc.settings import Settings
-from dnc.unsubscribe import TokenSigner
 
 
 @dataclass
@@ -38,7 +36,7 @@ class ApiContext:
 
     @classmethod
     def build(cls, settings: Settings) -> ApiContext:
-        index = Index.from_settings(settings)
+        index = make_index(settings)
         return cls(
             settings=settings,
             index=index,
@@ -66,19 +64,3 @@ class ApiContext:
         await self.view.stop()
         await self.writer.stop()
         await self.index.stop()
-
-
-def ctx(request: Request) -> ApiContext:
-    context: ApiContext = request.app.state.ctx
-    return context
-
-
-# Dependencies are async on purpose: FastAPI runs a sync dependency on a thread pool,
-# which costs more than the whole check endpoint.
-async def api_context(request: Request) -> ApiContext:
-    """``ctx`` as a dependency."""
-    return ctx(request)
-
-
-async def principal(request: Request) -> Principal:
-    return principal_from(request, ctx(request).keys)

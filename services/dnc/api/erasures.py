@@ -22,9 +22,9 @@ from typing import Any
 from dnc.api.auth import Principal
 from dnc.api.context import ApiContext
 from dnc.api.writes import Outcome, account_ref, apply
-from dnc.entries import Command, EntryKey, Op
+from dnc.domain.entries import Command, EntryKey, Op
+from dnc.domain.timestamps import now_ms
 from dnc.errors import IndexNotReady
-from dnc.timestamps import now_ms
 
 # History keys per command: a command is one Kafka record and must stay well under a
 # producer batch; a person with more records gets several commands.

@@ -1,14 +1,16 @@
-"""``dnc api``: the HTTP server as a role (start / run / request_stop / stop)."""
+"""``dnc api``: the HTTP server as a role (``dnc.lifecycle``)."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from contextlib import AsyncExitStack
 
 import uvicorn
 
 from dnc.api.app import create_app
 from dnc.api.context import ApiContext
+from dnc.lifecycle import Role
 from dnc.settings import Settings
 
 
@@ -19,8 +21,11 @@ class _Server(uvicorn.Server):
         yield
 
 
-class ApiServer:
+class ApiServer(Role):
+    name = "api"
+
     def __init__(self, settings: Settings) -> None:
+        super().__init__()
         self.settings = settings
         self.context = ApiContext.build(settings)
         self.app = create_app(self.context)
@@ -35,22 +40,12 @@ class ApiServer:
         )
         self.server = _Server(config)
 
-    async def start(self) -> None:
+    async def _open(self, exits: AsyncExitStack) -> None:
         await self.context.start()
+        exits.push_async_callback(self.context.stop)
 
-    async def run(self) -> None:
+    async def _serve(self) -> None:
         await self.server.serve()
 
     def request_stop(self) -> None:
         self.server.should_exit = True
-
-    async def stop(self) -> None:
-        self.request_stop()
-        await self.context.stop()
-
-    async def __aenter__(self) -> ApiServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()

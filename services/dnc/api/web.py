@@ -18,8 +18,8 @@ import jinja2
 from fastapi import APIRouter, Header, Response
 from fastapi.responses import HTMLResponse
 
-from dnc.contacts import Channel
-from dnc.entries import Source
+from dnc.domain.channels import Channel
+from dnc.domain.entries import Source
 
 router = APIRouter(include_in_schema=False)
 

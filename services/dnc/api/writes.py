@@ -22,18 +22,13 @@ from typing import Any
 from fastapi import Request
 
 from dnc.api.auth import Principal
+from dnc.api.commands import Positions, format_positions, merge
 from dnc.api.contactforms import ContactForms, shown
 from dnc.api.context import ApiContext
-from dnc.api.routes_ops import new_request_id
-from dnc.api.writer import Positions, format_positions, merge
-from dnc.contacts import (
-    Channel,
-    ContactKind,
-    check_channel_for_contact,
-    normalise_sender,
-    parse_channel,
-)
-from dnc.entries import Command, Entry, EntryKey, Op, Source
+from dnc.api.observe import new_request_id
+from dnc.domain.channels import Channel, check_channel_for_contact, parse_channel
+from dnc.domain.contacts import ContactKind, normalise_sender
+from dnc.domain.entries import Command, Entry, EntryKey, Op, Source
 
 SUBMIT_CHUNK = 10_000  # commands per produce round, so a big remove does not pile up
 MIN_VIEW_WAIT_S = 0.5
@@ -60,7 +55,7 @@ def follow_up_url(positions: Positions) -> str:
 
 
 def request_id(request: Request) -> str:
-    """The id the request logs carry (set by the ops middleware), or a new one."""
+    """The id the request logs carry (set by ``dnc.api.observe``), or a new one."""
     rid = getattr(request.state, "request_id", None)
     return rid if isinstance(rid, str) else new_request_id()
 

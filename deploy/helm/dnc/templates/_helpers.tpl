@@ -4,11 +4,11 @@ not user-defined); every per-role template ranges over dnc.roles.
 */}}
 
 {{- define "dnc.roles" -}}
-ingest indexer gate api
+ingest listwriter gate api
 {{- end -}}
 
 {{- define "dnc.consumerRoles" -}}
-ingest indexer gate
+ingest listwriter gate
 {{- end -}}
 
 {{- define "dnc.fullname" -}}
@@ -177,7 +177,7 @@ and the HPA takes the largest, so the cap is one topic's partition count.
 {{- define "dnc.partitionsOf" -}}
 {{- $l := .root.Values.topicLayout -}}
 {{- if eq .role "gate" -}}{{ $l.outboundPartitions }}
-{{- else if eq .role "indexer" -}}{{ $l.listPartitions }}
+{{- else if eq .role "listwriter" -}}{{ $l.listPartitions }}
 {{- else if eq .role "ingest" -}}{{ $l.inputPartitions }}
 {{- end -}}
 {{- end -}}

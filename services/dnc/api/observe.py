@@ -1,0 +1,113 @@
+"""Metrics and request logs for every route, and the request id each request carries.
+
+Metrics live in a registry of their own per app (nothing is registered at import time,
+and two apps in one test process do not collide). Labels and logs name the route
+template (``/u/{token}``), never the URL: paths and query strings carry contacts and
+tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+import time
+
+import orjson
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dnc.api.context import ApiContext
+
+log = logging.getLogger("dnc.api.access")
+
+
+class ApiMetrics:
+    def __init__(self, context: ApiContext) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "dnc_api_requests",
+            "HTTP requests by route and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "dnc_api_request_seconds",
+            "HTTP request latency by route",
+            ["method", "route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        lag = Gauge(
+            "dnc_api_view_lag_records",
+            "changelog records the list view has not applied yet",
+            registry=self.registry,
+        )
+        lag.set_function(lambda: float(context.view.lag() or 0))
+        caught_up = Gauge(
+            "dnc_api_view_caught_up", "1 once the list view has caught up", registry=self.registry
+        )
+        caught_up.set_function(lambda: float(context.view.caught_up))
+
+
+def new_request_id() -> str:
+    """128 random bits in base32: hardly ever seven digits in a row, so the log masking
+    (which hides digit runs that could be phone numbers) leaves the id readable."""
+    return base64.b32encode(secrets.token_bytes(16)).decode().rstrip("=").lower()
+
+
+class RequestObserver:
+    """Pure ASGI middleware (no per-request task or body buffering: the check endpoint is
+    on a latency budget). Gives each request an id (``request.state.request_id``, the
+    ``X-Request-Id`` header, and the ``ref`` of the commands it submits)."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        rid = new_request_id()
+        scope.setdefault("state", {})["request_id"] = rid
+        code = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            self.metrics.requests.labels(method, route, str(code)).inc()
+            self.metrics.latency.labels(method, route).observe(elapsed)
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "%s",
+                    orjson.dumps(
+                        {
+                            "event": "request",
+                            "method": method,
+                            "route": route,
+                            "status": code,
+                            "ms": round(elapsed * 1000, 2),
+                            "request_id": rid,
+                        }
+                    ).decode(),
+                )
+
+
+def install(app: FastAPI, context: ApiContext) -> None:
+    """Metrics and request logs for every route of ``app``."""
+    metrics = ApiMetrics(context)
+    app.state.metrics = metrics
+    app.add_middleware(RequestObserver, metrics=metrics)

@@ -1,0 +1,391 @@
+"""The SQLite side of the list view: schema, applying changelog (and history) records,
+and queries. The history's own table and queries are ``dnc.api.view.history``.
+
+Synchronous and thread-bound on purpose: ``ListView`` runs every call here on its own
+threads (one writer connection, one reader connection per reader thread, WAL), never on
+the event loop. The file is a cache of ``dnc.changes``: it holds the consumed offsets in
+the same transaction as the rows, and whenever it cannot be trusted (other cluster, other
+topic, other partition count, other schema, unreadable) it is deleted and rebuilt.
+
+Ordering is ``added_at`` descending, then ``kh`` (a 64-bit hash of the entry key)
+descending. The tie-break is derived from the key, not from the row id, because one import
+gives thousands of entries the same ``added_at`` and a cursor must mean the same position
+on every API instance, whose row ids differ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import xxhash
+
+from dnc.api.view import history as view_history
+from dnc.api.view.query import EntryQuery
+from dnc.domain.entries import Entry, EntryKey, Source
+from dnc.domain.timestamps import parse_ts
+from dnc.errors import ConfigurationError
+
+SCHEMA_VERSION = "2"
+CHANGES, HISTORY = "c", "h"  # the logs whose offsets the file keeps
+# An upper bound for "starts with": sorts after any character a contact can contain.
+_PREFIX_END = "\U0010ffff"
+_COLUMNS = "account, contact, channel, sender, source, added_at, origin, expires_at, kh"
+_KEY_MATCH = (
+    "account = ? AND contact = ? AND coalesce(channel, '') = ? AND coalesce(sender, '') = ?"
+)
+
+_SCHEMA = (
+    """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS offsets (
+    log TEXT NOT NULL, part INTEGER NOT NULL, next INTEGER NOT NULL, PRIMARY KEY (log, part)
+);
+CREATE TABLE IF NOT EXISTS entries (
+    id INTEGER PRIMARY KEY,
+    account TEXT NOT NULL,
+    contact TEXT NOT NULL,
+    channel TEXT,            -- NULL = all channels
+    sender TEXT,             -- NULL = all senders
+    source TEXT NOT NULL,
+    added_at INTEGER NOT NULL,  -- epoch ms
+    origin TEXT,             -- JSON
+    expires_at INTEGER,      -- epoch ms, NULL = never
+    kh INTEGER NOT NULL      -- key hash: the deterministic tie-break of the order
+);
+CREATE UNIQUE INDEX IF NOT EXISTS entries_key
+    ON entries (account, contact, coalesce(channel, ''), coalesce(sender, ''));
+CREATE INDEX IF NOT EXISTS entries_newest ON entries (account, added_at, kh);
+CREATE INDEX IF NOT EXISTS entries_sender ON entries (account, sender, added_at, kh);
+CREATE INDEX IF NOT EXISTS entries_channel ON entries (account, channel, added_at, kh);
+CREATE INDEX IF NOT EXISTS entries_source ON entries (account, source, added_at, kh);
+"""
+    + view_history.SCHEMA
+)
+
+_UPSERT = f"""
+INSERT INTO entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (account, contact, coalesce(channel, ''), coalesce(sender, '')) DO UPDATE SET
+    source = excluded.source, added_at = excluded.added_at,
+    -- An extension rewrites the entry without its origin (the list writer reads entries
+    -- from Redis, which does not keep origins): the same entry keeps the origin it had.
+    origin = CASE WHEN excluded.origin IS NULL AND entries.source = excluded.source
+                   AND entries.added_at = excluded.added_at
+              THEN entries.origin ELSE excluded.origin END,
+    expires_at = excluded.expires_at, kh = excluded.kh
+"""
+
+Position = tuple[int, int]  # (added_at, kh) of the last entry seen, for keyset paging
+Row = tuple[str, str, str | None, str | None, str, int, str | None, int | None, int]
+
+
+def key_hash(key: EntryKey) -> int:
+    """The order's tie-break for a key, as a signed 64-bit SQLite integer."""
+    return xxhash.xxh3_64_intdigest(key.to_json()) - (1 << 63)
+
+
+def position_of(entry: Entry) -> Position:
+    return entry.added_at, key_hash(entry.key)
+
+
+def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    if readonly:
+        conn.execute("PRAGMA query_only = 1")
+    else:
+        conn.execute("PRAGMA journal_mode = WAL")
+        # Losing the last transactions on a power cut is fine: their offsets go with them
+        # and are consumed again.
+        conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA cache_size = -65536")
+    return conn
+
+
+class ViewWriter:
+    """The single writer of one view file. Holds an exclusive lock on it for its life."""
+
+    def __init__(self, path: Path, identity: dict[str, str]) -> None:
+        self.path = path
+        self.identity = {**identity, "schema": SCHEMA_VERSION}
+        self._lock: IO[bytes] | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    def open(self) -> dict[int, int]:
+        """Lock, open (rebuilding a file that belongs elsewhere); return stored offsets."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(f"{self.path}.lock", "wb")  # noqa: SIM115 - held until close()
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise ConfigurationError(
+                f"the list view {self.path} is used by another API process; give each "
+                "instance its own DNC_API__VIEW_PATH"
+            ) from None
+        self._lock = lock
+        try:
+            self._conn = self._open_checked()
+        except sqlite3.DatabaseError:
+            self._delete_files()  # unreadable: it is only a cache of the changelog
+            self._conn = self._open_checked()
+        return self.offsets()
+
+    def _open_checked(self) -> sqlite3.Connection:
+        conn = connect(self.path, readonly=False)
+        conn.executescript(_SCHEMA)
+        stored = dict(conn.execute("SELECT name, value FROM meta").fetchall())
+        if stored and stored != self.identity:
+            conn.close()
+            self._delete_files()
+            conn = connect(self.path, readonly=False)
+            conn.executescript(_SCHEMA)
+            stored = {}
+        if not stored:
+            with _transaction(conn):
+                conn.executemany("INSERT INTO meta VALUES (?, ?)", self.identity.items())
+        return conn
+
+    def _delete_files(self) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{self.path}{suffix}")
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("ViewWriter is not open")
+        return self._conn
+
+    def offsets(self, log: str = CHANGES) -> dict[int, int]:
+        """Partition → next offset stored, of the changelog (or of the history)."""
+        cur = self.conn.execute("SELECT part, next FROM offsets WHERE log = ?", (log,))
+        return dict(cur.fetchall())
+
+    def reset(self) -> None:
+        """Forget everything (the changelog was recreated or truncated): rebuild from 0."""
+        with _transaction(self.conn):
+            self.conn.execute("DELETE FROM entries")
+            self.conn.execute("DELETE FROM history")
+            self.conn.execute("DELETE FROM offsets")
+
+    def apply(
+        self,
+        records: Iterable[tuple[bytes, bytes | None]],
+        offsets: dict[int, int],
+        history: Iterable[view_history.Record] = (),
+        history_offsets: dict[int, int] | None = None,
+    ) -> int:
+        """Apply changelog records (key, value or None) and history records, and move
+        both logs' offsets, atomically. Returns how many records could not be read
+        (skipped, not fatal: one foreign record must not stop the list from updating)."""
+        latest: dict[bytes, bytes | None] = {}
+        for key, value in records:
+            latest[key] = value  # a key lives in one partition: the last record wins
+        deletes: list[tuple[str, str, str, str]] = []
+        upserts: list[Row] = []
+        bad = 0
+        for raw_key, value in latest.items():
+            try:
+                k = decode_key(raw_key)
+                if value is None:
+                    deletes.append((k.account, k.contact, k.channel or "", k.sender or ""))
+                else:
+                    upserts.append(_row(k, value))
+            except (ValueError, KeyError, TypeError):
+                bad += 1
+        moved = [(CHANGES, p, o) for p, o in offsets.items()]
+        moved += [(HISTORY, p, o) for p, o in (history_offsets or {}).items()]
+        with _transaction(self.conn):
+            self.conn.executemany(f"DELETE FROM entries WHERE {_KEY_MATCH}", deletes)
+            self.conn.executemany(_UPSERT, upserts)
+            bad += view_history.apply(self.conn, history)
+            self.conn.executemany(
+                "INSERT INTO offsets VALUES (?, ?, ?)"
+                " ON CONFLICT (log, part) DO UPDATE SET next = excluded.next",
+                moved,
+            )
+        return bad
+
+    def optimize(self) -> None:
+        self.conn.execute("PRAGMA optimize")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("PRAGMA optimize")
+            self._conn.close()
+            self._conn = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def decode_key(raw: bytes) -> EntryKey:
+    k = orjson.loads(raw)
+    if not (
+        isinstance(k, list) and len(k) == 4 and isinstance(k[0], str) and isinstance(k[1], str)
+    ):
+        raise ValueError(f"not an entry key: {raw[:80]!r}")
+    return EntryKey(k[0], k[1], k[2], k[3])
+
+
+def _row(key: EntryKey, value: bytes) -> Row:
+    d = orjson.loads(value)
+    origin = d.get("origin")
+    expires = d.get("expires_at")
+    return (
+        key.account,
+        key.contact,
+        key.channel,
+        key.sender,
+        Source(d["source"]).value,
+        parse_ts(d["added_at"], "added_at"),
+        None if origin is None else orjson.dumps(origin).decode(),
+        parse_ts(expires, "expires_at") if expires else None,
+        key_hash(key),
+    )
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def _in(column: str, values: Sequence[object]) -> tuple[str, list[object]]:
+    return f"{column} IN ({', '.join('?' * len(values))})", list(values)
+
+
+def _nullable_in(column: str, values: Sequence[str | None]) -> tuple[str, list[object]]:
+    """``column`` is one of ``values``, where None means "the entry is for all"."""
+    named = [v for v in values if v is not None]
+    parts, params = [], []
+    if None in values:
+        parts.append(f"{column} IS NULL")
+    if named:
+        sql, p = _in(column, named)
+        parts.append(sql)
+        params += p
+    return "(" + " OR ".join(parts) + ")", params
+
+
+def filters(q: EntryQuery) -> tuple[list[str], list[object]]:
+    """SQL conditions (AND-ed) for everything in ``q`` but the accounts."""
+    where: list[str] = []
+    params: list[object] = []
+    if q.contacts or q.contact_prefixes:
+        parts = []
+        if q.contacts:
+            sql, p = _in("contact", q.contacts)
+            parts.append(sql)
+            params += p
+        for stem in q.contact_prefixes:
+            parts.append("(contact >= ? AND contact < ?)")
+            params += [stem, stem + _PREFIX_END]
+        where.append("(" + " OR ".join(parts) + ")")
+    for column, values in (("channel", q.channels), ("sender", q.senders)):
+        if values:
+            sql, p = _nullable_in(column, values)
+            where.append(sql)
+            params += p
+    if q.sources:
+        sql, p = _in("source", q.sources)
+        where.append(sql)
+        params += p
+    if q.added_from is not None:
+        where.append("added_at >= ?")
+        params.append(q.added_from)
+    if q.added_to is not None:
+        where.append("added_at < ?")
+        params.append(q.added_to)
+    return where, params
+
+
+def _entry(row: Sequence[Any]) -> Entry:
+    account, contact, channel, sender, source, added_at, origin, expires_at = row[:8]
+    return Entry(
+        EntryKey(account, contact, channel, sender),
+        Source(source),
+        added_at,
+        None if origin is None else orjson.loads(origin),
+        expires_at,
+    )
+
+
+def page(
+    conn: sqlite3.Connection, q: EntryQuery, limit: int, after: Position | None
+) -> list[Entry]:
+    """Up to ``limit`` entries after ``after``, newest first. One query per account, each
+    walking an index in order, merged here: an ``account IN (…)`` query would have to sort
+    every matching row of every account to return the first page."""
+    where, params = filters(q)
+    if after is not None:
+        where.append("(added_at, kh) < (?, ?)")
+        params += list(after)
+    cond = "".join(f" AND {w}" for w in where)
+    sql = (
+        f"SELECT {_COLUMNS} FROM entries WHERE account = ?{cond}"
+        " ORDER BY added_at DESC, kh DESC LIMIT ?"
+    )
+    rows: list[Sequence[Any]] = []
+    for account in q.accounts:
+        rows += conn.execute(sql, [account, *params, limit]).fetchall()
+    if len(q.accounts) > 1:
+        rows.sort(key=lambda r: (r[5], r[8]), reverse=True)
+    return [_entry(r) for r in rows[:limit]]
+
+
+def count(conn: sqlite3.Connection, q: EntryQuery) -> int:
+    where, params = filters(q)
+    acc_sql, acc_params = _in("account", q.accounts)
+    cond = "".join(f" AND {w}" for w in where)
+    row = conn.execute(
+        f"SELECT count(*) FROM entries WHERE {acc_sql}{cond}", [*acc_params, *params]
+    ).fetchone()
+    return int(row[0])
+
+
+def keys(conn: sqlite3.Connection, q: EntryQuery) -> list[EntryKey]:
+    where, params = filters(q)
+    acc_sql, acc_params = _in("account", q.accounts)
+    cond = "".join(f" AND {w}" for w in where)
+    cur = conn.execute(
+        f"SELECT account, contact, channel, sender FROM entries WHERE {acc_sql}{cond}",
+        [*acc_params, *params],
+    )
+    return [EntryKey(*r) for r in cur]
+
+
+def get(conn: sqlite3.Connection, wanted: Sequence[EntryKey]) -> dict[EntryKey, Entry]:
+    out: dict[EntryKey, Entry] = {}
+    sql = f"SELECT {_COLUMNS} FROM entries WHERE {_KEY_MATCH}"
+    for k in wanted:
+        row = conn.execute(sql, (k.account, k.contact, k.channel or "", k.sender or "")).fetchone()
+        if row is not None:
+            out[k] = _entry(row)
+    return out
+
+
+def history_of_matching(
+    conn: sqlite3.Connection,
+    q: EntryQuery,
+    limit: int,
+    after: view_history.ExportPosition | None,
+) -> list[view_history.HistoryItem]:
+    """The history of every person with an entry ``q`` matches (see ``dnc.api.view.history``)."""
+    return view_history.of_matching(conn, q.accounts, filters(q), limit, after)

@@ -1,0 +1,324 @@
+"""Kafka plumbing shared by the roles: client factories, topic set-up, batched produce
+(dead-letter records: ``dnc.kafka.deadletter``).
+
+Producers are always ``acks="all"`` with idempotence on; transactional ones get one
+transactional id per input partition (see ``Settings.transactional_id``). Consumers read
+``read_committed`` and never auto-commit: offsets move only inside a transaction, or
+after the effect is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from dnc.domain.channels import Channel
+from dnc.errors import ConfigurationError
+from dnc.settings import Settings, Topics
+
+log = logging.getLogger(__name__)
+
+Headers = Sequence[tuple[str, bytes]]
+# (key, value, headers): headers as a list, which is what the C batch builder takes.
+Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
+
+# Big enough to amortise per-batch costs, small enough to stay far below the broker's
+# default message.max.bytes (1 MiB).
+MAX_BATCH_BYTES = 512 * 1024
+# Outputs can be bigger than their input: a blocked message is wrapped, a binary dead
+# letter is base64 (4/3). Inputs keep the broker default (1 MiB); the output topics and
+# the producers allow more, so a valid input always fits where it is going.
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+WRAPPED_TOPIC_MAX_BYTES = 2 * 1024 * 1024
+DEAD_LETTER_TOPIC_MAX_BYTES = MAX_REQUEST_BYTES
+
+
+def make_producer(settings: Settings, transactional_id: str | None = None) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=f"{settings.app_id}-producer",
+        acks="all",
+        enable_idempotence=True,
+        transactional_id=transactional_id,
+        linger_ms=2,
+        max_batch_size=MAX_BATCH_BYTES,
+        max_request_size=MAX_REQUEST_BYTES,
+        request_timeout_ms=30000,
+    )
+
+
+def make_consumer(
+    settings: Settings,
+    *topics: str,
+    group_id: str | None,
+    max_records: int = 2000,
+    fetch_max_wait_ms: int = 20,
+    **extra: Any,
+) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=f"{settings.app_id}-consumer",
+        group_id=group_id,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        # A new consumer group starts at the beginning: a gate or opt-out consumer that
+        # skipped existing records would lose messages or opt-outs.
+        auto_offset_reset="earliest",
+        max_poll_records=max_records,
+        fetch_max_wait_ms=fetch_max_wait_ms,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        session_timeout_ms=10000,
+        heartbeat_interval_ms=1000,
+        max_poll_interval_ms=300000,
+        **extra,
+    )
+
+
+async def close_consumer(consumer: AIOKafkaConsumer, deadline_s: float) -> bool:
+    """Stop a consumer within ``deadline_s``; False if it had to be closed by force.
+
+    aiokafka's ``stop()`` leaves the group first, and waits for as long as no group
+    coordinator answers (a broker that just restarted is still loading it). Nothing
+    depends on leaving cleanly — offsets are committed in transactions, and the broker
+    expires the session — so a role shutting down must not wait for it past its deadline.
+    """
+    try:
+        await asyncio.wait_for(consumer.stop(), deadline_s)
+        return True
+    except TimeoutError:
+        log.warning(
+            "consumer did not leave its group within %.1fs (no group coordinator); "
+            "closing its connections",
+            deadline_s,
+        )
+    # The cancelled stop() ended the coordinator's task; what it did not reach yet:
+    for part in (getattr(consumer, "_fetcher", None), getattr(consumer, "_client", None)):
+        if part is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(part.close(), 1.0)
+    return False
+
+
+def topic_specs(settings: Settings) -> list[NewTopic]:
+    t, layout = settings.topics, settings.topic_layout
+    rf = layout.replication_factor
+    month = str(30 * 24 * 3600 * 1000)
+    wrapped = {"max.message.bytes": str(WRAPPED_TOPIC_MAX_BYTES)}
+    day = str(24 * 3600 * 1000)
+    compacted = {
+        "cleanup.policy": "compact",
+        "retention.ms": "-1",
+        # Tombstones must outlive the slowest rebuild so a rebuilding index sees the
+        # removal; one day is generous for a rebuild measured in seconds.
+        "delete.retention.ms": day,
+        # Segments roll daily so compaction reaches erased data within about two days
+        # (it never touches the active segment).
+        "segment.ms": day,
+        "min.insync.replicas": "1" if rf == 1 else "2",
+    }
+    specs = [
+        NewTopic(t.inbound_messages, layout.input_partitions, rf),
+        NewTopic(t.url_unsubscribes, layout.input_partitions, rf),
+        NewTopic(t.journey_actions, layout.input_partitions, rf),
+        NewTopic(t.delivery_reports, layout.input_partitions, rf),
+        NewTopic(t.outbound, layout.outbound_partitions, rf),
+        NewTopic(t.allowed, layout.outbound_partitions, rf, topic_configs=wrapped),
+        NewTopic(t.blocked, layout.outbound_partitions, rf, topic_configs=wrapped),
+        NewTopic(
+            t.dead_letter,
+            3,
+            rf,
+            topic_configs={
+                "retention.ms": month,
+                "max.message.bytes": str(DEAD_LETTER_TOPIC_MAX_BYTES),
+            },
+        ),
+        # Commands are transient (their effect is in dnc.changes) but must survive a
+        # list writer that is down for a long weekend.
+        NewTopic(t.commands, layout.list_partitions, rf, topic_configs={"retention.ms": month}),
+        NewTopic(
+            t.changes,
+            layout.list_partitions,
+            rf,
+            topic_configs=compacted,
+        ),
+        # Unique keys: compaction removes only what an erasure tombstoned; append-only
+        # otherwise.
+        NewTopic(t.history, layout.list_partitions, rf, topic_configs=compacted),
+        NewTopic(t.notifications, 3, rf, topic_configs={"retention.ms": month}),
+    ]
+    for channel in channel_topics(settings.topics):
+        specs.append(NewTopic(channel, layout.outbound_partitions, rf, topic_configs=wrapped))
+    return specs
+
+
+def channel_topics(topics: Topics) -> list[str]:
+    """The per-channel topics of allowed messages (``DNC_TOPICS__ALLOWED_TEMPLATE``), one
+    per channel; none without a template."""
+    template = topics.allowed_template
+    if not template:
+        return []
+    return [template.format(channel=c.value.lower()) for c in Channel]
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create every contract topic that does not exist; return the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    created: list[str] = []
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in topic_specs(settings) if s.name not in existing]
+        for spec in missing:
+            try:
+                await admin.create_topics([spec])
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+    return created
+
+
+async def partition_count(producer: AIOKafkaProducer, topic: str) -> int:
+    parts = await producer.partitions_for(topic)
+    if not parts:
+        raise ConfigurationError(f"topic {topic!r} does not exist (run `dnc topics ensure`)")
+    return len(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A batch the broker acknowledged: records ``base_offset`` … ``base_offset+count-1``."""
+
+    topic: str
+    partition: int
+    base_offset: int
+    count: int
+
+    @property
+    def last_offset(self) -> int:
+        return self.base_offset + self.count - 1
+
+
+class BatchWriter:
+    """Appends records into per-partition batches and sends them with ``send_batch``.
+
+    ``producer.send()`` costs a coroutine and a future per record; appending to a batch
+    builder is a single C call. ``append`` is synchronous; ``flush`` sends everything and
+    waits for the broker's acknowledgement of every batch.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self._producer = producer
+        self._open: dict[tuple[str, int], Any] = {}
+        self._full: list[tuple[Any, str, int]] = []
+
+    def append(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers = (),
+    ) -> None:
+        # The C batch builder insists on a list.
+        if type(headers) is not list:
+            headers = list(headers)
+        slot = (topic, partition)
+        builder = self._open.get(slot)
+        if builder is None:
+            builder = self._open[slot] = self._producer.create_batch()
+        if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
+            self._full.append((builder, topic, partition))
+            builder = self._open[slot] = self._producer.create_batch()
+            if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                raise ConfigurationError(
+                    f"a record for {topic} is larger than the producer batch size"
+                )
+
+    def extend(self, topic: str, partition: int, records: Iterable[Record]) -> None:
+        """``append`` of many records to one partition, in order: one loop around the
+        builder's append (a list writer batch is a million records)."""
+        slot = (topic, partition)
+        builder = self._open.get(slot)
+        append = None if builder is None else builder.append
+        for key, value, headers in records:
+            if append is None:  # no empty batch: flush would send it
+                builder = self._open[slot] = self._producer.create_batch()
+                append = builder.append
+            if append(key=key, value=value, timestamp=None, headers=headers) is None:
+                self._full.append((builder, topic, partition))
+                builder = self._open[slot] = self._producer.create_batch()
+                append = builder.append
+                if append(key=key, value=value, timestamp=None, headers=headers) is None:
+                    raise ConfigurationError(
+                        f"a record for {topic} is larger than the producer batch size"
+                    )
+
+    async def flush(self) -> list[Sent]:
+        """Send all batches and wait until the broker has them (or raise)."""
+        pending = self._full
+        pending.extend((b, t, p) for (t, p), b in self._open.items())
+        self._full, self._open = [], {}
+        futures = []
+        for builder, topic, partition in pending:
+            count = builder.record_count()
+            futures.append(
+                (await self._producer.send_batch(builder, topic, partition=partition), count)
+            )
+        sent = []
+        for future, count in futures:
+            md = await future
+            sent.append(Sent(md.topic, md.partition, md.offset, count))
+        return sent
+
+    def __bool__(self) -> bool:
+        return bool(self._open or self._full)
+
+
+def tps(topic: str, partitions: Iterable[int]) -> list[TopicPartition]:
+    return [TopicPartition(topic, p) for p in partitions]
+
+
+async def topic_partitions(
+    settings: Settings, *topics: str, wait_s: float = 15.0
+) -> dict[str, int]:
+    """Partition count of each topic; ConfigurationError names a missing topic.
+
+    A topic created a moment ago may briefly answer "leader not available": that is waited
+    out (up to ``wait_s``), a topic that does not exist is not."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            described = await admin.describe_topics(list(topics))
+        finally:
+            await admin.close()
+        counts: dict[str, int] = {}
+        errors: dict[str, int] = {}
+        for d in described:
+            if d.get("error_code"):
+                errors[d["topic"]] = d["error_code"]
+            else:
+                counts[d["topic"]] = len(d["partitions"])
+        missing = [t for t in topics if t not in counts]
+        if not missing:
+            return counts
+        if asyncio.get_running_loop().time() >= deadline:
+            name = missing[0]
+            raise ConfigurationError(
+                f"topic {name!r} is not available (error {errors.get(name, 'unknown')}); "
+                "run `dnc topics ensure`"
+            )
+        await asyncio.sleep(0.2)

@@ -1,0 +1,46 @@
+"""Settings into the environment of another process: everything arrives, secrets too."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from dnc.settings import (
+    ApiKey,
+    ApiSettings,
+    ExpirySettings,
+    PrivacySettings,
+    Settings,
+    TopicLayout,
+    Topics,
+)
+
+
+def test_a_process_given_as_env_builds_the_same_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = Settings(
+        app_id="t1",
+        topics=Topics(changes="t1.changes", allowed_template="t1.allowed.{channel}"),
+        topic_layout=TopicLayout(list_partitions=3),
+        privacy=PrivacySettings(enabled=True, keys=["k" * 40, "é" * 40]),
+        expiry=ExpirySettings(ttl_days={"CHANNEL_SIGNAL": 90}),
+        api=ApiSettings(
+            keys=[ApiKey(name="ops", sha256="ab" * 32, accounts=["acme"])],
+            unsubscribe_keys=["u" * 40],
+        ),
+        channel_signals={"twilio": ["21610"]},
+        metrics_port=9100,
+    )
+    env = settings.as_env()
+    assert all(name.startswith("DNC_") for name in env)
+    assert "**" not in env["DNC_PRIVACY__KEYS"] + env["DNC_API__UNSUBSCRIBE_KEYS"]
+    for name in [n for n in os.environ if n.startswith("DNC_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    again = Settings()
+    assert again == settings
+    assert [k.get_secret_value() for k in again.privacy.keys] == ["k" * 40, "é" * 40]
+    assert [k.get_secret_value() for k in again.api.unsubscribe_keys] == ["u" * 40]

@@ -54,7 +54,10 @@ def arm(pid_file: Path, state: str, marker: Path) -> None:
 
             def kill() -> None:
                 os.kill(pid, signal.SIGKILL)
-                marker.write_text(str(pid))
+                # Whole or not at all: the test reads the pid as soon as the file exists.
+                tmp = marker.with_suffix(".tmp")
+                tmp.write_text(str(pid))
+                tmp.rename(marker)
 
             asyncio.get_running_loop().call_later(0.5, kill)
         return await original(self, coordinator_type, coordinator_key)

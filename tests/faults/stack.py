@@ -124,6 +124,15 @@ class FaultStack:
                 os.kill(pid, signal.SIGKILL)
             time.sleep(0.05)
 
+    def wait_kafka_gone(self, pid: int, timeout: float = 60) -> None:
+        """Wait until a broker killed by someone else has exited: until then its listening
+        socket may still be open, and stack.sh would take it for a running broker."""
+        deadline = time.monotonic() + timeout
+        while pid_alive(pid) and _not_zombie(pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the fault suite's broker (pid {pid}) did not exit")
+            time.sleep(0.05)
+
     def start_kafka(self) -> None:
         self._script("up")
 

@@ -302,6 +302,7 @@ async def broker_lost_before_offset_commit(stack: FaultStack, workdir: Path, rol
             )
             t_down = monotonic()
             run.load.event("broker SIGKILL during the group-coordinator lookup")
+            await asyncio.to_thread(stack.wait_kafka_gone, int(marker.read_text()))
             await asyncio.to_thread(stack.start_kafka)
             await stack.wait_kafka_ready()
             t_up = monotonic()

@@ -181,7 +181,12 @@ class ListWriter(PipelineRole):
                         await self._apply_changes(p, records, offset, new_position)
                         applied += len(records)
                         offset = new_position
+                    assert offset is not None
+                    await self._mark_commands_done(p, offset)
                 except (IndexDiverged, IndexUnavailable) as exc:
+                    # Another partition's catch-up may have started a new epoch (a node that
+                    # gained slots, an emptied Redis) after this one read it: read the meta
+                    # again rather than retry a write that can never match.
                     log.warning("listwriter: catch-up of %d restarts: %s", p, exc)
                     await asyncio.sleep(0.2)
                     continue
@@ -189,26 +194,6 @@ class ListWriter(PipelineRole):
             owned = self.owned.get(p)
             if owned is None:
                 return
-            # Commands whose changes were replayed were processed: say so in cmd:p, or an
-            # API request waiting for them would wait until the next command arrives.
-            assert self.pipeline.consumer is not None
-            assert offset is not None
-            committed = await self.pipeline.consumer.committed(
-                TopicPartition(self.topics.commands, p)
-            )
-            if committed is not None:
-                await self._retrying(
-                    functools.partial(
-                        self.index.apply,
-                        epoch=self.epoch,
-                        partition=p,
-                        expected=offset,
-                        new_offset=offset,
-                        new_command_offset=committed,
-                        updates=[],
-                        now=now_ms(),
-                    )
-                )
             owned.offset, owned.ready, owned.last_write = offset, True, time.monotonic()
             log.info(
                 "listwriter: partition %d caught up at %s (%d changes in %.2fs)",
@@ -221,6 +206,23 @@ class ListWriter(PipelineRole):
             await consumer.stop()
         assert self.pipeline.consumer is not None
         self.pipeline.consumer.resume(TopicPartition(self.topics.commands, p))
+
+    async def _mark_commands_done(self, p: int, offset: int) -> None:
+        """Commands whose changes were replayed were processed: say so in cmd:p, or an API
+        request waiting for them would wait until the next command arrives."""
+        assert self.pipeline.consumer is not None
+        committed = await self.pipeline.consumer.committed(TopicPartition(self.topics.commands, p))
+        if committed is None:
+            return
+        await self.index.apply(
+            epoch=self.epoch,
+            partition=p,
+            expected=offset,
+            new_offset=offset,
+            new_command_offset=committed,
+            updates=[],
+            now=now_ms(),
+        )
 
     async def _apply_changes(
         self,

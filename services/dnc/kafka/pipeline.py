@@ -162,7 +162,7 @@ class TransactionalPipeline:
                 timeout_ms=self.poll_timeout_ms, max_records=self.max_records
             )
             if not batch:
-                await self.handler.idle()
+                await self._idle()
                 continue
             async with self._lock:
                 owned = {}
@@ -255,6 +255,19 @@ class TransactionalPipeline:
             await self._backoff("transaction failed")
         else:
             self._failures = 0
+
+    async def _idle(self) -> None:
+        """The handler's idle work (keeping offsets current, noticing a lost index) meets
+        the same outages as a batch does, and waits them out the same way: an outage never
+        stops a role."""
+        try:
+            await self.handler.idle()
+        except Exception as exc:
+            if classify(exc) is not Failure.RETRY:
+                raise
+            await self._backoff(f"idle work failed: {describe(exc)}")
+            return
+        self._failures = 0
 
     def _rewind(self, batch: Records) -> None:
         assert self.consumer is not None

@@ -42,6 +42,7 @@ from dnc.index.replay import ReplayBuilder
 from dnc.kafka import clients as kafka
 from dnc.kafka.clients import BatchWriter, Sent
 from dnc.kafka.deadletter import DeadLetters
+from dnc.kafka.failures import Failure, classify
 from dnc.kafka.pipeline import TransactionalPipeline
 from dnc.kafka.role import PipelineRole
 from dnc.listwriter.evaluate import Evaluated, Evaluator, paused_gc
@@ -167,7 +168,16 @@ class ListWriter(PipelineRole):
                     continue
                 self.epoch = meta.epoch
                 offset = meta.changes.get(p)
-                end = (await consumer.end_offsets([tp]))[tp]
+                try:
+                    end = (await consumer.end_offsets([tp]))[tp]
+                except Exception as exc:
+                    if classify(exc) is not Failure.RETRY:
+                        raise
+                    # Kafka is unavailable: the partition waits for it (paused, not
+                    # failed); an outage never stops the role.
+                    log.warning("listwriter: catch-up of %d waits for Kafka: %s", p, exc)
+                    await asyncio.sleep(1.0)
+                    continue
                 consumer.seek(tp, offset or 0)
                 try:
                     while (position := await consumer.position(tp)) < end or offset is None:

@@ -41,9 +41,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 deps: $(VENV)/.installed
 
-# Debian packages the tests use: Chromium for the browser tests (not a Playwright download)
-# and kcat, a Kafka client that is not ours, to produce a STOP the way a partner would.
-APT_TOOLS := chromium:chromium kcat:kcat
+# Debian packages the tests use: Chromium for the browser tests (not a Playwright download),
+# kcat, a Kafka client that is not ours, to produce a STOP the way a partner would, and
+# promtool (package prometheus) to check the metrics the roles export and deploy/'s rules.
+APT_TOOLS := chromium:chromium kcat:kcat promtool:prometheus
 tools:
 	@for pair in $(APT_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$cmd >/dev/null 2>&1 && continue; \
@@ -93,7 +94,7 @@ run: up
 	@echo "Roles:"
 	@DNC_API__KEYS="$${DNC_API__KEYS:-$$($(BIN)/python deploy/local/dev_keys.py)}" \
 	  DNC_API__UNSUBSCRIBE_KEYS="$${DNC_API__UNSUBSCRIBE_KEYS:-$$($(BIN)/python deploy/local/dev_keys.py --unsubscribe)}" \
-	  DNC_LOG_JSON=$${DNC_LOG_JSON:-false} $(BIN)/dnc dev
+	  DNC_LOG_JSON=$${DNC_LOG_JSON:-false} DNC_METRICS_PORT=$${DNC_METRICS_PORT:-9400} $(BIN)/dnc dev
 
 # --- checks -------------------------------------------------------------------------------
 
@@ -115,7 +116,7 @@ schemas: deps
 # Every test: unit, deploy files, integration (real Kafka + Redis, then again on the Redis
 # Cluster), browser, and the short fault suite. Plain `pytest` collects the same tiers.
 test: up up-cluster tools helm
-	$(BIN)/pytest tests/unit -q
+	DNC_REQUIRE_PROMTOOL=1 $(BIN)/pytest tests/unit -q
 	$(BIN)/pytest tests/deploy -q
 	$(BIN)/pytest tests/integration -q -p no:cacheprovider --require-integration
 	$(CLUSTER_TEST_ENV) $(BIN)/pytest tests/integration -q -p no:cacheprovider \

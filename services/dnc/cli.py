@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import secrets
 import signal
 import subprocess
@@ -82,12 +83,21 @@ def dev(roles: list[str] = typer.Argument(None, help="roles to run (default: all
     log_dir = Path(settings.dev_log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    for role in chosen:
+    for i, role in enumerate(chosen):
         if role not in ROLES:
             raise typer.BadParameter(f"unknown role {role!r}; choose from {', '.join(ROLES)}")
         out = open(log_dir / f"{role}.log", "ab")  # noqa: SIM115 - lives as long as the child
-        procs[role] = subprocess.Popen([sys.executable, "-m", "dnc", role], stdout=out, stderr=out)
-        typer.echo(f"  {role:8} pid {procs[role].pid:<7} log {log_dir / (role + '.log')}")
+        env = dict(os.environ)
+        metrics = ""
+        if settings.metrics_port is not None:
+            # One machine, one port each: DNC_METRICS_PORT is the first role's.
+            port = settings.metrics_port + i
+            env["DNC_METRICS_PORT"] = str(port)
+            metrics = f" metrics http://127.0.0.1:{port}/metrics"
+        procs[role] = subprocess.Popen(
+            [sys.executable, "-m", "dnc", role], stdout=out, stderr=out, env=env
+        )
+        typer.echo(f"  {role:8} pid {procs[role].pid:<7} log {log_dir / (role + '.log')}{metrics}")
     typer.echo(f"  kafka    {settings.kafka_bootstrap}")
     typer.echo(f"  redis    {settings.redis_url}")
     if "api" in procs:

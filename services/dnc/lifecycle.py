@@ -21,14 +21,21 @@ from collections.abc import Coroutine
 from contextlib import AsyncExitStack
 from typing import Any, Self
 
+from dnc.metrics import RoleMetrics
+from dnc.settings import Settings
+
 log = logging.getLogger(__name__)
 
 
 class Role(ABC):
     #: The role's name in logs, the CLI, consumer groups and transactional ids.
     name: str
+    settings: Settings
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: RoleMetrics | None = None) -> None:
+        # Built with the role (in main(), or by a test), served from start() on
+        # DNC_METRICS_PORT (dnc.metrics).
+        self.metrics = metrics or RoleMetrics(self.name)
         self._exits: AsyncExitStack | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._failure: BaseException | None = None
@@ -49,8 +56,14 @@ class Role(ABC):
     async def start(self) -> None:
         if self._exits is not None:
             return
-        self._exits = AsyncExitStack()
-        await self._open(self._exits)
+        self._exits = exits = AsyncExitStack()
+        port = self.settings.metrics_port
+        if port is not None:
+            # Served from the start: a role stuck opening shows up=0 rather than nothing.
+            self.metrics.serve(port)
+            exits.push_async_callback(asyncio.to_thread, self.metrics.close)
+        await self._open(exits)
+        self.metrics.up = True
 
     async def run(self) -> None:
         """Work until stopped; raise the error of a background task that failed."""
@@ -62,6 +75,7 @@ class Role(ABC):
         exits, self._exits = self._exits, None
         if exits is None:
             return
+        self.metrics.up = False
         self.request_stop()
         tasks = list(self._tasks)
         for task in tasks:

@@ -46,6 +46,7 @@ from dnc.kafka.pipeline import TransactionalPipeline
 from dnc.kafka.role import PipelineRole
 from dnc.listwriter.evaluate import Evaluated, Evaluator, paused_gc
 from dnc.listwriter.expiry import ExpirySweeper
+from dnc.metrics import ListWriterMetrics
 from dnc.settings import Settings
 
 T = TypeVar("T")
@@ -69,14 +70,21 @@ class Owned:
 class ListWriter(PipelineRole):
     name = "listwriter"
 
+    metrics: ListWriterMetrics
+
     def __init__(self, settings: Settings, index: Index | None = None) -> None:
-        super().__init__()
+        super().__init__(ListWriterMetrics(self.name))
         self.settings = settings
         self.index = index or make_index(settings)
         self._replay = ReplayBuilder(self.index)
         self.topics = settings.topics
         self.pipeline = TransactionalPipeline(
-            settings, self.name, [settings.topics.commands], self, max_records=5000
+            settings,
+            self.name,
+            [settings.topics.commands],
+            self,
+            max_records=5000,
+            metrics=self.metrics,
         )
         self.dead_letters = DeadLetters(settings.topics.dead_letter)
         self.epoch = ""
@@ -154,6 +162,8 @@ class ListWriter(PipelineRole):
         """Make Redis hold exactly changelog partition p, then resume its commands."""
         tp = TopicPartition(self.topics.changes, p)
         started = time.monotonic()
+        self.metrics.catch_ups.inc()
+        remaining = self.metrics.catch_up_remaining.labels(self.name, str(p))
         consumer = kafka.make_consumer(self.settings, group_id=None, max_records=CATCH_UP_BATCH)
         await consumer.start()
         try:
@@ -181,6 +191,7 @@ class ListWriter(PipelineRole):
                         await self._apply_changes(p, records, offset, new_position)
                         applied += len(records)
                         offset = new_position
+                        remaining.set(max(end - new_position, 0))
                     assert offset is not None
                     await self._mark_commands_done(p, offset)
                 except (IndexDiverged, IndexUnavailable) as exc:
@@ -195,6 +206,7 @@ class ListWriter(PipelineRole):
             if owned is None:
                 return
             owned.offset, owned.ready, owned.last_write = offset, True, time.monotonic()
+            remaining.set(0)
             log.info(
                 "listwriter: partition %d caught up at %s (%d changes in %.2fs)",
                 p,
@@ -267,7 +279,9 @@ class ListWriter(PipelineRole):
                     try:
                         commands.append((r.offset, Command.from_json(r.value)))
                     except (ValueError, KeyError, TypeError) as exc:  # not ours: dead-letter it
-                        self.dead_letters.append(out, r, f"value: is not a list command ({exc!r})")
+                        self.dead_letters.append(
+                            out, r, f"value: is not a list command ({exc!r})", "not_a_command"
+                        )
                 meta, contacts = await self.evaluator.load(commands)
                 if meta.epoch != self.epoch or meta.changes.get(tp.partition) != owned.offset:
                     self._schedule_catch_up(tp.partition)
@@ -310,6 +324,8 @@ class ListWriter(PipelineRole):
             return
         self.applied += len(done.updates)
         owned.offset, owned.pending, owned.last_write = new_offset, Evaluated(), time.monotonic()
+        # Effective now. Once per partition batch, for its oldest command (the worst delay).
+        self.metrics.effective_delay.observe(max(now_ms() - records[0].timestamp, 0) / 1000)
 
     async def idle(self) -> None:
         """Keep chg:p at the changelog's end while quiet (transaction markers advance it),
@@ -343,6 +359,8 @@ class ListWriter(PipelineRole):
                 self._schedule_catch_up(tp.partition)
                 continue
             end = ends[tp]
+            applied = meta.changes.get(tp.partition) or 0
+            self.metrics.index_lag.labels(self.name, str(tp.partition)).set(max(end - applied, 0))
             if owned.offset is not None and end > owned.offset:
                 try:
                     await self.index.apply(

@@ -142,18 +142,25 @@ class TransactionalPipeline:
         self.producers.consumer = self.consumer
         self.consumer.subscribe(self.topics, listener=_Listener(self))
 
-    async def stop(self) -> None:
-        """Stop taking work; the batch in flight finishes (up to the shutdown deadline)."""
+    async def drain(self) -> None:
+        """Stop taking work and let the batch in flight finish (up to the shutdown
+        deadline); the clients stay open (``stop`` closes them)."""
         self._stopping.set()
         if not self._started:
             return
-        self._started = False
-        self._forget_heartbeat()
         try:
             await asyncio.wait_for(self._lock.acquire(), self.settings.shutdown_deadline_s)
             self._lock.release()
         except TimeoutError:
             log.warning("%s: in-flight batch did not finish within the deadline", self.role)
+
+    async def stop(self) -> None:
+        """Stop taking work; the batch in flight finishes (up to the shutdown deadline)."""
+        await self.drain()
+        if not self._started:
+            return
+        self._started = False
+        self._forget_heartbeat()
         if self.consumer is not None:
             await kafka.close_consumer(self.consumer, CONSUMER_CLOSE_S)
         await self.producers.close_all(PRODUCERS_CLOSE_S)

@@ -42,6 +42,7 @@ from dnc.index.replay import ReplayBuilder
 from dnc.kafka import clients as kafka
 from dnc.kafka.clients import BatchWriter, Sent
 from dnc.kafka.deadletter import DeadLetters
+from dnc.kafka.failures import Failure, classify, describe
 from dnc.kafka.pipeline import TransactionalPipeline
 from dnc.kafka.role import PipelineRole
 from dnc.listwriter.evaluate import Evaluated, Evaluator, paused_gc
@@ -55,6 +56,8 @@ log = logging.getLogger(__name__)
 
 IDLE_CHECK_S = 0.25
 CATCH_UP_BATCH = 5000
+CATCH_UP_BACKOFF_S = 0.2
+CATCH_UP_MAX_BACKOFF_S = 5.0
 
 
 @dataclass(slots=True)
@@ -159,7 +162,32 @@ class ListWriter(PipelineRole):
             del self._catch_ups[p]
 
     async def _catch_up(self, p: int) -> None:
-        """Make Redis hold exactly changelog partition p, then resume its commands."""
+        """Make Redis hold exactly changelog partition p, then resume its commands.
+
+        Kafka or Redis unavailable (during an outage, ``end_offsets`` or the consumer's
+        start fail) is waited out with back-off, as the pipeline waits: an outage never
+        restarts a pod. Anything else stops the role (``Role.spawn``)."""
+        failures = 0
+        while True:
+            try:
+                await self._catch_up_once(p)
+                return
+            except Exception as exc:
+                if classify(exc) is not Failure.RETRY:
+                    raise
+                failures += 1
+                delay = min(CATCH_UP_BACKOFF_S * 2 ** min(failures - 1, 6), CATCH_UP_MAX_BACKOFF_S)
+                log.warning(
+                    "listwriter: catch-up of partition %d failed (%s); retrying in %.1fs "
+                    "(attempt %d)",
+                    p,
+                    describe(exc),
+                    delay,
+                    failures,
+                )
+                await asyncio.sleep(delay)
+
+    async def _catch_up_once(self, p: int) -> None:
         tp = TopicPartition(self.topics.changes, p)
         started = time.monotonic()
         self.metrics.catch_ups.inc()
@@ -343,7 +371,14 @@ class ListWriter(PipelineRole):
             log.warning("listwriter: %s", exc)
             return
         tps = [TopicPartition(self.topics.changes, p) for p in ready]
-        ends = await self._offsets.end_offsets(tps)
+        try:
+            ends = await self._offsets.end_offsets(tps)
+        except Exception as exc:
+            # Brokers away: the next idle turn asks again (a batch would wait too).
+            if classify(exc) is not Failure.RETRY:
+                raise
+            log.warning("listwriter: changelog ends unavailable (%s)", describe(exc))
+            return
         for tp in tps:
             owned = self.owned.get(tp.partition)
             if owned is None or not owned.ready:

@@ -130,6 +130,7 @@ test-unit: deps
 
 # The deploy files, offline (helm renders the chart).
 test-deploy: deps helm
+	@$(MAKE) --no-print-directory tools APT_TOOLS=promtool:prometheus
 	$(BIN)/pytest tests/deploy -q
 
 test-integration: up tools

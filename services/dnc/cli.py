@@ -2,8 +2,9 @@
 
 Roles (each its own process, scaled by running more of them):
 ``dnc ingest``, ``dnc listwriter``, ``dnc gate``, ``dnc api``; ``dnc dev`` runs them all
-for local development. Operations: ``dnc topics ensure``, ``dnc schemas write|check``,
-``dnc keys hash``. The list: ``dnc entries ...`` (a client of the HTTP API).
+for local development. Operations: ``dnc status``, ``dnc topics ensure``,
+``dnc schemas write|check``, ``dnc keys hash``. The list: ``dnc entries ...`` (a client of
+the HTTP API).
 """
 
 from __future__ import annotations
@@ -127,6 +128,32 @@ def dev(roles: list[str] = typer.Argument(None, help="roles to run (default: all
         except subprocess.TimeoutExpired:
             proc.kill()
     raise typer.Exit(code)
+
+
+@app.command()
+def status(
+    as_json: bool = typer.Option(False, "--json", help="one JSON object, for scripts"),
+    max_lag: int = typer.Option(10_000, help="records waiting in a group that need attention"),
+    max_index_lag: int = typer.Option(
+        100, help="changelog records not in the index yet that count as behind"
+    ),
+) -> None:
+    """Consumer groups and their lag, the index, and whether the gate would forward now.
+    Exits 1 when something needs attention."""
+    import orjson
+
+    from dnc.status import collect, render
+
+    found = asyncio.run(collect(_settings(), max_lag=max_lag, max_index_lag=max_index_lag))
+    if as_json:
+        typer.echo(
+            orjson.dumps(
+                found.as_json(), option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+            ).decode()
+        )
+    else:
+        typer.echo(render(found))
+    raise typer.Exit(1 if found.attention else 0)
 
 
 @topics_app.command("ensure")

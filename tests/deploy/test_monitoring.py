@@ -143,3 +143,46 @@ def test_the_dashboard_is_a_grafana_dashboard() -> None:
     titles = " ".join(p["title"].lower() for p in dashboard["panels"])
     for subject in ("throughput", "lag", "effective delay", "failing closed"):
         assert subject in titles
+
+
+# --- the Helm chart serves and (optionally) scrapes the metrics ------------------------------
+
+
+def test_every_role_serves_metrics_on_the_metrics_port() -> None:
+    from tests.deploy.test_deploy_files import by_kind, container, deployments, render
+
+    docs = render()
+    config = next(iter(by_kind(docs, "ConfigMap").values()))["data"]
+    port = int(config["DNC_METRICS_PORT"])
+    for role, dep in deployments(docs).items():
+        ports = {p["name"]: p["containerPort"] for p in container(dep).get("ports", [])}
+        assert ports.get("metrics") == port, role
+    off = render("--set", "metrics.enabled=false")
+    assert "DNC_METRICS_PORT" not in next(iter(by_kind(off, "ConfigMap").values()))["data"]
+    assert not by_kind(render(), "PodMonitor")
+
+
+def test_the_pod_monitors_select_each_role_s_pods_and_name_the_jobs_the_alerts_expect() -> None:
+    from tests.deploy.test_deploy_files import by_kind, deployments, render
+
+    docs = render(
+        "--set",
+        "metrics.podMonitor.enabled=true",
+        "--set",
+        "metrics.podMonitor.labels.release=prometheus",
+    )
+    monitors = by_kind(docs, "PodMonitor")
+    deps = deployments(docs)
+    assert len(monitors) == len(deps)
+    for monitor in monitors.values():
+        role = monitor["metadata"]["labels"]["app.kubernetes.io/component"]
+        pod_labels = deps[role]["spec"]["template"]["metadata"]["labels"]
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= pod_labels.items()
+        assert monitor["metadata"]["labels"]["release"] == "prometheus"
+        (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+        assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
+        (job,) = endpoint["relabelings"]
+        assert job == {"targetLabel": "job", "replacement": f"dnc-{role}"}
+    rules = RULES.read_text()
+    assert 'job=~"dnc.*"' in rules  # DncRoleDown finds these jobs

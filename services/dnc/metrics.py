@@ -14,6 +14,7 @@ Prometheus scrapes, from plain attributes the event loop keeps current.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator, Mapping
 from threading import Thread
@@ -138,6 +139,12 @@ class RoleMetrics:
     def lag(self, topic: str, partition: int, records: int) -> None:
         self._child(self.consumer_lag, topic, str(partition)).set(max(records, 0))
 
+    def forget(self, topic: str, partition: int) -> None:
+        """A partition revoked: its lag is the new owner's to report (a stale series here
+        would add up in sums and keep alerts firing)."""
+        _remove(self.consumer_lag, self.role, topic, str(partition))
+        self._children.pop((id(self.consumer_lag), (topic, str(partition))), None)
+
     def _child(self, family: Any, *labels: str) -> Any:
         key = (id(family), labels)
         child = self._children.get(key)
@@ -162,6 +169,11 @@ class RoleMetrics:
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
+
+
+def _remove(family: Any, *labels: str) -> None:
+    with contextlib.suppress(KeyError):  # never set
+        family.remove(*labels)
 
 
 class ListWriterMetrics(RoleMetrics):
@@ -195,6 +207,11 @@ class ListWriterMetrics(RoleMetrics):
             buckets=_DELAY,
             registry=r,
         )
+
+    def forget_changelog(self, partition: int) -> None:
+        """A list partition revoked: its index lag and catch-up are the new owner's."""
+        _remove(self.index_lag, self.role, str(partition))
+        _remove(self.catch_up_remaining, self.role, str(partition))
 
 
 class GateMetrics(RoleMetrics):

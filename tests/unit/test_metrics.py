@@ -173,3 +173,32 @@ async def test_no_metrics_port_no_server() -> None:
     async with role:
         assert role.metrics.port is None
         assert role.metrics.up
+
+
+def test_a_revoked_partition_s_gauges_go_with_it() -> None:
+    m = ListWriterMetrics()
+    m.lag("t.commands", 2, 500)
+    m.index_lag.labels("listwriter", "2").set(2000)
+    m.catch_up_remaining.labels("listwriter", "2").set(10)
+    m.forget("t.commands", 2)
+    m.forget_changelog(2)
+    m.forget("t.commands", 3)  # never set: nothing to forget
+    m.forget_changelog(3)
+    names = {name for name, _ in samples(m)}
+    assert not names & {
+        "dnc_consumer_lag_records",
+        "dnc_index_lag_records",
+        "dnc_catch_up_remaining_records",
+    }
+    m.lag("t.commands", 2, 7)  # assigned again: reported again
+    assert (
+        samples(m)[
+            "dnc_consumer_lag_records",
+            (
+                ("partition", "2"),
+                ("role", "listwriter"),
+                ("topic", "t.commands"),
+            ),
+        ]
+        == 7
+    )

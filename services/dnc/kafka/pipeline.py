@@ -377,6 +377,8 @@ class TransactionalPipeline:
             # partition being revoked is (re)assigned.
             await self.producers.close(revoked)
             await self.handler.revoked(revoked)
+            for tp in revoked:
+                self.metrics.forget(tp.topic, tp.partition)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

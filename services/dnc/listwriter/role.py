@@ -140,6 +140,7 @@ class ListWriter(PipelineRole):
     async def revoked(self, tps: set[TopicPartition]) -> None:
         for tp in tps:
             self.owned.pop(tp.partition, None)
+            self.metrics.forget_changelog(tp.partition)
             task = self._catch_ups.pop(tp.partition, None)
             if task is not None:
                 task.cancel()

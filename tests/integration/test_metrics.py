@@ -36,8 +36,8 @@ async def scrape(port: int) -> Samples:
     }
 
 
-def closed(samples: Samples, reason: str) -> float:
-    return samples["dnc_fail_closed", frozenset({("role", "gate"), ("reason", reason)})]
+def closed(samples: Samples, reason: str, role: str = "gate") -> float:
+    return samples["dnc_fail_closed", frozenset({("role", role), ("reason", reason)})]
 
 
 def families(samples: Samples) -> set[str]:
@@ -80,13 +80,17 @@ async def test_the_gate_reports_failing_closed_while_redis_is_down_and_loses_not
             out = frozenset({("role", "gate"), ("topic", t.outbound), ("outcome", "blocked")})
             assert s["dnc_records_consumed_total", out] == 1
             assert s["dnc_role_up", frozenset({("role", "gate")})] == 1
-            lw = await scrape(listwriter)
-            assert {
-                "dnc_optout_effective_delay_seconds_bucket",
-                "dnc_index_lag_records",
-                "dnc_catch_up_remaining_records",
-                "dnc_records_consumed_total",
-            } <= families(lw)
+
+            async def list_writer_families() -> bool:
+                # The index lag is first set by the idle check, a moment after a write.
+                return {
+                    "dnc_optout_effective_delay_seconds_bucket",
+                    "dnc_index_lag_records",
+                    "dnc_catch_up_remaining_records",
+                    "dnc_records_consumed_total",
+                } <= families(await scrape(listwriter))
+
+            await eventually(list_writer_families, timeout=10, what="the list writer's metrics")
 
             redis_proc.kill()  # Redis is gone, and with it the whole index
             redis_proc.wait()
@@ -115,6 +119,12 @@ async def test_the_gate_reports_failing_closed_while_redis_is_down_and_loses_not
             ]
             assert period > 0.5
 
+            async def list_writer_waits() -> bool:
+                s = await scrape(listwriter)
+                return closed(s, "redis_unreachable", "listwriter") == 1
+
+            await eventually(list_writer_waits, timeout=10, what="the list writer to say why")
+
             with private_redis(port):  # back, but empty: the list writer rebuilds the index
 
                 async def forwarding() -> bool:
@@ -122,6 +132,12 @@ async def test_the_gate_reports_failing_closed_while_redis_is_down_and_loses_not
                     return all(closed(s, r) == 0 for r in ("redis_unreachable", "index_incomplete"))
 
                 await eventually(forwarding, timeout=30, what="fail_closed back to 0")
+
+                async def list_writer_works() -> bool:
+                    s = await scrape(listwriter)
+                    return closed(s, "redis_unreachable", "listwriter") == 0
+
+                await eventually(list_writer_works, timeout=30, what="the list writer to resume")
                 await blocked.wait_for(2, timeout=30)
                 await allowed.wait_for(2, timeout=30)  # during-2 and the STOP's confirmation
                 await allowed.settle(1.0)

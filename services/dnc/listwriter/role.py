@@ -296,6 +296,18 @@ class ListWriter(PipelineRole):
         batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]],
         writers: Mapping[TopicPartition, BatchWriter],
     ) -> None:
+        try:
+            await self._handle(batch, writers)
+        except IndexUnavailable:
+            # Commands wait (the pipeline redoes the batch): say why in the metric.
+            self.metrics.fail_closed.enter("redis_unreachable")
+            raise
+
+    async def _handle(
+        self,
+        batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]],
+        writers: Mapping[TopicPartition, BatchWriter],
+    ) -> None:
         assert self.evaluator is not None
         with paused_gc():
             for tp, records in batch.items():
@@ -366,11 +378,15 @@ class ListWriter(PipelineRole):
         ready = [p for p, o in self.owned.items() if o.ready and now - o.last_write >= IDLE_CHECK_S]
         if not ready or self._offsets is None:
             return
+        closed = self.metrics.fail_closed
         try:
             meta = await self.index.meta()
         except IndexUnavailable as exc:
             log.warning("listwriter: %s", exc)
+            closed.enter("redis_unreachable")
             return
+        if closed.reason == "redis_unreachable":
+            closed.clear()
         tps = [TopicPartition(self.topics.changes, p) for p in ready]
         try:
             ends = await self._offsets.end_offsets(tps)
@@ -422,6 +438,8 @@ class ListWriter(PipelineRole):
             except DncError as exc:
                 if not exc.retriable:
                     raise
+                if isinstance(exc, IndexUnavailable):
+                    self.metrics.fail_closed.enter("redis_unreachable")
                 log.warning("listwriter: %s; retrying", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)

@@ -35,7 +35,7 @@ from dnc.index.layout import Layout, list_partition
 from dnc.ingest.signals import SignalMapper
 from dnc.kafka import clients as kafka
 from dnc.kafka.clients import BatchWriter
-from dnc.kafka.deadletter import DeadLetters
+from dnc.kafka.deadletter import DeadLetters, error_kind
 from dnc.kafka.pipeline import TransactionalPipeline
 from dnc.kafka.role import PipelineRole
 from dnc.settings import Settings
@@ -69,7 +69,9 @@ class Ingest(PipelineRole):
             t.journey_actions: self._journey,
             t.delivery_reports: self.signals.commands,
         }
-        self.pipeline = TransactionalPipeline(settings, self.name, list(self.parsers), self)
+        self.pipeline = TransactionalPipeline(
+            settings, self.name, list(self.parsers), self, metrics=self.metrics
+        )
         self.dead_letters = DeadLetters(t.dead_letter)
         self.command_partitions = 0
         self.counts = {"commands": 0, "no_change": 0, "dead_letter": 0}
@@ -93,28 +95,33 @@ class Ingest(PipelineRole):
     ) -> None:
         t = self.settings.topics
         now = now_ms()
+        counts = self.counts
         for tp, records in batch.items():
             out = writers[tp]
             parse = self.parsers[tp.topic]
+            ignored = 0
             for record in records:
                 try:
                     commands = self._for_storage(self._with_expiry(parse(record, now)))
                 except PoisonRecord as exc:
-                    self.counts["dead_letter"] += 1
-                    self.dead_letters.append(out, record, str(exc))
+                    counts["dead_letter"] += 1
+                    self.dead_letters.append(out, record, str(exc), error_kind(exc))
                     continue
                 if not commands:
-                    self.counts["no_change"] += 1
+                    ignored += 1
                 for cmd in commands:
                     k = cmd.ops[0].key
                     field = self.layout.field(k.account, k.contact)
-                    self.counts["commands"] += 1
+                    counts["commands"] += 1
                     out.append(
                         t.commands,
                         list_partition(field, self.command_partitions),
                         field,
                         cmd.to_json(),
                     )
+            counts["no_change"] += ignored
+            out.tally["no_command"] = ignored
+            out.tally["command"] = len(records) - ignored - out.tally.get("dead_lettered", 0)
 
     # --- parsers: one input record → commands ------------------------------------------
 

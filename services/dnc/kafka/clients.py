@@ -222,6 +222,10 @@ class BatchWriter:
         self._producer = producer
         self._open: dict[tuple[str, int], Any] = {}
         self._full: list[tuple[Any, str, int]] = []
+        # What became of the batch's input records (outcome → count) and its dead letters
+        # (error kind → count): counted in metrics once the transaction commits.
+        self.tally: dict[str, int] = {}
+        self.dead: dict[str, int] = {}
 
     def append(
         self,

@@ -58,6 +58,7 @@ NO_INTENT = Intent(Verdict.NONE)
 _NOT_WORD = re.compile(r"[^\w']+|_+")
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'", "ʼ": "'"})
 _REPEATS = re.compile(r"(\D)\1+")
+_SPELLED = re.compile(r"\b(?:[^\W\d] ){2,}[^\W\d]\b")  # "s t o p": letters one by one
 _QUESTION_END = re.compile(r"\?[\s!?.\W]*$")
 _SENTENCES = re.compile(r"[.!,;:?\n¡¿]+")
 
@@ -67,6 +68,8 @@ def words(text: str) -> list[str]:
     and emoji as spaces, apostrophes dropped (dont, menvoyez), repeats squeezed."""
     folded = fold_keyword(text.translate(_APOSTROPHES), homoglyphs=True)
     spaced = _NOT_WORD.sub(" ", folded).replace("'", "")
+    if " " in spaced and _SPELLED.search(spaced):
+        spaced = _SPELLED.sub(lambda m: m.group().replace(" ", ""), spaced)
     return _REPEATS.sub(r"\1", spaced).split()
 
 
@@ -244,7 +247,10 @@ class IntentMatcher:
                 if hit.pattern.bare and not hit.alone:
                     continue
                 kind = Verdict.POSSIBLE_OPT_OUT
-            if best is None or _rank(kind) > _rank(best.kind):
+            if best is None or (_rank(kind), hit.end - hit.start) > (
+                _rank(best.kind),
+                best.end - best.start,
+            ):
                 best = _Hit(kind, hit.pattern, hit.start, hit.end)
         if best is None:
             return NO_INTENT
@@ -325,9 +331,10 @@ def load_languages(codes: Iterable[str] | None = None) -> dict[str, dict[str, An
     """The bundled phrase files (``intent_phrases/<language>.toml``)."""
     folder = resources.files("dnc.domain") / "intent_phrases"
     found = {f.name.removesuffix(".toml"): f for f in folder.iterdir() if f.name.endswith(".toml")}
-    wanted = list(found) if codes is None else list(codes)
+    # English first: a word in several lists ("stop") is reported as English.
+    wanted = sorted(found, key=lambda c: (c != "en", c)) if codes is None else list(codes)
     result: dict[str, dict[str, Any]] = {}
-    for code in sorted(wanted):
+    for code in wanted:
         if code not in found:
             raise ConfigurationError(f"intent phrases: no file for language {code!r}")
         try:

@@ -17,7 +17,7 @@ characters), then loses punctuation and emoji, letters repeated for emphasis ("s
 and known misspellings ("stpo", "unsubcribe"), so the lists only hold plain words.
 
 Phrase syntax, one phrase a string: words separated by spaces; ``a|b`` is any of the
-alternatives, ``[a|b]`` an optional word, ``...`` up to three words of anything.
+alternatives, ``[a|b]`` an optional word, ``...`` up to four words of anything.
 """
 
 from __future__ import annotations
@@ -61,12 +61,19 @@ _REPEATS = re.compile(r"(\D)\1+")
 _SPELLED = re.compile(r"\b(?:[^\W\d] ){2,}[^\W\d]\b")  # "s t o p": letters one by one
 _QUESTION_END = re.compile(r"\?[\s!?.\W]*$")
 _SENTENCES = re.compile(r"[.!,;:?\n¡¿]+")
+_LAST_SENTENCE = re.compile(r"[.!?\n]+")
+_TRAILING = " \t\n.!?…"
 
 
 def words(text: str) -> list[str]:
     """The words of a text as the lists are written: folded like a keyword, punctuation
     and emoji as spaces, apostrophes dropped (dont, menvoyez), repeats squeezed."""
-    folded = fold_keyword(text.translate(_APOSTROPHES), homoglyphs=True)
+    # Plain ASCII (most messages) has nothing for the keyword folding to do but lower
+    # case, and the folding's per-character work is most of the matcher's cost.
+    if text.isascii():
+        folded = text.lower()
+    else:
+        folded = fold_keyword(text.translate(_APOSTROPHES), homoglyphs=True)
     spaced = _NOT_WORD.sub(" ", folded).replace("'", "")
     if " " in spaced and _SPELLED.search(spaced):
         spaced = _SPELLED.sub(lambda m: m.group().replace(" ", ""), spaced)
@@ -164,17 +171,29 @@ class IntentMatcher:
                 raise ConfigurationError(f"intent phrases {code}: {text!r} must be one word")
             return got[0]
 
+        def opening(text: str, code: str) -> tuple[str, ...]:
+            got = tuple(norm(text))
+            if not 1 <= len(got) <= 3:
+                raise ConfigurationError(f"intent phrases {code}: {text!r} must be 1 to 3 words")
+            return got
+
         self._bare: dict[str, _Pattern] = {}
         self._polite: set[str] = set()
-        self._negations: set[str] = set()
-        self._subjects: set[str] = set()
+        # Per language: Spanish "no" negates, English "no" does not; Swedish "de" is a
+        # subject, French "de" a preposition.
+        self._negations: dict[str, frozenset[str]] = {}
+        self._subjects: dict[str, frozenset[str]] = {}
         self._requests: set[tuple[str, ...]] = set()
         self._question_starts: set[tuple[str, ...]] = set()
+        # Patterns by the words they need: opt-out phrases, and false friends, which are
+        # tried only when a phrase or keyword matched.
         self._by_anchor: dict[str, list[_Pattern]] = {}
+        self._friends: dict[str, list[_Pattern]] = {}
 
         def add(pattern: _Pattern, anchors: list[str]) -> None:
+            table = self._friends if pattern.kind is None else self._by_anchor
             for anchor in anchors:
-                self._by_anchor.setdefault(anchor, []).append(pattern)
+                table.setdefault(anchor, []).append(pattern)
 
         for lang in langs:
             for kind, keywords in (
@@ -191,10 +210,10 @@ class IntentMatcher:
                     else:  # "opt out", "no más": tried like phrases
                         add(pattern, anchors)
             self._polite.update(x for f in lang.fillers for x in norm(f))
-            self._negations.update(single(f, lang.code) for f in lang.negations)
-            self._subjects.update(single(f, lang.code) for f in lang.subjects)
-            self._requests.update(tuple(norm(r)) for r in lang.requests)
-            self._question_starts.update(tuple(norm(q)) for q in lang.question_starts)
+            self._negations[lang.code] = frozenset(single(f, lang.code) for f in lang.negations)
+            self._subjects[lang.code] = frozenset(single(f, lang.code) for f in lang.subjects)
+            self._requests.update(opening(r, lang.code) for r in lang.requests)
+            self._question_starts.update(opening(q, lang.code) for q in lang.question_starts)
             for kind_or_friend, phrases in (
                 (Verdict.OPT_OUT, lang.opt_out),
                 (Verdict.POSSIBLE_OPT_OUT, lang.possible),
@@ -215,31 +234,37 @@ class IntentMatcher:
         tokens = self._tokens(text)
         present = [w for w in tokens if w in self._by_anchor or w in self._bare]
         if not present:
-            return NO_INTENT  # the common case: no word any phrase starts with
+            return NO_INTENT  # the common case: no word any phrase needs
         line = " " + " ".join(tokens) + " "
         hits: list[_Hit] = []
-        friends: list[tuple[int, int]] = []
         for anchor in dict.fromkeys(present):
             for p in self._by_anchor.get(anchor, ()):
-                for m in p.regex.finditer(line):
-                    if p.kind is None:
-                        friends.append((m.start(), m.end()))
-                    else:
-                        hits.append(_Hit(p.kind, p, m.start(), m.end()))
+                kind = p.kind
+                assert kind is not None  # false friends are in self._friends
+                hits.extend(_Hit(kind, p, m.start(), m.end()) for m in p.regex.finditer(line))
         polite = all(w in self._polite for w in tokens)
         hits += self._bare_hits(text, line, present, polite)
-        question = bool(_QUESTION_END.search(text)) or any(
-            tuple(tokens[: len(q)]) == q for q in self._question_starts
-        )
-        request = any(tuple(tokens[: len(r)]) == r for r in self._requests)
+        if not hits:
+            return NO_INTENT
+        friends = [
+            (m.start(), m.end())
+            for anchor in dict.fromkeys(w for w in tokens if w in self._friends)
+            for p in self._friends[anchor]
+            for m in p.regex.finditer(line)
+        ]
+        # The last sentence decides: "who is this? stop texting me" is no question.
+        last = self._tokens(_LAST_SENTENCE.split(text.rstrip(_TRAILING))[-1])
+        question = bool(_QUESTION_END.search(text)) or _starts(last, self._question_starts)
+        request = _starts(tokens, self._requests)
         best: _Hit | None = None
         for hit in hits:
             if any(a < hit.end and hit.start < b for a, b in friends):
                 continue  # "stop by", "bus stop", "non stop"
             before = line[: hit.start].split()[-LOOKBACK:]
-            if any(w in self._negations for w in before):
+            code = hit.pattern.language
+            if any(w in self._negations[code] for w in before):
                 continue  # "don't stop", "no quiero que paren"
-            if before and before[-1] in self._subjects:
+            if before and before[-1] in self._subjects[code]:
                 continue  # "I'll stop by", "we stop at noon"
             kind = Verdict.OPT_OUT if polite and hit.pattern.bare else hit.kind
             if question and not polite and not request:
@@ -284,6 +309,10 @@ class IntentMatcher:
         return hits
 
 
+def _starts(tokens: list[str], openings: set[tuple[str, ...]]) -> bool:
+    return any(tuple(tokens[:n]) in openings for n in (1, 2, 3))
+
+
 def _rank(kind: Verdict) -> int:
     return 2 if kind is Verdict.OPT_OUT else 1
 
@@ -306,21 +335,23 @@ def _one_word(text: str, code: str, fix: dict[str, str] | None = None) -> str:
 
 
 def _compile(phrase: str, code: str, fix: dict[str, str]) -> tuple[list[str], re.Pattern[str]]:
-    """A phrase as a regular expression over ' word word ... ', and the words it can
-    start with (the pattern is tried only when one of them is in the message)."""
+    """A phrase as a regular expression over ' word word ... ', and the words one of
+    which it needs (the pattern is tried only when one of them is in the message)."""
     parts: list[str] = []
     anchors: list[str] = []
     for i, slot in enumerate(phrase.split()):
         if slot == "...":
             if i == 0:
                 raise ConfigurationError(f"intent phrases {code}: {phrase!r} starts with '...'")
-            parts.append(r"(?:\S+ ){0,3}")
+            parts.append(r"(?:\S+ ){0,4}")
             continue
         optional = slot.startswith("[") and slot.endswith("]")
         alts = [_one_word(a, code, fix) for a in slot.strip("[]").split("|") if a]
         if not alts or (i == 0 and optional):
             raise ConfigurationError(f"intent phrases {code}: bad word {slot!r} in {phrase!r}")
-        if i == 0:
+        # The gate: the required slot least likely to be a common word ("unsubscribe"
+        # rather than "i" in "i want ... unsubscribe"), so most messages try no pattern.
+        if not optional and (not anchors or min(map(len, alts)) > min(map(len, anchors))):
             anchors = alts
         group = "(?:" + "|".join(re.escape(a) for a in alts) + ") "
         parts.append(f"(?:{group})?" if optional else group)

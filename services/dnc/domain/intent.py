@@ -97,6 +97,9 @@ class _Pattern:
     language: str
     regex: re.Pattern[str]
     bare: bool = False  # a keyword of the strong/weak lists, not a phrase
+    # Per required word of the phrase, its alternatives: a message lacking one of them
+    # cannot match, which a set test tells faster than the regular expression.
+    needs: tuple[frozenset[str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,8 +206,8 @@ class IntentMatcher:
                 for keyword in keywords:
                     key = norm(keyword)
                     self._polite.update(key)
-                    anchors, regex = _compile(" ".join(key), lang.code, fix)
-                    pattern = _Pattern(kind, keyword, lang.code, regex, bare=True)
+                    anchors, regex, needs = _compile(" ".join(key), lang.code, fix)
+                    pattern = _Pattern(kind, keyword, lang.code, regex, True, needs)
                     if len(key) == 1:
                         self._bare.setdefault(key[0], pattern)
                     else:  # "opt out", "no más": tried like phrases
@@ -220,8 +223,8 @@ class IntentMatcher:
                 (None, lang.false_friends),
             ):
                 for phrase in phrases:
-                    anchors, regex = _compile(phrase, lang.code, fix)
-                    add(_Pattern(kind_or_friend, phrase, lang.code, regex), anchors)
+                    anchors, regex, needs = _compile(phrase, lang.code, fix)
+                    add(_Pattern(kind_or_friend, phrase, lang.code, regex, False, needs), anchors)
 
     @classmethod
     def default(cls) -> IntentMatcher:
@@ -236,12 +239,14 @@ class IntentMatcher:
         if not present:
             return NO_INTENT  # the common case: no word any phrase needs
         line = " " + " ".join(tokens) + " "
+        words_in = set(tokens)
         hits: list[_Hit] = []
         for anchor in dict.fromkeys(present):
             for p in self._by_anchor.get(anchor, ()):
-                kind = p.kind
-                assert kind is not None  # false friends are in self._friends
-                hits.extend(_Hit(kind, p, m.start(), m.end()) for m in p.regex.finditer(line))
+                if _possible(p, words_in):
+                    kind = p.kind
+                    assert kind is not None  # false friends are in self._friends
+                    hits.extend(_Hit(kind, p, m.start(), m.end()) for m in p.regex.finditer(line))
         polite = all(w in self._polite for w in tokens)
         hits += self._bare_hits(text, line, present, polite)
         if not hits:
@@ -250,10 +255,12 @@ class IntentMatcher:
             (m.start(), m.end())
             for anchor in dict.fromkeys(w for w in tokens if w in self._friends)
             for p in self._friends[anchor]
+            if _possible(p, words_in)
             for m in p.regex.finditer(line)
         ]
         # The last sentence decides: "who is this? stop texting me" is no question.
-        last = self._tokens(_LAST_SENTENCE.split(text.rstrip(_TRAILING))[-1])
+        sentences = _LAST_SENTENCE.split(text.rstrip(_TRAILING))
+        last = tokens if len(sentences) == 1 else self._tokens(sentences[-1])
         question = bool(_QUESTION_END.search(text)) or _starts(last, self._question_starts)
         request = _starts(tokens, self._requests)
         best: _Hit | None = None
@@ -294,9 +301,12 @@ class IntentMatcher:
         hits: list[_Hit] = []
         for word in dict.fromkeys(w for w in present if w in self._bare):
             pattern = self._bare[word]
-            alone = polite or any(
-                word in seg and all(w in self._polite for w in seg)
-                for seg in map(self._tokens, _SENTENCES.split(text))
+            alone = polite or (
+                _SENTENCES.search(text.strip(_TRAILING)) is not None
+                and any(
+                    word in seg and all(w in self._polite for w in seg)
+                    for seg in map(self._tokens, _SENTENCES.split(text))
+                )
             )
             if polite:
                 kind = Verdict.OPT_OUT
@@ -307,6 +317,13 @@ class IntentMatcher:
             for m in re.finditer(f" {re.escape(word)} ", line):
                 hits.append(_Hit(kind, pattern, m.start(), m.end(), alone))
         return hits
+
+
+def _possible(pattern: _Pattern, present: set[str]) -> bool:
+    for need in pattern.needs:  # noqa: SIM110 (a loop: faster than all() on the hot path)
+        if need.isdisjoint(present):
+            return False
+    return True
 
 
 def _starts(tokens: list[str], openings: set[tuple[str, ...]]) -> bool:
@@ -334,11 +351,14 @@ def _one_word(text: str, code: str, fix: dict[str, str] | None = None) -> str:
     return got[0]
 
 
-def _compile(phrase: str, code: str, fix: dict[str, str]) -> tuple[list[str], re.Pattern[str]]:
+def _compile(
+    phrase: str, code: str, fix: dict[str, str]
+) -> tuple[list[str], re.Pattern[str], tuple[frozenset[str], ...]]:
     """A phrase as a regular expression over ' word word ... ', and the words one of
     which it needs (the pattern is tried only when one of them is in the message)."""
     parts: list[str] = []
     anchors: list[str] = []
+    needs: list[frozenset[str]] = []
     for i, slot in enumerate(phrase.split()):
         if slot == "...":
             if i == 0:
@@ -351,11 +371,13 @@ def _compile(phrase: str, code: str, fix: dict[str, str]) -> tuple[list[str], re
             raise ConfigurationError(f"intent phrases {code}: bad word {slot!r} in {phrase!r}")
         # The gate: the required slot least likely to be a common word ("unsubscribe"
         # rather than "i" in "i want ... unsubscribe"), so most messages try no pattern.
+        if not optional:
+            needs.append(frozenset(alts))
         if not optional and (not anchors or min(map(len, alts)) > min(map(len, anchors))):
             anchors = alts
         group = "(?:" + "|".join(re.escape(a) for a in alts) + ") "
         parts.append(f"(?:{group})?" if optional else group)
-    return anchors, re.compile(" " + "".join(parts))
+    return anchors, re.compile(" " + "".join(parts)), tuple(needs)
 
 
 def load_languages(codes: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:

@@ -15,8 +15,9 @@ import json
 import statistics
 import time
 
-from dnc.domain.intent import IntentMatcher
 from tests.unit import intent_corpus
+
+from dnc.domain.intent import IntentMatcher
 
 TARGET_US = 20.0
 

@@ -7,7 +7,7 @@ Nested groups use ``__``: ``DNC_TOPICS__CHANGES=my.changes``,
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -129,6 +129,28 @@ class ConfirmationSettings(BaseModel):
     languages: dict[str, str] = Field(default_factory=_default_keyword_languages)
 
 
+IntentPolicy = Literal["off", "review", "auto"]
+
+
+class IntentSettings(BaseModel):
+    """Opt-outs in people's own words (contract addition; README, "Intent"): what ingest
+    does with an inbound message that is not an exact keyword but reads as an opt-out.
+
+    ``off``: nothing (contract rule 5 as written). ``review``: nothing on the list; the
+    verdicts are for a person to decide. ``auto``: an ``opt_out`` verdict becomes an entry
+    at once, like STOP. Exact keywords behave the same in every mode.
+    """
+
+    policy: IntentPolicy = "review"
+    # Per-account overrides: DNC_INTENT__ACCOUNTS='{"acme": "auto", "acme-eu": "off"}'.
+    accounts: dict[str, IntentPolicy] = Field(default_factory=dict)
+    # Phrase lists to load (dnc/domain/intent_phrases/<language>.toml); empty = all.
+    languages: list[str] = Field(default_factory=list)
+
+    def policy_for(self, account: str) -> IntentPolicy:
+        return self.accounts.get(account, self.policy)
+
+
 class IndexSettings(BaseModel):
     # Key prefix inside Redis; two deployments can share one Redis with different prefixes.
     prefix: str = "dnc"
@@ -191,6 +213,7 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     expiry: ExpirySettings = Field(default_factory=ExpirySettings)
     confirmation: ConfirmationSettings = Field(default_factory=ConfirmationSettings)
+    intent: IntentSettings = Field(default_factory=IntentSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)

@@ -23,10 +23,11 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from dnc.domain.channels import check_channel_for_contact, parse_channel
+from dnc.domain.channels import Channel, check_channel_for_contact, parse_channel
 from dnc.domain.contacts import normalise_contact, normalise_sender
 from dnc.domain.entries import Command, EntryKey, Op, Source
 from dnc.domain.events import InboundMessage, JourneyAction, UrlUnsubscribe, parse_record
+from dnc.domain.intent import Intent, IntentMatcher, Verdict, load_languages
 from dnc.domain.keywords import KeywordAction, KeywordMatcher, fold_keyword
 from dnc.domain.timestamps import now_ms
 from dnc.domain.unsubscribe import TokenSigner
@@ -56,6 +57,7 @@ class Ingest(PipelineRole):
         t = settings.topics
         kw = settings.keywords
         self.matcher = KeywordMatcher(kw.opt_out, kw.opt_out_all, kw.opt_in)
+        self.intent = IntentMatcher(load_languages(settings.intent.languages or None))
         self.layout = Layout.from_settings(settings)
         self._languages = {
             fold_keyword(word, homoglyphs=True): lang
@@ -72,7 +74,7 @@ class Ingest(PipelineRole):
         self.pipeline = TransactionalPipeline(settings, self.name, list(self.parsers), self)
         self.dead_letters = DeadLetters(t.dead_letter)
         self.command_partitions = 0
-        self.counts = {"commands": 0, "no_change": 0, "dead_letter": 0}
+        self.counts = {"commands": 0, "no_change": 0, "dead_letter": 0, "intent_opt_outs": 0}
 
     async def _open(self, exits: AsyncExitStack) -> None:
         t = self.settings.topics
@@ -122,9 +124,9 @@ class Ingest(PipelineRole):
         msg = parse_record(InboundMessage, record.value)
         channel = parse_channel(msg.channel, allow_all=False)
         action = self.matcher.classify(msg.text)
-        if action is None:
-            return []  # any other text is not an opt-out and changes nothing
         assert channel is not None
+        if action is None:
+            return self._intent(msg, channel, record, now)
         contact, kind = normalise_contact(msg.from_, "from")
         check_channel_for_contact(kind, channel, by_hand=False)
         sender = normalise_sender(msg.to, "to")
@@ -162,14 +164,42 @@ class Ingest(PipelineRole):
             ]
         return [Command(ops, now, origin, None)]
 
-    def _confirmation(self, msg: InboundMessage, channel: str) -> dict[str, Any] | None:
+    def _intent(
+        self, msg: InboundMessage, channel: Channel, record: ConsumerRecord[bytes, bytes], now: int
+    ) -> list[Command]:
+        """Not a keyword. With policy ``auto`` an opt-out in the person's own words ("please
+        stop texting me") blocks this sender like STOP; with ``off`` and ``review`` the
+        message changes nothing on the list (contract rule 5)."""
+        if self.settings.intent.policy_for(msg.account) != "auto":
+            return []
+        intent = self.intent.classify(msg.text)
+        if intent.verdict is not Verdict.OPT_OUT:
+            return []
+        contact, kind = normalise_contact(msg.from_, "from")
+        check_channel_for_contact(kind, channel, by_hand=False)
+        sender = normalise_sender(msg.to, "to")
+        self.counts["intent_opt_outs"] += 1
+        key = EntryKey(msg.account, contact, channel.value, sender)
+        confirm = self._confirmation(msg, channel.value, intent.language)
+        return [
+            Command(
+                [Op("add", key, Source.END_USER_MESSAGE, confirm=confirm)],
+                now,
+                _intent_origin(msg, intent, record),
+                None,
+            )
+        ]
+
+    def _confirmation(
+        self, msg: InboundMessage, channel: str, language: str | None = None
+    ) -> dict[str, Any] | None:
         """The message that confirms an opt-out, addressed as the STOP came in (from the
         sender that received it, to the number that sent it). The list writer sends it if,
         and only if, this STOP creates the entry."""
         conf = self.settings.confirmation
         if not conf.enabled:
             return None
-        language = self._languages.get(fold_keyword(msg.text, homoglyphs=True), "en")
+        language = language or self._languages.get(fold_keyword(msg.text, homoglyphs=True), "en")
         text = conf.texts.get(language) or conf.texts.get("en")
         if not text:
             return None
@@ -261,6 +291,26 @@ class Ingest(PipelineRole):
             )
             commands.append(Command([op], now, origin, None))
         return commands
+
+
+def _intent_origin(
+    msg: InboundMessage, intent: Intent, record: ConsumerRecord[bytes, bytes]
+) -> dict[str, Any]:
+    """The history cause of an opt-out read from the person's own words (contract
+    addition): the message, what matched and in which phrase list, so a person can see
+    why the service decided as it did."""
+    return {
+        "kind": "inbound_intent",
+        "message_id": msg.message_id,
+        "text": msg.text[:160],
+        "received_at": msg.received_at,
+        "verdict": intent.verdict.value,
+        "phrase": intent.phrase,
+        "rule": intent.rule,
+        "language": intent.language,
+        "policy": "auto",
+        **_position(record),
+    }
 
 
 def _position(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:

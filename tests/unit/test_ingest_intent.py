@@ -1,0 +1,89 @@
+"""What ingest does with an inbound message that is not a keyword, per account policy
+(DNC_INTENT__POLICY, DNC_INTENT__ACCOUNTS): only ``auto`` changes the list, and exact
+keywords behave the same whatever the policy."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from aiokafka.structs import ConsumerRecord
+
+from dnc.domain.entries import Command, EntryKey, Source
+from dnc.errors import PoisonRecord
+from dnc.ingest.role import Ingest
+from dnc.settings import IntentSettings, Settings
+
+PHONE = "441234567890"
+
+
+def ingest(policy: str = "review", **accounts: str) -> Ingest:
+    return Ingest(Settings(intent=IntentSettings(policy=policy, accounts=accounts)))  # type: ignore[arg-type]
+
+
+def record(
+    text: str, account: str = "acme", sender: str = "+44 1234 567890"
+) -> ConsumerRecord[bytes, bytes]:
+    value = orjson.dumps(
+        {"message_id": "mo-1", "account": account, "channel": "SMS", "from": sender,
+         "to": "ACME", "text": text, "received_at": "2026-11-26T05:31:27.123Z"}
+    )  # fmt: skip
+    return ConsumerRecord("dnc.inbound-messages", 0, 7, 0, 0, None, value, None, 0, len(value), [])
+
+
+def inbound(role: Ingest, text: str, account: str = "acme") -> list[Command]:
+    return role._inbound(record(text, account), 1000)
+
+
+def test_auto_blocks_this_sender_and_keeps_the_words_in_the_cause() -> None:
+    (cmd,) = inbound(ingest("auto"), "Please stop texting me!!")
+    (op,) = cmd.ops
+    assert (op.op, op.key, op.source) == (
+        "add", EntryKey("acme", PHONE, "SMS", "acme"), Source.END_USER_MESSAGE
+    )  # fmt: skip
+    assert cmd.origin["kind"] == "inbound_intent"
+    assert cmd.origin["text"] == "Please stop texting me!!"
+    assert cmd.origin["phrase"] == "stop texting" and cmd.origin["language"] == "en"
+    assert cmd.origin["verdict"] == "opt_out" and cmd.origin["policy"] == "auto"
+    assert op.confirm is not None and op.confirm["language"] == "en"
+
+
+def test_auto_confirms_in_the_language_of_the_words() -> None:
+    (cmd,) = inbound(ingest("auto"), "No me envíen más mensajes")
+    assert cmd.ops[0].confirm is not None and cmd.ops[0].confirm["language"] == "es"
+
+
+@pytest.mark.parametrize(
+    "text", ["Can you stop by at 5?", "How do I stop these texts?", "Don't stop!", "Hello"]
+)
+def test_auto_leaves_false_friends_and_possible_opt_outs_alone(text: str) -> None:
+    assert inbound(ingest("auto"), text) == []
+
+
+@pytest.mark.parametrize("policy", ["off", "review"])
+def test_off_and_review_change_nothing_on_the_list(policy: str) -> None:
+    assert inbound(ingest(policy), "Please stop texting me!!") == []
+
+
+@pytest.mark.parametrize("policy", ["off", "review", "auto"])
+def test_keywords_are_the_same_in_every_mode(policy: str) -> None:
+    role = ingest(policy)
+    (stop,) = inbound(role, "STOP")
+    assert stop.origin["kind"] == "inbound_message"
+    assert stop.ops[0].key == EntryKey("acme", PHONE, "SMS", "acme")
+    (stop_all,) = inbound(role, "stop all")
+    assert stop_all.ops[0].key.sender is None
+    (start,) = inbound(role, "START")
+    assert {op.op for op in start.ops} == {"remove_if_source"}
+
+
+def test_policy_per_account() -> None:
+    role = ingest("off", acme="auto")
+    assert len(inbound(role, "Please stop texting me", account="acme")) == 1
+    assert inbound(role, "Please stop texting me", account="acme-eu") == []
+
+
+def test_an_opt_out_from_an_impossible_number_is_a_dead_letter_only_under_auto() -> None:
+    bad = record("Please stop texting me", sender="12ab")
+    assert ingest("review")._inbound(bad, 1000) == []
+    with pytest.raises(PoisonRecord, match="from"):
+        ingest("auto")._inbound(bad, 1000)

@@ -214,7 +214,7 @@ class HistoryRecord(BaseModel):
     at: Timestamp
     cause: dict[str, Any] | None = Field(
         description="what caused it: {kind: api|import|journey|inbound_message|"
-        "url_unsubscribe|channel_signal|expiry|erasure, …ids}"
+        "inbound_intent|url_unsubscribe|channel_signal|expiry|erasure, …ids}"
     )
 
 

@@ -34,6 +34,7 @@ class Topics(BaseModel):
     changes: str = "dnc.changes"
     history: str = "dnc.history"
     notifications: str = "dnc.notifications"
+    reviews: str = "dnc.reviews"
 
 
 class TopicLayout(BaseModel):

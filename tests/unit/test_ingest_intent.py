@@ -52,16 +52,35 @@ def test_auto_confirms_in_the_language_of_the_words() -> None:
     assert cmd.ops[0].confirm is not None and cmd.ops[0].confirm["language"] == "es"
 
 
-@pytest.mark.parametrize(
-    "text", ["Can you stop by at 5?", "How do I stop these texts?", "Don't stop!", "Hello"]
-)
-def test_auto_leaves_false_friends_and_possible_opt_outs_alone(text: str) -> None:
-    assert inbound(ingest("auto"), text) == []
+@pytest.mark.parametrize("text", ["Can you stop by at 5?", "Don't stop!", "Hello"])
+@pytest.mark.parametrize("policy", ["review", "auto"])
+def test_false_friends_change_nothing_and_queue_nothing(policy: str, text: str) -> None:
+    role = ingest(policy)
+    assert inbound(role, text) == [] and role._reviews == []
 
 
-@pytest.mark.parametrize("policy", ["off", "review"])
-def test_off_and_review_change_nothing_on_the_list(policy: str) -> None:
-    assert inbound(ingest(policy), "Please stop texting me!!") == []
+def test_auto_queues_a_possible_opt_out_for_review() -> None:
+    role = ingest("auto")
+    assert inbound(role, "How do I stop these texts?") == []
+    (review,) = role._reviews
+    assert (review.verdict, review.policy, review.status) == ("possible_opt_out", "auto", "open")
+
+
+def test_review_queues_opt_outs_and_changes_nothing_on_the_list() -> None:
+    role = ingest("review")
+    assert inbound(role, "Please stop texting me!!") == []
+    (review,) = role._reviews
+    assert review.verdict == "opt_out" and review.status == "open"
+    assert (review.account, review.contact, review.channel, review.sender) == (
+        "acme", PHONE, "SMS", "acme"
+    )  # fmt: skip
+    assert review.text == "Please stop texting me!!" and review.phrase == "stop texting"
+    assert review.review_id.startswith("rv-") and review.policy == "review"
+
+
+def test_off_changes_nothing_and_queues_nothing() -> None:
+    role = ingest("off")
+    assert inbound(role, "Please stop texting me!!") == [] and role._reviews == []
 
 
 @pytest.mark.parametrize("policy", ["off", "review", "auto"])
@@ -82,8 +101,10 @@ def test_policy_per_account() -> None:
     assert inbound(role, "Please stop texting me", account="acme-eu") == []
 
 
-def test_an_opt_out_from_an_impossible_number_is_a_dead_letter_only_under_auto() -> None:
+def test_an_opt_out_from_an_impossible_number_is_a_dead_letter_unless_off() -> None:
     bad = record("Please stop texting me", sender="12ab")
-    assert ingest("review")._inbound(bad, 1000) == []
-    with pytest.raises(PoisonRecord, match="from"):
-        ingest("auto")._inbound(bad, 1000)
+    assert ingest("off")._inbound(bad, 1000) == []
+    assert ingest("auto")._inbound(record("Hello", sender="12ab"), 1000) == []
+    for policy in ("review", "auto"):
+        with pytest.raises(PoisonRecord, match="from"):
+            ingest(policy)._inbound(bad, 1000)

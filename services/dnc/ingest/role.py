@@ -26,10 +26,17 @@ from aiokafka.structs import ConsumerRecord
 from dnc.domain.channels import Channel, check_channel_for_contact, parse_channel
 from dnc.domain.contacts import normalise_contact, normalise_sender
 from dnc.domain.entries import Command, EntryKey, Op, Source
-from dnc.domain.events import InboundMessage, JourneyAction, UrlUnsubscribe, parse_record
+from dnc.domain.events import (
+    InboundMessage,
+    JourneyAction,
+    ReviewItem,
+    UrlUnsubscribe,
+    parse_record,
+)
 from dnc.domain.intent import Intent, IntentMatcher, Verdict, load_languages
 from dnc.domain.keywords import KeywordAction, KeywordMatcher, fold_keyword
-from dnc.domain.timestamps import now_ms
+from dnc.domain.reviews import review_id, review_partition
+from dnc.domain.timestamps import format_ms, now_ms
 from dnc.domain.unsubscribe import TokenSigner
 from dnc.errors import ConfigurationError, InvalidValue, PoisonRecord
 from dnc.index.layout import Layout, list_partition
@@ -74,12 +81,19 @@ class Ingest(PipelineRole):
         self.pipeline = TransactionalPipeline(settings, self.name, list(self.parsers), self)
         self.dead_letters = DeadLetters(t.dead_letter)
         self.command_partitions = 0
-        self.counts = {"commands": 0, "no_change": 0, "dead_letter": 0, "intent_opt_outs": 0}
+        self.review_partitions = 0
+        # Reviews made by the record being parsed: written to dnc.reviews in the same
+        # transaction as its commands (the parsers' return value is the commands).
+        self._reviews: list[ReviewItem] = []
+        self.counts = {
+            "commands": 0, "no_change": 0, "dead_letter": 0, "intent_opt_outs": 0, "reviews": 0
+        }  # fmt: skip
 
     async def _open(self, exits: AsyncExitStack) -> None:
         t = self.settings.topics
-        counts = await kafka.topic_partitions(self.settings, t.commands, t.dead_letter)
+        counts = await kafka.topic_partitions(self.settings, t.commands, t.dead_letter, t.reviews)
         self.command_partitions = counts[t.commands]
+        self.review_partitions = counts[t.reviews]
         self.dead_letters.partitions = counts[t.dead_letter]
         if not self.command_partitions:
             raise ConfigurationError("dnc.commands has no partitions")
@@ -99,12 +113,21 @@ class Ingest(PipelineRole):
             out = writers[tp]
             parse = self.parsers[tp.topic]
             for record in records:
+                self._reviews.clear()
                 try:
                     commands = self._for_storage(self._with_expiry(parse(record, now)))
                 except PoisonRecord as exc:
                     self.counts["dead_letter"] += 1
                     self.dead_letters.append(out, record, str(exc))
                     continue
+                for review in self._reviews:
+                    self.counts["reviews"] += 1
+                    out.append(
+                        t.reviews,
+                        review_partition(review.review_id, self.review_partitions),
+                        review.review_id.encode(),
+                        review.model_dump_json().encode(),
+                    )
                 if not commands:
                     self.counts["no_change"] += 1
                 for cmd in commands:
@@ -168,16 +191,23 @@ class Ingest(PipelineRole):
         self, msg: InboundMessage, channel: Channel, record: ConsumerRecord[bytes, bytes], now: int
     ) -> list[Command]:
         """Not a keyword. With policy ``auto`` an opt-out in the person's own words ("please
-        stop texting me") blocks this sender like STOP; with ``off`` and ``review`` the
-        message changes nothing on the list (contract rule 5)."""
-        if self.settings.intent.policy_for(msg.account) != "auto":
+        stop texting me") blocks this sender like STOP; what may be one, and with policy
+        ``review`` every verdict, goes to the review queue (dnc.reviews) instead; with
+        ``off`` and ``review`` the message changes nothing on the list (contract rule 5)."""
+        policy = self.settings.intent.policy_for(msg.account)
+        if policy == "off":
             return []
         intent = self.intent.classify(msg.text)
-        if intent.verdict is not Verdict.OPT_OUT:
+        if intent.verdict is Verdict.NONE:
             return []
         contact, kind = normalise_contact(msg.from_, "from")
         check_channel_for_contact(kind, channel, by_hand=False)
         sender = normalise_sender(msg.to, "to")
+        if policy == "review" or intent.verdict is not Verdict.OPT_OUT:
+            stored = self.layout.ids.token(contact) if self.settings.privacy.enabled else contact
+            review = _review(msg, channel, contact=stored, sender=sender, intent=intent, now=now)
+            self._reviews.append(review.model_copy(update={"policy": policy}))
+            return []
         self.counts["intent_opt_outs"] += 1
         key = EntryKey(msg.account, contact, channel.value, sender)
         confirm = self._confirmation(msg, channel.value, intent.language)
@@ -291,6 +321,34 @@ class Ingest(PipelineRole):
             )
             commands.append(Command([op], now, origin, None))
         return commands
+
+
+def _review(
+    msg: InboundMessage,
+    channel: Channel,
+    *,
+    contact: str,
+    sender: str | None,
+    intent: Intent,
+    now: int,
+) -> ReviewItem:
+    return ReviewItem(
+        review_id=review_id(msg.account, msg.message_id),
+        status="open",
+        account=msg.account,
+        channel=channel,
+        contact=contact,
+        sender=sender,
+        message_id=msg.message_id,
+        text=msg.text[:160],
+        received_at=msg.received_at,
+        verdict=intent.verdict.value,
+        phrase=intent.phrase,
+        rule=intent.rule,
+        language=intent.language,
+        policy="review",
+        created_at=format_ms(now),
+    )
 
 
 def _intent_origin(

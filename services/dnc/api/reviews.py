@@ -78,13 +78,13 @@ async def confirm(
         [Op("add", key, Source.END_USER_MESSAGE)], at, cause(item, who, rid, scope), rid
     )
     outcome = await apply(ctx, [command], rid)
-    decided = await _record(ctx, item, "confirmed", who, rid, at, scope)
+    decided = await _record(ctx, item, "confirmed", who=who, rid=rid, at=at, scope=scope)
     return Decision(decided, outcome, key)
 
 
 async def dismiss(ctx: ApiContext, who: Principal, rid: str, review_id: str) -> Decision:
     item = _open(ctx, who, review_id)
-    decided = await _record(ctx, item, "dismissed", who, rid, now_ms(), None)
+    decided = await _record(ctx, item, "dismissed", who=who, rid=rid, at=now_ms(), scope=None)
     return Decision(decided, None, None)
 
 
@@ -99,6 +99,7 @@ async def _record(
     ctx: ApiContext,
     item: ReviewItem,
     status: Literal["confirmed", "dismissed"],
+    *,
     who: Principal,
     rid: str,
     at: int,

@@ -102,7 +102,8 @@ async def confirm(
         done = await reviews.confirm(c, who, rid, review_id, scope)
     except reviews.AlreadyDecided as exc:
         raise _decided(exc) from None
-    assert done.outcome is not None and done.key is not None
+    assert done.outcome is not None
+    assert done.key is not None
     body_out = {
         "status": "effective" if done.outcome.effective else "pending",
         "request_id": rid,

@@ -6,23 +6,29 @@ nothing; a false friend never reaches the queue."""
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from tests.apikit import (
     PHONE,
+    SECRET_A,
     SECRET_B,
     MakeSettings,
     api_client,
     api_settings,
     auth,
     gate_verdicts,
+    served_api,
 )
-from tests.kit import inbound, outbound, produce, running
+from tests.kit import ROOT, inbound, outbound, produce, running
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -134,3 +140,50 @@ async def test_unknown_review_is_404(make_settings: MakeSettings, tmp_path: Path
             "/v1/reviews/rv-nope/confirm", json={"senders": "some"}, headers=auth()
         )
         assert r.status_code == 422
+
+
+async def test_the_review_verbs_of_the_cli(make_settings: MakeSettings, tmp_path: Path) -> None:
+    port = free_port()
+    settings = await api_settings(make_settings, tmp_path, port=port)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DNC_")}
+    env |= {"DNC_API_URL": f"http://127.0.0.1:{port}", "DNC_API_KEY": SECRET_A}
+
+    async def dnc(*args: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "dnc", "entries", *args, env=env, cwd=ROOT,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await proc.communicate()
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    async with running(settings, "ingest", "listwriter", "gate"), served_api(settings):
+        await produce(
+            settings,
+            settings.topics.inbound_messages,
+            inbound("mo-1", "+" + PHONE, "No más mensajes, por favor"),
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            code, out, err = await dnc("reviews", "--json")
+            assert code == 0, err
+            found = orjson.loads(out)["reviews"]
+            if found:
+                break
+            assert time.monotonic() < deadline, "the review never showed"
+            await asyncio.sleep(0.2)
+        (review,) = found
+        assert review["language"] == "es"
+        code, out, err = await dnc("reviews")
+        assert code == 0 and "1 reviews (1 open; oldest open item" in err
+        assert review["review_id"] in out
+        code, out, err = await dnc("confirm-review", review["review_id"], "--all-channels")
+        assert code == 0, err
+        assert f"{PHONE} is blocked (all channels, acme)" in out
+        code, _, err = await dnc("dismiss-review", review["review_id"])
+        assert code == 1 and "already confirmed" in err
+        code, _, err = await dnc("dismiss-review", "rv-nope")
+        assert code == 3, err
+        verdicts = await gate_verdicts(settings, outbound("m-1", PHONE, channel="VIBER"))
+    assert verdicts == {"m-1": "blocked"}

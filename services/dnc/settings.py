@@ -48,10 +48,22 @@ class TopicLayout(BaseModel):
     replication_factor: int = Field(default=1, ge=1)
 
 
+StopScope = Literal["sender", "all_senders"]
+
+
 class Keywords(BaseModel):
     opt_out: list[str] = Field(default_factory=lambda: list(keywords.DEFAULT_OPT_OUT))
     opt_out_all: list[str] = Field(default_factory=lambda: list(keywords.DEFAULT_OPT_OUT_ALL))
     opt_in: list[str] = Field(default_factory=lambda: list(keywords.DEFAULT_OPT_IN))
+    # What a STOP (and an opt-out in own words, and a confirmed review by default) blocks:
+    # `sender`, the sender that received it (contract rule 5), or `all_senders` of the
+    # account on that channel (the FCC's revoke-all reading of 47 CFR 64.1200(a)(10),
+    # FCC 24-24; README, "Revoke-all scope"). Per-account overrides in stop_scope_accounts.
+    stop_scope: StopScope = "sender"
+    stop_scope_accounts: dict[str, StopScope] = Field(default_factory=dict)
+
+    def stop_scope_for(self, account: str) -> StopScope:
+        return self.stop_scope_accounts.get(account, self.stop_scope)
 
 
 def _default_signals() -> dict[str, list[str]]:

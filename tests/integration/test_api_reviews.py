@@ -16,6 +16,7 @@ import httpx
 import orjson
 import pytest
 
+from dnc.settings import Keywords
 from tests.apikit import (
     PHONE,
     SECRET_A,
@@ -187,3 +188,26 @@ async def test_the_review_verbs_of_the_cli(make_settings: MakeSettings, tmp_path
         assert code == 3, err
         verdicts = await gate_verdicts(settings, outbound("m-1", PHONE, channel="VIBER"))
     assert verdicts == {"m-1": "blocked"}
+
+
+async def test_a_confirmation_follows_the_accounts_stop_scope(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    settings = await api_settings(make_settings, tmp_path)
+    settings = settings.model_copy(
+        update={"keywords": Keywords(stop_scope_accounts={"acme": "all_senders"})}
+    )
+    async with (
+        running(settings, "ingest", "listwriter", "gate"),
+        api_client(settings) as (client, _),
+    ):
+        await produce(
+            settings,
+            settings.topics.inbound_messages,
+            inbound("mo-1", "+" + PHONE, "leave me alone"),
+        )
+        (review,) = (await open_reviews(client, 1))["reviews"]
+        r = await client.post(f"/v1/reviews/{review['review_id']}/confirm", headers=auth())
+        assert r.status_code == 200, r.text
+        assert r.json()["entry"]["sender"] is None  # all senders: the account's STOP scope
+        assert r.json()["review"]["scope"] == {"senders": "all", "channels": "this"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from dnc.settings import IntentSettings, Settings
+from dnc.settings import IntentSettings, Keywords, Settings
 from tests.integration.test_rules import PHONE, changes, gate_outputs
 from tests.kit import ids, inbound, outbound, produce, reading, running
 
@@ -55,3 +55,23 @@ async def test_review_changes_nothing_on_the_list(settings: Settings) -> None:
             assert chg.records == [] and dlq.records == []
         allowed, _, _ = await gate_outputs(settings, outbound("m", PHONE))
     assert allowed == ["m"]
+
+
+async def test_stop_scope_all_senders_blocks_every_sender_of_that_channel(
+    make_settings: object,
+) -> None:
+    settings: Settings = await make_settings(keywords=Keywords(stop_scope="all_senders"))  # type: ignore[operator]
+    async with running(settings, "ingest", "listwriter", "gate"):
+        await produce(
+            settings, settings.topics.inbound_messages, inbound("mo-1", "+44 1234 567890", "STOP")
+        )
+        await changes(settings, 1)
+        allowed, blocked, _ = await gate_outputs(
+            settings,
+            outbound("m-1", PHONE, sender="ACME"),
+            outbound("m-2", PHONE, sender="OTHER"),
+            outbound("m-3", PHONE, channel="VIBER"),
+        )
+    assert allowed == ["m-3"]
+    assert sorted(ids(b["message"] for b in blocked)) == ["m-1", "m-2"]
+    assert blocked[0]["entry"]["sender"] is None

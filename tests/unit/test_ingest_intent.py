@@ -11,7 +11,7 @@ from aiokafka.structs import ConsumerRecord
 from dnc.domain.entries import Command, EntryKey, Source
 from dnc.errors import PoisonRecord
 from dnc.ingest.role import Ingest
-from dnc.settings import IntentSettings, Settings
+from dnc.settings import IntentSettings, Keywords, Settings
 
 PHONE = "441234567890"
 
@@ -108,3 +108,23 @@ def test_an_opt_out_from_an_impossible_number_is_a_dead_letter_unless_off() -> N
     for policy in ("review", "auto"):
         with pytest.raises(PoisonRecord, match="from"):
             ingest(policy)._inbound(bad, 1000)
+
+
+def scoped(scope: str, policy: str = "auto", **accounts: str) -> Ingest:
+    keywords = Keywords(stop_scope=scope, stop_scope_accounts=accounts)  # type: ignore[arg-type]
+    return Ingest(Settings(keywords=keywords, intent=IntentSettings(policy=policy)))  # type: ignore[arg-type]
+
+
+def test_stop_scope_all_senders_makes_stop_block_every_sender_of_the_channel() -> None:
+    role = scoped("all_senders")
+    for text in ("STOP", "Please stop texting me"):
+        (cmd,) = inbound(role, text)
+        assert cmd.ops[0].key == EntryKey("acme", PHONE, "SMS", None), text
+    (start,) = inbound(role, "START")  # START still undoes it
+    assert EntryKey("acme", PHONE, "SMS", None) in {op.key for op in start.ops}
+
+
+def test_stop_scope_per_account() -> None:
+    role = scoped("sender", acme="all_senders")
+    assert inbound(role, "STOP")[0].ops[0].key.sender is None
+    assert inbound(role, "STOP", account="acme-eu")[0].ops[0].key.sender == "acme"

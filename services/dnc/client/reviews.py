@@ -64,7 +64,15 @@ def reviews(
 def confirm_review(
     review: Review,
     *,
-    all_senders: Annotated[bool, typer.Option("--all-senders", help="block every sender")] = False,
+    all_senders: Annotated[
+        bool | None,
+        typer.Option(
+            "--all-senders/--this-sender",
+            help="block every sender, or only the one the message went to "
+            "(default: the account's STOP scope)",
+            show_default=False,
+        ),
+    ] = None,
     all_channels: Annotated[
         bool, typer.Option("--all-channels", help="block every channel")
     ] = False,
@@ -72,12 +80,12 @@ def confirm_review(
     api: Api = DEFAULT_API,
     key: Key = None,
 ) -> None:
-    """Confirm REVIEW: it is an opt-out. Blocks the person for the sender and channel the
-    message came in on (or all of them), recorded in the history with your key."""
-    body = {
-        "senders": "all" if all_senders else "this",
-        "channels": "all" if all_channels else "this",
-    }
+    """Confirm REVIEW: it is an opt-out. Blocks the person for the channel the message came
+    in on (or all) and the sender it went to (or all; default the account's STOP scope),
+    recorded in the history with your key."""
+    body = {"channels": "all" if all_channels else "this"}
+    if all_senders is not None:
+        body["senders"] = "all" if all_senders else "this"
     result = Client(api, key).call(
         "POST", f"/v1/reviews/{review}/confirm", ok=(200, 202), json=body
     )

@@ -162,6 +162,8 @@ class Ingest(PipelineRole):
         }
         this_sender = EntryKey(msg.account, contact, channel.value, sender)
         all_senders = this_sender._replace(sender=None)
+        if action is KeywordAction.OPT_OUT and self._revokes_all(msg.account):
+            action = KeywordAction.OPT_OUT_ALL  # the account's STOP scope is every sender
         if action is KeywordAction.OPT_OUT:
             ops = [
                 Op(
@@ -209,7 +211,9 @@ class Ingest(PipelineRole):
             self._reviews.append(review.model_copy(update={"policy": policy}))
             return []
         self.counts["intent_opt_outs"] += 1
-        key = EntryKey(msg.account, contact, channel.value, sender)
+        key = EntryKey(
+            msg.account, contact, channel.value, None if self._revokes_all(msg.account) else sender
+        )
         confirm = self._confirmation(msg, channel.value, intent.language)
         return [
             Command(
@@ -219,6 +223,9 @@ class Ingest(PipelineRole):
                 None,
             )
         ]
+
+    def _revokes_all(self, account: str) -> bool:
+        return self.settings.keywords.stop_scope_for(account) == "all_senders"
 
     def _confirmation(
         self, msg: InboundMessage, channel: str, language: str | None = None

@@ -23,9 +23,15 @@ Ctx = Annotated[ApiContext, Depends(api_context)]
 Who = Annotated[Principal, Depends(principal)]
 
 
-class ConfirmRequest(ReviewScope):
-    """What the opt-out blocks: ``senders`` this (the sender the message went to) or all;
-    ``channels`` this (the message's channel) or all."""
+class ConfirmRequest(BaseModel):
+    """What the opt-out blocks: ``senders`` this (the sender the message went to) or all
+    (omitted: the account's STOP scope, ``DNC_KEYWORDS__STOP_SCOPE``); ``channels`` this
+    (the message's channel, the default) or all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    senders: Literal["this", "all"] | None = None
+    channels: Literal["this", "all"] = "this"
 
 
 class DismissRequest(BaseModel):
@@ -79,6 +85,11 @@ def _found(c: ApiContext, who: Principal, review_id: str) -> None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no review {review_id!r}") from None
 
 
+def _default_senders(c: ApiContext, who: Principal, review_id: str) -> Literal["this", "all"]:
+    account = reviews.find(c, who, review_id).account
+    return "all" if c.settings.keywords.stop_scope_for(account) == "all_senders" else "this"
+
+
 def _decided(exc: reviews.AlreadyDecided) -> HTTPException:
     return HTTPException(
         status.HTTP_409_CONFLICT,
@@ -97,7 +108,9 @@ async def confirm(
 ) -> JSONResponse:
     _found(c, who, review_id)
     rid = writes.request_id(request)
-    scope = ReviewScope.model_validate((body or ConfirmRequest()).model_dump())
+    asked = body or ConfirmRequest()
+    senders = asked.senders or _default_senders(c, who, review_id)
+    scope = ReviewScope(senders=senders, channels=asked.channels)
     try:
         done = await reviews.confirm(c, who, rid, review_id, scope)
     except reviews.AlreadyDecided as exc:

@@ -68,6 +68,9 @@ async def test_review_queue_confirm_blocks_and_dismiss_does_not(
         )
         body = await open_reviews(client, 2)
         assert body["open"] == 2 and body["oldest_open_age_s"] >= 0
+        metrics = (await client.get("/metrics")).text
+        assert "dnc_reviews_open 2.0" in metrics
+        assert "dnc_reviews_oldest_open_age_seconds " in metrics
         by_message = {r["message_id"]: r for r in body["reviews"]}
         assert set(by_message) == {"mo-1", "mo-2"}  # the visitor is not in the queue
         clear, possible = by_message["mo-1"], by_message["mo-2"]

@@ -3,7 +3,6 @@ person's own words, for a person to confirm (which adds the opt-out) or dismiss.
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
@@ -68,12 +67,12 @@ async def list_reviews(
         verdict=verdict,
         channel=channel.upper() if channel else None,
     )
-    oldest = c.reviews.oldest_open_ms(accounts)
+    oldest = c.reviews.oldest_open_age_s(accounts)
     return {
         "accounts": accounts,
         "count": len(items),
         "open": len(c.reviews.select(accounts)),
-        "oldest_open_age_s": None if oldest is None else round(time.time() - oldest / 1000, 1),
+        "oldest_open_age_s": None if oldest is None else round(oldest, 1),
         "reviews": [shown_review(i) for i in items[:limit]],
     }
 

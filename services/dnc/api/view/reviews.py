@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -118,6 +119,13 @@ class ReviewBoard:
             and (channel is None or item.channel.value == channel)
         ]
         return sorted(found, key=lambda i: (i.created_at, i.review_id))
+
+    def select_all_open(self) -> list[ReviewItem]:
+        return [i for i in self.items.values() if i.status == "open"]
+
+    def oldest_open_age_s(self, accounts: Iterable[str] | None = None) -> float | None:
+        oldest = self.oldest_open_ms(accounts)
+        return None if oldest is None else max(0.0, time.time() - oldest / 1000)
 
     def oldest_open_ms(self, accounts: Iterable[str] | None = None) -> int | None:
         """When the oldest unreviewed item came in (epoch ms), or None when none is open."""

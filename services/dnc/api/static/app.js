@@ -6,6 +6,7 @@ import * as addNew from './addnew.js';
 import * as wizard from './wizard.js';
 import * as check from './check.js';
 import * as dryrun from './dryrun.js';
+import * as reviews from './reviews.js';
 
 function showSignIn(message = '') {
   $('app').hidden = true;
@@ -28,6 +29,7 @@ function showApp() {
   addNew.init(() => list.first());
   wizard.init(() => list.reload());
   dryrun.init();
+  reviews.init(() => list.reload());
   list.reset();
   $('list-h').focus();
 }

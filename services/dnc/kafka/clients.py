@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import errors as kerr
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 
 from dnc.domain.channels import Channel
 from dnc.domain.reviews import REVIEW_PARTITIONS
@@ -173,8 +173,13 @@ def channel_topics(topics: Topics) -> list[str]:
     return [template.format(channel=c.value.lower()) for c in Channel]
 
 
-async def ensure_topics(settings: Settings) -> list[str]:
-    """Create every contract topic that does not exist; return the names created."""
+async def ensure_topics(settings: Settings, wait_s: float = 60.0) -> list[str]:
+    """Create every contract topic that does not exist; return the names created, once
+    each has its partitions' leaders (a consumer started right after finds them).
+
+    The broker answers a create with an error code per topic rather than raising: a time-out
+    means the controller is still creating it (waited for), anything else is refused with
+    the topic and the broker's reason."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     created: list[str] = []
@@ -182,13 +187,20 @@ async def ensure_topics(settings: Settings) -> list[str]:
         existing = set(await admin.list_topics())
         missing = [s for s in topic_specs(settings) if s.name not in existing]
         for spec in missing:
-            try:
-                await admin.create_topics([spec])
-                created.append(spec.name)
-            except TopicAlreadyExistsError:
-                pass
+            response = await admin.create_topics([spec])
+            for topic, code, *message in response.topic_errors:
+                if code in (0, kerr.RequestTimedOutError.errno):
+                    created.append(topic)
+                elif code != kerr.TopicAlreadyExistsError.errno:
+                    reason = kerr.for_code(code).__name__
+                    detail = f": {message[0]}" if message and message[0] else ""
+                    raise ConfigurationError(
+                        f"topic {topic!r} could not be created ({reason}{detail})"
+                    )
     finally:
         await admin.close()
+    if created:
+        await topic_partitions(settings, *created, wait_s=wait_s)
     return created
 
 

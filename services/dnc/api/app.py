@@ -53,7 +53,8 @@ def create_app(context: ApiContext) -> FastAPI:
         "export, and check whether a person is on the list and why.",
     )
     app.state.ctx = context
-    app.add_middleware(BodyLimit, max_bytes=context.settings.api.import_max_bytes + ENVELOPE)
+    limit = context.settings.api.import_max_bytes
+    app.add_middleware(BodyLimit, max_bytes=limit + ENVELOPE, file_limit=limit)
     observe.install(app, context)
     for router in ROUTERS:
         app.include_router(router)

@@ -12,6 +12,8 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dnc.files.read import megabytes
+
 ENVELOPE = 1024 * 1024  # multipart headers and form fields around the file
 
 
@@ -20,9 +22,10 @@ class BodyTooLarge(Exception):
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, file_limit: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.file_limit = file_limit  # what the message names: the limit people know
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,10 +60,11 @@ class BodyLimit:
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        mib = self.max_bytes // (1024 * 1024)
-        body: dict[str, Any] = {
-            "error": f"request body: more than {mib} MB; compress large import files into a .zip"
-        }
+        reason = (
+            f"is larger than the {megabytes(self.file_limit)} limit for a file: "
+            "compress it into a .zip (with the one file inside) and upload the .zip"
+        )
+        body: dict[str, Any] = {"error": f"upload: {reason}", "field": "file", "reason": reason}
         payload = orjson.dumps(body)
         await send(
             {

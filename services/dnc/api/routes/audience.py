@@ -106,7 +106,12 @@ async def dry_run(
     except FileTooLarge as exc:
         return JSONResponse(
             status_code=status.HTTP_413_CONTENT_TOO_LARGE,
-            content={"error": str(exc), "field": exc.field, "reason": exc.reason},
+            content={
+                "error": str(exc),
+                "field": exc.field,
+                "value": exc.value,
+                "reason": exc.reason,
+            },
         )
     account, channel, sender = fields
     result = await audience.dry_run(

@@ -123,7 +123,8 @@ async def add_entries(c: Ctx, who: Who, request: Request, body: AddEntries) -> J
     now = now_ms()
     expires = resolve_expiry(body.expires_at, body.ttl_days, now)
     rid = writes.request_id(request)
-    outcome = await writes.apply(c, writes.add_commands(keys, who, rid, now, expires), rid)
+    commands = writes.add_commands(keys, who, rid, now, expires, sender=body.sender)
+    outcome = await writes.apply(c, commands, rid)
     if not outcome.effective:
         return _pending(outcome)
     results = await writes.add_results(c, keys, outcome)

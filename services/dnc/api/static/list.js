@@ -2,7 +2,7 @@
 // pages; delete (one with ✕, or the selection) after a confirmation; export.
 import {
   $, el, api, announce, alertError, timeEl, plural, download, waitEffective, confirmDialog,
-  sourceLabel, channelLabel, senderLabel,
+  sourceLabel, channelLabel, senderLabel, enteredSender,
 } from './api.js';
 import { filterParams, showFilterError } from './filters.js';
 
@@ -21,7 +21,7 @@ const state = {
 const stored = (e) => e.contact_id ?? e.contact;
 const keyOf = (e) => JSON.stringify([e.account, stored(e), e.channel, e.sender]);
 const keyBody = (e) => ({ account: e.account, contact: stored(e), channel: e.channel, sender: e.sender });
-const describe = (e) => `${e.contact} · ${channelLabel(e.channel)} · ${senderLabel(e.sender)} · ${e.account}`;
+const describe = (e) => `${e.contact} · ${channelLabel(e.channel)} · ${senderLabel(enteredSender(e))} · ${e.account}`;
 const pageSize = () => Number($('page-size').value) || 25;
 
 // Filters changed (or first load): back to the first page, selection cleared.
@@ -109,7 +109,7 @@ function rowOf(e) {
   return el('tr', { dataset: { key } },
     el('td', {}, select),
     el('td', { class: 'contact', text: e.contact, title: e.contact_id ? 'Kept as a contact id (shown masked)' : null }),
-    el('td', { class: e.sender ? '' : 'muted', text: senderLabel(e.sender) }),
+    el('td', { class: e.sender ? '' : 'muted', text: senderLabel(enteredSender(e)) }),
     el('td', { text: sourceLabel(e.source) }),
     el('td', { class: e.channel ? '' : 'muted', text: channelLabel(e.channel) }),
     el('td', { text: e.account }),

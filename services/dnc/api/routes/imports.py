@@ -14,6 +14,7 @@ from starlette.datastructures import FormData, UploadFile
 from dnc.api.auth import Principal
 from dnc.api.deps import ctx, principal
 from dnc.api.imports.jobs import ImportJobs, limits_of
+from dnc.api.limits import upload_name
 from dnc.domain.events import validation_to_poison
 from dnc.domain.timestamps import now_ms
 from dnc.errors import InvalidValue
@@ -176,7 +177,7 @@ async def _read_upload(
     if length.isdigit() and int(length) > limits.max_bytes + _ENVELOPE:
         # Refused before the body is read and spooled.
         raise FileTooLarge(
-            "upload",
+            await upload_name(request),
             f"is {megabytes(int(length))}, more than the {megabytes(limits.max_bytes)} limit: "
             "compress the file into a .zip (with the one file inside) and upload the .zip",
         )

@@ -166,10 +166,19 @@ async function removeEntries(entries, opener) {
   }
 }
 
+// CSV has one table per file: with the history it is two files, in a .zip. Said before
+// the download, not discovered after it.
+const ZIP_NOTE = 'CSV with history downloads a .zip holding entries.csv and history.csv.';
+function exportNote() {
+  const zip = $('export-format').value === 'csv' && $('export-history').checked;
+  $('export-note').textContent = zip ? ZIP_NOTE : '';
+}
+
 async function exportEntries(selectedOnly) {
   const format = $('export-format').value;
   const history = $('export-history').checked;
   const withHistory = history ? ' with their history' : '';
+  const as = history && format === 'csv' ? 'a .zip of two CSV files (entries.csv, history.csv)' : format.toUpperCase();
   try {
     if (selectedOnly) {
       const keys = [...state.selected.values()].map(keyBody);
@@ -178,13 +187,13 @@ async function exportEntries(selectedOnly) {
       const headers = await download('/v1/entries/export', { method: 'POST', params, json: { keys } });
       const missing = Number(headers.get('X-DNC-Missing') || 0);
       const note = missing ? ` (${plural(missing, 'was', 'were')} no longer on the list)` : '';
-      announce(`Exported ${plural(keys.length - missing, 'selected contact')}${withHistory} as ${format.toUpperCase()}${note}.`);
+      announce(`Exported ${plural(keys.length - missing, 'selected contact')}${withHistory} as ${as}${note}.`);
     } else {
       const params = filterParams();
       params.set('format', format);
       if (history) params.set('history', 'true');
       await download('/v1/entries/export', { params });
-      announce(`Exported ${plural(state.total, 'contact')}${withHistory} as ${format.toUpperCase()}.`);
+      announce(`Exported ${plural(state.total, 'contact')}${withHistory} as ${as}.`);
     }
   } catch (err) {
     alertError(`The export failed: ${err.message}`);
@@ -214,4 +223,6 @@ export function init() {
   });
   $('export-selected').addEventListener('click', () => exportEntries(true));
   $('export-all').addEventListener('click', () => exportEntries(false));
+  $('export-format').addEventListener('change', exportNote);
+  $('export-history').addEventListener('change', exportNote);
 }

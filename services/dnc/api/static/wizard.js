@@ -7,6 +7,8 @@ import {
 } from './api.js';
 
 const TARGETS = { '': 'Skip (not imported)', contact: 'Contact information', sender: 'Sender', channel: 'Channel' };
+// An invalid row's field as the mapping step names it, not the API's field name.
+const FIELD_NAMES = { ...TARGETS, file: 'File' };
 const POLL_MS = 250;
 const LISTED_MS = 15000; // the longest a finished import waits for the list to show it
 
@@ -178,7 +180,7 @@ function renderAnalysis(a) {
     el('dt', { text: name }), el('dd', { dataset: { count: name }, text: String(n) })]));
   $('import-hints').replaceChildren(...a.hints.map((h) => el('li', { text: h })));
   const invalid = a.invalid_rows.map((r) => el('tr', {},
-    el('td', { text: String(r.row) }), el('td', { text: r.field }),
+    el('td', { text: String(r.row) }), el('td', { text: FIELD_NAMES[r.field] ?? r.field }),
     el('td', { text: r.value === null ? '' : String(r.value) }), el('td', { text: r.reason })));
   $('import-invalid').tBodies[0].replaceChildren(...invalid);
   $('import-invalid').caption.textContent = a.invalid > a.invalid_rows_shown

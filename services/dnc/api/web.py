@@ -24,7 +24,11 @@ from dnc.domain.labels import CHANNEL_LABELS, SOURCE_LABELS
 router = APIRouter(include_in_schema=False)
 
 _PACKAGE = "dnc.api"
-_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
 
 # The seed: WhatsApp cannot be chosen by hand (only by a journey, or "all channels").
 BY_HAND = [c.value for c in Channel if c is not Channel.WHATSAPP]
@@ -80,6 +84,12 @@ def static_file(name: str) -> tuple[bytes, str] | None:
     if not found.is_file():
         return None
     return found.read_bytes(), _TYPES[suffix]
+
+
+@router.get("/favicon.ico")
+async def favicon(if_none_match: Annotated[str | None, Header()] = None) -> Response:
+    """Browsers ask for it whatever the page links to: the same icon, not a 404."""
+    return await static("favicon.svg", if_none_match)
 
 
 @router.get("/static/{name}")

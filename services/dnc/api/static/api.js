@@ -157,10 +157,11 @@ export function fieldError(input, errorNode, message) {
   }
 }
 
-// 2026-11-26T05:31:27.123Z → <time>2026-11-26 05:31:27 UTC</time>
+// 2026-11-26T05:31:27.123Z → 2026-11-26 05:31:27 UTC: the one way the page writes a time.
+export const timeText = (iso) => (iso ? iso.replace('T', ' ').replace(/(\.\d+)?Z$/, ' UTC') : '');
+
 export function timeEl(iso) {
-  const shown = iso ? iso.replace('T', ' ').replace(/(\.\d+)?Z$/, ' UTC') : '';
-  return el('time', { datetime: iso, title: iso, text: shown });
+  return el('time', { datetime: iso, title: iso, text: timeText(iso) });
 }
 
 export const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;

@@ -15,7 +15,9 @@ function showSignIn(message = '') {
   $('api-key').focus();
 }
 
-function showApp() {
+// focus: after signing in, the list's heading takes the focus (where the user is now);
+// on a reload nothing is focused (no focus ring on a heading nobody went to).
+function showApp(focus = false) {
   const { name, accounts } = session.me;
   $('who-name').textContent = name;
   $('who-accounts').textContent = accounts.join(', ');
@@ -28,8 +30,8 @@ function showApp() {
   addNew.init(() => list.first());
   wizard.init(() => list.reload());
   dryrun.init();
-  list.reset();
-  $('list-h').focus();
+  list.open();
+  if (focus) $('list-h').focus();
 }
 
 // Ask the API who the key is; true when it is a valid key.
@@ -62,7 +64,7 @@ async function signIn(event) {
   }
   session.set(key);
   $('api-key').value = '';
-  showApp();
+  showApp(true);
 }
 
 function signOut() {

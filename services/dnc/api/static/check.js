@@ -175,7 +175,7 @@ async function erase(event) {
     await run(contact, accounts);
     await onErased();
     announce(`Erased: ${plural(erased, 'history record')} deleted; ${plural(kept, 'entry', 'entries')} `
-      + `keep blocking as ${data.contact}.`);
+      + `${kept === 1 ? 'keeps' : 'keep'} blocking as ${data.contact}.`);
   } catch (err) {
     alertError(`Nothing was erased: ${err.message}`);
   }

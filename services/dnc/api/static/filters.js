@@ -3,6 +3,7 @@
 // shared or reloaded.
 import {
   $, el, api, announce, alertError, session, sourceLabel, channelLabel, senderLabel, fieldError,
+  timeText,
 } from './api.js';
 
 const FIELDS = {
@@ -36,8 +37,15 @@ function fromUrl() {
   return found;
 }
 
+// The list's own parameters (rows per page, and others the list adds) stay in the URL
+// when the filters change; the page number does not (new filters: page 1).
+const KEPT = ['size', 'sort'];
+
 function toUrl() {
-  const qs = filterParams().toString();
+  const params = filterParams();
+  const current = new URLSearchParams(window.location.search);
+  for (const name of KEPT) if (current.has(name)) params.set(name, current.get(name));
+  const qs = params.toString();
   const url = `${window.location.pathname}${qs ? `?${qs}` : ''}`;
   if (url !== `${window.location.pathname}${window.location.search}`) window.history.pushState(null, '', url);
 }
@@ -48,7 +56,7 @@ function shown(field, value) {
   if (field === 'sender' && value.toUpperCase() === 'ALL') return senderLabel(null);
   if (FIELDS[field].time) {
     const d = new Date(value);
-    return Number.isNaN(d.getTime()) ? value : d.toLocaleString();
+    return Number.isNaN(d.getTime()) ? value : timeText(d.toISOString()); // as the table writes times
   }
   return value;
 }

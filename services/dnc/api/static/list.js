@@ -23,6 +23,49 @@ const keyOf = (e) => JSON.stringify([e.account, stored(e), e.channel, e.sender])
 const keyBody = (e) => ({ account: e.account, contact: stored(e), channel: e.channel, sender: e.sender });
 const describe = (e) => `${e.contact} · ${channelLabel(e.channel)} · ${senderLabel(enteredSender(e))} · ${e.account}`;
 const pageSize = () => Number($('page-size').value) || 25;
+const DEFAULT_SIZE = '25';
+
+// Page number and rows per page live in the URL (left out when they are the defaults), so
+// a reload or a shared link opens the same page. Replaced, not pushed: Back goes to the
+// previous filters, not through every page seen.
+function toUrl() {
+  const params = new URLSearchParams(window.location.search);
+  if (state.page > 0) params.set('page', String(state.page + 1));
+  else params.delete('page');
+  if ($('page-size').value !== DEFAULT_SIZE) params.set('size', $('page-size').value);
+  else params.delete('size');
+  const qs = params.toString();
+  const url = `${window.location.pathname}${qs ? `?${qs}` : ''}`;
+  if (url !== `${window.location.pathname}${window.location.search}`) window.history.replaceState(null, '', url);
+}
+
+// The page the URL names: the API pages with cursors, so the pages before it are walked
+// (once, when the page is opened) to find its cursor.
+async function openUrlPage() {
+  const params = new URLSearchParams(window.location.search);
+  const size = params.get('size');
+  if (size && [...$('page-size').options].some((o) => o.value === size)) $('page-size').value = size;
+  const wanted = Math.min(Math.max(1, Math.floor(Number(params.get('page')) || 1)), 1000) - 1;
+  state.cursors = [null];
+  state.page = 0;
+  state.selected.clear();
+  const filtered = filterParams();
+  filtered.set('limit', String(pageSize()));
+  while (state.page < wanted) {
+    const cursor = state.cursors[state.page];
+    if (cursor) filtered.set('cursor', cursor);
+    let next = null;
+    try {
+      next = (await api('/v1/entries', { params: filtered })).data.next_cursor;
+    } catch {
+      break; // load() below says what is wrong
+    }
+    if (!next) break;
+    state.cursors[state.page + 1] = next;
+    state.page += 1;
+  }
+  await load();
+}
 
 // Filters changed (or first load): back to the first page, selection cleared.
 export async function reset() {
@@ -42,6 +85,9 @@ export async function first() {
 // Same page again, e.g. after an import.
 export const reload = () => load();
 
+// First load: the page and page size the URL names.
+export const open = () => openUrlPage();
+
 async function load() {
   const ticket = ++state.loading;
   const params = filterParams();
@@ -59,6 +105,7 @@ async function load() {
     }
     Object.assign(state, { entries: data.entries, total: data.total, next: data.next_cursor });
     render();
+    toUrl();
   } catch (err) {
     if (ticket !== state.loading) return;
     Object.assign(state, { entries: [], total: 0, next: null });
@@ -106,15 +153,16 @@ function rowOf(e) {
     type: 'button', class: 'icon', text: '✕', title: 'Delete', 'aria-label': `Delete ${describe(e)}`,
   });
   remove.addEventListener('click', () => removeEntries([e], remove));
+  // data-label: the column's name, shown on phones where a row is a card.
   return el('tr', { dataset: { key } },
     el('td', {}, select),
     el('td', { class: 'contact', text: e.contact, title: e.contact_id ? 'Kept as a contact id (shown masked)' : null }),
-    el('td', { class: e.sender ? '' : 'muted', text: senderLabel(enteredSender(e)) }),
-    el('td', { text: sourceLabel(e.source) }),
-    el('td', { class: e.channel ? '' : 'muted', text: channelLabel(e.channel) }),
-    el('td', { text: e.account }),
-    el('td', {}, timeEl(e.added_at)),
-    el('td', { class: e.expires_at ? '' : 'muted' }, e.expires_at ? timeEl(e.expires_at) : 'Never'),
+    el('td', { class: e.sender ? '' : 'muted', 'data-label': 'Sender', text: senderLabel(enteredSender(e)) }),
+    el('td', { 'data-label': 'Source', text: sourceLabel(e.source) }),
+    el('td', { class: e.channel ? '' : 'muted', 'data-label': 'Channel', text: channelLabel(e.channel) }),
+    el('td', { 'data-label': 'Account', text: e.account }),
+    el('td', { 'data-label': 'Added' }, timeEl(e.added_at)),
+    el('td', { class: e.expires_at ? '' : 'muted', 'data-label': 'Expires' }, e.expires_at ? timeEl(e.expires_at) : 'Never'),
     el('td', { class: 'row-actions' }, remove));
 }
 

@@ -45,7 +45,8 @@ function render(data) {
     const caption = c.suppressed > data.suppressed.length
       ? `The first ${data.suppressed.length} of ${plural(c.suppressed, 'suppressed contact')} (the CLI writes them all)`
       : 'Suppressed contacts, with the entry that blocks each';
-    out.push(el('div', { class: 'table-wrap' }, el('table', { id: 'dryrun-suppressed' },
+    // A region that may scroll sideways: reachable with the keyboard, and named.
+    out.push(el('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': 'Suppressed contacts' }, el('table', { id: 'dryrun-suppressed' },
       el('caption', { text: caption }),
       el('thead', {}, el('tr', {}, ...['Row', 'Contact', 'Channel', 'Sender', 'Source', 'Added']
         .map((h) => el('th', { scope: 'col', text: h })))),

@@ -91,14 +91,21 @@ def _pending(outcome: writes.Outcome) -> JSONResponse:
     )
 
 
-@router.get("/entries", summary="List entries, newest first")
+@router.get("/entries", summary="List entries, newest first (or sorted)")
 async def list_entries(
     c: Ctx,
     q: Filter,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    sort: Annotated[
+        str,
+        Query(
+            description="contract addition: added, contact, sender or source; a leading - "
+            "for descending; -added (newest first) by default"
+        ),
+    ] = "-added",
 ) -> dict[str, Any]:
-    page = await c.view.query(q, limit=limit, cursor=cursor)
+    page = await c.view.query(q, limit=limit, cursor=cursor, sort=sort)
     return {
         "entries": [shown(e.to_dict()) for e in page.entries],
         "total": page.total,

@@ -24,6 +24,19 @@ const keyBody = (e) => ({ account: e.account, contact: stored(e), channel: e.cha
 const describe = (e) => `${e.contact} · ${channelLabel(e.channel)} · ${senderLabel(enteredSender(e))} · ${e.account}`;
 const pageSize = () => Number($('page-size').value) || 25;
 const DEFAULT_SIZE = '25';
+const DEFAULT_SORT = '-added';
+const sortOrder = () => $('sort').value || DEFAULT_SORT;
+
+// The column the list is sorted by, said on its header (aria-sort) and in the caption.
+function showSort() {
+  const order = sortOrder();
+  const column = order.replace(/^-/, '');
+  for (const th of $('entries').querySelectorAll('th[data-sort]')) {
+    if (th.dataset.sort === column) th.setAttribute('aria-sort', order.startsWith('-') ? 'descending' : 'ascending');
+    else th.removeAttribute('aria-sort');
+  }
+  $('entries-caption').textContent = `Contacts on the Do Not Contact list, ${$('sort').selectedOptions[0].textContent.toLowerCase()}`;
+}
 
 // Page number and rows per page live in the URL (left out when they are the defaults), so
 // a reload or a shared link opens the same page. Replaced, not pushed: Back goes to the
@@ -34,6 +47,8 @@ function toUrl() {
   else params.delete('page');
   if ($('page-size').value !== DEFAULT_SIZE) params.set('size', $('page-size').value);
   else params.delete('size');
+  if (sortOrder() !== DEFAULT_SORT) params.set('sort', sortOrder());
+  else params.delete('sort');
   const qs = params.toString();
   const url = `${window.location.pathname}${qs ? `?${qs}` : ''}`;
   if (url !== `${window.location.pathname}${window.location.search}`) window.history.replaceState(null, '', url);
@@ -45,12 +60,16 @@ async function openUrlPage() {
   const params = new URLSearchParams(window.location.search);
   const size = params.get('size');
   if (size && [...$('page-size').options].some((o) => o.value === size)) $('page-size').value = size;
+  const sort = params.get('sort');
+  if (sort && [...$('sort').options].some((o) => o.value === sort)) $('sort').value = sort;
+  showSort();
   const wanted = Math.min(Math.max(1, Math.floor(Number(params.get('page')) || 1)), 1000) - 1;
   state.cursors = [null];
   state.page = 0;
   state.selected.clear();
   const filtered = filterParams();
   filtered.set('limit', String(pageSize()));
+  if (sortOrder() !== DEFAULT_SORT) filtered.set('sort', sortOrder());
   while (state.page < wanted) {
     const cursor = state.cursors[state.page];
     if (cursor) filtered.set('cursor', cursor);
@@ -92,6 +111,7 @@ async function load() {
   const ticket = ++state.loading;
   const params = filterParams();
   params.set('limit', String(pageSize()));
+  if (sortOrder() !== DEFAULT_SORT) params.set('sort', sortOrder());
   const cursor = state.cursors[state.page];
   if (cursor) params.set('cursor', cursor);
   $('entries').setAttribute('aria-busy', 'true');
@@ -259,6 +279,12 @@ export function init() {
   $('page-prev').addEventListener('click', () => {
     if (state.page === 0) return;
     state.page -= 1;
+    load();
+  });
+  $('sort').addEventListener('change', () => { // a new order: its own cursors, page 1
+    state.cursors = [null];
+    state.page = 0;
+    showSort();
     load();
   });
   $('page-size').addEventListener('change', () => {

@@ -43,6 +43,14 @@ from dnc.api.view.pages import (
     encode_cursor,
 )
 from dnc.api.view.query import EntryQuery
+from dnc.api.view.sorting import (
+    DEFAULT_SORT,
+    decode_sorted_cursor,
+    encode_sorted_cursor,
+    parse_sort,
+    sort_value,
+    sorted_page,
+)
 from dnc.domain.entries import Entry, EntryKey
 from dnc.kafka import clients as kafka
 from dnc.settings import Settings
@@ -330,8 +338,20 @@ class ListView:
 
     # --- queries -------------------------------------------------------------------------
 
-    async def query(self, q: EntryQuery, *, limit: int, cursor: str | None) -> Page:
-        """A page of entries, newest first, and how many entries ``q`` matches in all."""
+    async def query(
+        self, q: EntryQuery, *, limit: int, cursor: str | None, sort: str = DEFAULT_SORT
+    ) -> Page:
+        """A page of entries (newest first, or ``sort``: see ``sorting.parse_sort``), and
+        how many entries ``q`` matches in all."""
+        order = parse_sort(sort)
+        if order != ("added", True):
+            sorted_after = decode_sorted_cursor(cursor, order) if cursor else None
+            found = await self._read(sorted_page, q, limit + 1, order, sorted_after)
+            total = await self._read(store.count, q)
+            page = found[:limit]
+            last = (sort_value(page[-1], order[0]), store.key_hash(page[-1].key))
+            more = len(found) > limit
+            return Page(page, total, encode_sorted_cursor(order, last) if more else None)
         after = decode_cursor(cursor) if cursor else None
         entries = await self._read(store.page, q, limit + 1, after)
         total = await self._read(store.count, q)

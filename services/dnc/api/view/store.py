@@ -65,6 +65,10 @@ CREATE INDEX IF NOT EXISTS entries_newest ON entries (account, added_at, kh);
 CREATE INDEX IF NOT EXISTS entries_sender ON entries (account, sender, added_at, kh);
 CREATE INDEX IF NOT EXISTS entries_channel ON entries (account, channel, added_at, kh);
 CREATE INDEX IF NOT EXISTS entries_source ON entries (account, source, added_at, kh);
+-- The listing's other sort orders (see SORT_COLUMNS).
+CREATE INDEX IF NOT EXISTS entries_by_contact ON entries (account, contact, kh);
+CREATE INDEX IF NOT EXISTS entries_by_sender ON entries (account, coalesce(sender, ''), kh);
+CREATE INDEX IF NOT EXISTS entries_by_source ON entries (account, source, kh);
 """
     + view_history.SCHEMA
 )
@@ -82,6 +86,8 @@ ON CONFLICT (account, contact, coalesce(channel, ''), coalesce(sender, '')) DO U
 """
 
 Position = tuple[int, int]  # (added_at, kh) of the last entry seen, for keyset paging
+
+
 Row = tuple[str, str, str | None, str | None, str, int, str | None, int | None, int]
 
 

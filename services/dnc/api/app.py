@@ -21,6 +21,7 @@ from dnc.api.routes import (
     imports,
     me,
     ops,
+    overview,
     unsubscribe,
 )
 from dnc.errors import IndexNotReady, IndexUnavailable, InvalidValue
@@ -33,6 +34,7 @@ ROUTERS: list[APIRouter] = [
     entries.router,
     check.router,
     history.router,
+    overview.router,
     audience.router,
     unsubscribe.router,
     imports.router,

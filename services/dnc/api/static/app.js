@@ -6,6 +6,7 @@ import * as addNew from './addnew.js';
 import * as wizard from './wizard.js';
 import * as check from './check.js';
 import * as dryrun from './dryrun.js';
+import * as overview from './overview.js';
 
 function showSignIn(message = '') {
   $('app').hidden = true;
@@ -30,6 +31,7 @@ function showApp(focus = false) {
   addNew.init(() => list.first());
   wizard.init(() => list.reload());
   dryrun.init();
+  overview.init();
   list.open();
   if (focus) $('list-h').focus();
 }

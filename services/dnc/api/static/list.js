@@ -126,6 +126,7 @@ async function load() {
     Object.assign(state, { entries: data.entries, total: data.total, next: data.next_cursor });
     render();
     toUrl();
+    document.dispatchEvent(new CustomEvent('dnc:listed')); // e.g. the overview follows
   } catch (err) {
     if (ticket !== state.loading) return;
     Object.assign(state, { entries: [], total: 0, next: null });

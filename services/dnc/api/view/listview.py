@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from dnc.api.view import history as view_history
+from dnc.api.view import overview as view_overview
 from dnc.api.view import store
 from dnc.api.view.pages import (
     HistoryPage,
@@ -52,6 +53,7 @@ from dnc.api.view.sorting import (
     sorted_page,
 )
 from dnc.domain.entries import Entry, EntryKey
+from dnc.domain.timestamps import now_ms
 from dnc.kafka import clients as kafka
 from dnc.settings import Settings
 
@@ -359,6 +361,10 @@ class ListView:
         entries = entries[:limit]
         next_cursor = encode_cursor(store.position_of(entries[-1])) if more else None
         return Page(entries, total, next_cursor)
+
+    async def overview(self, accounts: list[str], days: int) -> dict[str, Any]:
+        """Totals by source and channel, and changes per day (``dnc.api.view.overview``)."""
+        return await self._read(view_overview.overview, accounts, days, now_ms())
 
     async def count(self, q: EntryQuery) -> int:
         return await self._read(store.count, q)

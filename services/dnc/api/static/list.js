@@ -14,6 +14,7 @@ const state = {
   next: null,
   selected: new Map(), // key → entry, kept across pages until the filters change
   loading: 0,
+  pending: Promise.resolve(),
 };
 
 // An entry kept under a contact id (privacy mode, or an erased person) is listed masked;
@@ -107,7 +108,14 @@ export const reload = () => load();
 // First load: the page and page size the URL names.
 export const open = () => openUrlPage();
 
-async function load() {
+// The page being loaded: "Next page" pressed twice quickly must not reuse the first
+// page's cursor for the third page, so paging waits for it.
+function load() {
+  state.pending = loadPage();
+  return state.pending;
+}
+
+async function loadPage() {
   const ticket = ++state.loading;
   const params = filterParams();
   params.set('limit', String(pageSize()));
@@ -271,13 +279,15 @@ async function exportEntries(selectedOnly) {
 
 export function init() {
   $('select-page').addEventListener('change', selectPage);
-  $('page-next').addEventListener('click', () => {
+  $('page-next').addEventListener('click', async () => {
+    await state.pending;
     if (!state.next) return;
     state.cursors[state.page + 1] = state.next;
     state.page += 1;
     load();
   });
-  $('page-prev').addEventListener('click', () => {
+  $('page-prev').addEventListener('click', async () => {
+    await state.pending;
     if (state.page === 0) return;
     state.page -= 1;
     load();

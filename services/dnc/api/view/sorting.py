@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from dnc.api.view.query import EntryQuery
-from dnc.api.view.store import _COLUMNS, _entry, filters
+from dnc.api.view.store import COLUMNS, entry_of, filters
 from dnc.domain.entries import Entry
 from dnc.errors import InvalidValue
 
@@ -100,7 +100,7 @@ def sorted_page(
     cond = "".join(f" AND {w}" for w in where)
     way = "DESC" if descending else "ASC"
     sql = (
-        f"SELECT {_COLUMNS}, {expr} FROM entries WHERE account = ?{cond}"
+        f"SELECT {COLUMNS}, {expr} FROM entries WHERE account = ?{cond}"
         f" ORDER BY {expr} {way}, kh {way} LIMIT ?"
     )
     rows: list[Sequence[Any]] = []
@@ -108,4 +108,4 @@ def sorted_page(
         rows += conn.execute(sql, [account, *params, limit]).fetchall()
     if len(q.accounts) > 1:
         rows.sort(key=lambda r: (r[9], r[8]), reverse=descending)
-    return [_entry(r) for r in rows[:limit]]
+    return [entry_of(r) for r in rows[:limit]]

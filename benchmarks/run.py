@@ -192,6 +192,7 @@ class Bench:
             ("import", ["-m", "benchmarks.bench_import"]),
             ("import2", ["-m", "benchmarks.bench_import", "--list-writers", "2"]),
             ("check", ["-m", "benchmarks.bench_check", "--rate", "500", "--seconds", "30"]),
+            ("intent", ["-m", "benchmarks.bench_intent"]),
         ):
             script = ROOT / "benchmarks" / f"bench_{name.rstrip('2')}.py"
             if self.args.skip_others or not script.exists():
@@ -314,6 +315,7 @@ class Bench:
             )
         )
         rows.append(self._other_row("check", "check p99 @500 rps", "≤ 10 ms"))
+        rows.append(self._other_row("intent", "intent matcher per inbound message", "≤ 20 µs"))
         rates = {z: tp[f"gate@{size_name(z)}"]["rate"] for z in self.sizes}
         cpus = {z: tp[f"gate@{size_name(z)}"]["cpu_us_per_msg"] for z in self.sizes}
         spread = max(rates.values()) / min(rates.values()) - 1
@@ -388,6 +390,16 @@ class Bench:
             if m:
                 seconds = float(m.group(1))
                 return Row(figure, f"{seconds:.1f} s", "bench_import.py", target, seconds <= 15)
+        if name == "intent":
+            got_intent = json.loads(text.strip().splitlines()[-1])
+            return Row(
+                figure,
+                f"{got_intent['median_us']:.1f} µs median",
+                f"precision {got_intent['precision']:.3f}, recall {got_intent['recall']:.3f} "
+                f"on {got_intent['texts']} labelled replies (bench_intent.py)",
+                target,
+                got_intent["met"],
+            )
         for line in text.strip().splitlines():
             m = re.search(r"p99 ([\d.]+) ms", line)
             if m:
@@ -434,6 +446,9 @@ def main() -> None:
     rows = asyncio.run(bench.run())
     path = write(rows, bench.raw, command)
     print(render(rows))
+    intent = bench.raw.get("others", {}).get("intent")
+    if intent and not intent["returncode"]:
+        print("\n" + "\n".join(intent["stdout"].strip().splitlines()[:-1]))  # the matrix
     print(f"\n`{command}`: {time.monotonic() - started:.0f} s; JSON: {path.relative_to(ROOT)}")
     print(json.dumps({"ok": all(r.met is not False for r in rows)}))
 

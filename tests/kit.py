@@ -241,9 +241,16 @@ class Reader:
         )
         await self._consumer.start()
         parts = self._consumer.partitions_for_topic(self.topic)
-        if not parts:
+        # A topic created a moment ago may not be in the metadata of the broker asked yet
+        # (seen as "No partitions are currently assigned" on a busy machine): ask again.
+        deadline = time.monotonic() + 15
+        while not parts:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.topic}: no partitions in the metadata after 15 s")
             await self._consumer._client.force_metadata_update()
-            parts = self._consumer.partitions_for_topic(self.topic) or set()
+            parts = self._consumer.partitions_for_topic(self.topic)
+            if not parts:
+                await asyncio.sleep(0.1)
         tps = [TopicPartition(self.topic, p) for p in parts]
         self._consumer.assign(tps)
         await self._consumer.seek_to_beginning(*tps)

@@ -2,14 +2,16 @@
 
 Roles (each its own process, scaled by running more of them):
 ``dnc ingest``, ``dnc listwriter``, ``dnc gate``, ``dnc api``; ``dnc dev`` runs them all
-for local development. Operations: ``dnc topics ensure``, ``dnc schemas write|check``,
-``dnc keys hash``. The list: ``dnc entries ...`` (a client of the HTTP API).
+for local development. Operations: ``dnc status``, ``dnc topics ensure``,
+``dnc schemas write|check``, ``dnc keys hash``. The list: ``dnc entries ...`` (a client of
+the HTTP API).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import secrets
 import signal
 import subprocess
@@ -82,12 +84,21 @@ def dev(roles: list[str] = typer.Argument(None, help="roles to run (default: all
     log_dir = Path(settings.dev_log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    for role in chosen:
+    for i, role in enumerate(chosen):
         if role not in ROLES:
             raise typer.BadParameter(f"unknown role {role!r}; choose from {', '.join(ROLES)}")
         out = open(log_dir / f"{role}.log", "ab")  # noqa: SIM115 - lives as long as the child
-        procs[role] = subprocess.Popen([sys.executable, "-m", "dnc", role], stdout=out, stderr=out)
-        typer.echo(f"  {role:8} pid {procs[role].pid:<7} log {log_dir / (role + '.log')}")
+        env = dict(os.environ)
+        metrics = ""
+        if settings.metrics_port is not None:
+            # One machine, one port each: DNC_METRICS_PORT is the first role's.
+            port = settings.metrics_port + i
+            env["DNC_METRICS_PORT"] = str(port)
+            metrics = f" metrics http://127.0.0.1:{port}/metrics"
+        procs[role] = subprocess.Popen(
+            [sys.executable, "-m", "dnc", role], stdout=out, stderr=out, env=env
+        )
+        typer.echo(f"  {role:8} pid {procs[role].pid:<7} log {log_dir / (role + '.log')}{metrics}")
     typer.echo(f"  kafka    {settings.kafka_bootstrap}")
     typer.echo(f"  redis    {settings.redis_url}")
     if "api" in procs:
@@ -117,6 +128,32 @@ def dev(roles: list[str] = typer.Argument(None, help="roles to run (default: all
         except subprocess.TimeoutExpired:
             proc.kill()
     raise typer.Exit(code)
+
+
+@app.command()
+def status(
+    as_json: bool = typer.Option(False, "--json", help="one JSON object, for scripts"),
+    max_lag: int = typer.Option(10_000, help="records waiting in a group that need attention"),
+    max_index_lag: int = typer.Option(
+        100, help="changelog records not in the index yet that count as behind"
+    ),
+) -> None:
+    """Consumer groups and their lag, the index, and whether the gate would forward now.
+    Exits 1 when something needs attention."""
+    import orjson
+
+    from dnc.status import collect, render
+
+    found = asyncio.run(collect(_settings(), max_lag=max_lag, max_index_lag=max_index_lag))
+    if as_json:
+        typer.echo(
+            orjson.dumps(
+                found.as_json(), option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+            ).decode()
+        )
+    else:
+        typer.echo(render(found))
+    raise typer.Exit(1 if found.attention else 0)
 
 
 @topics_app.command("ensure")

@@ -65,6 +65,10 @@ class IndexNotReady(DncError):
     retriable = True
 
 
+class IndexBehind(IndexNotReady):
+    """The index has not applied the changelog up to where the gate must see it."""
+
+
 class IndexDiverged(DncError):
     """Redis holds older data than this process applied (restart that lost writes, or a
     FLUSH). The list writer replays the changelog from what Redis says it has."""

@@ -9,7 +9,10 @@ flight and commits before its clients close. Both ``start`` and ``stop`` are ide
 Background tasks are started with ``spawn`` and supervised: a task that fails stops the
 role, and ``run`` raises the task's error (``dnc.runtime`` then exits non-zero), because a
 role that silently lost part of its work (a partition's catch-up, the expiry sweep) may
-never make an opt-out effective.
+never make an opt-out effective. ``stop`` lets the work in flight finish first
+(``_drain``: a pipeline's last batch may start a catch-up), then cancels the background
+tasks (one spawned from then on is cancelled before it runs), then closes; a task that
+failed and was not reported by ``run`` is raised by ``stop``, never dropped.
 """
 
 from __future__ import annotations
@@ -21,17 +24,26 @@ from collections.abc import Coroutine
 from contextlib import AsyncExitStack
 from typing import Any, Self
 
+from dnc.metrics import RoleMetrics
+from dnc.settings import Settings
+
 log = logging.getLogger(__name__)
 
 
 class Role(ABC):
     #: The role's name in logs, the CLI, consumer groups and transactional ids.
     name: str
+    settings: Settings
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: RoleMetrics | None = None) -> None:
+        # Built with the role (in main(), or by a test), served from start() on
+        # DNC_METRICS_PORT (dnc.metrics).
+        self.metrics = metrics or RoleMetrics(self.name)
         self._exits: AsyncExitStack | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._failure: BaseException | None = None
+        self._reported = False
+        self._stopping = False
 
     @abstractmethod
     async def _open(self, exits: AsyncExitStack) -> None:
@@ -49,31 +61,61 @@ class Role(ABC):
     async def start(self) -> None:
         if self._exits is not None:
             return
-        self._exits = AsyncExitStack()
-        await self._open(self._exits)
+        self._stopping, self._reported = False, False
+        self._exits = exits = AsyncExitStack()
+        port = self.settings.metrics_port
+        if port is not None:
+            # Served from the start: a role stuck opening shows up=0 rather than nothing.
+            self.metrics.serve(port)
+            exits.push_async_callback(asyncio.to_thread, self.metrics.close)
+        await self._open(exits)
+        self.metrics.up = True
 
     async def run(self) -> None:
         """Work until stopped; raise the error of a background task that failed."""
         await self._serve()
         if self._failure is not None:
+            self._reported = True
             raise self._failure
 
     async def stop(self) -> None:
         exits, self._exits = self._exits, None
         if exits is None:
             return
+        self.metrics.up = False
+        self._stopping = True
         self.request_stop()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await exits.aclose()
+        try:
+            await self._drain()
+        finally:
+            await self._cancel_tasks()
+            try:
+                await exits.aclose()
+            finally:
+                await self._cancel_tasks()
+        if self._failure is not None and not self._reported:
+            self._reported = True
+            raise self._failure
+
+    async def _drain(self) -> None:  # noqa: B027 - a hook: most roles have nothing to drain
+        """Let the work in flight finish (it may still spawn tasks); clients stay open."""
+
+    async def _cancel_tasks(self) -> None:
+        # Their failures are not lost: _finished records the first (stop raises it).
+        while self._tasks:
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._tasks.difference_update(tasks)
 
     def spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """Run ``work`` in the background, supervised (see the module's docstring)."""
         task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._finished)
+        if self._stopping:
+            task.cancel()  # before it runs a line: nothing would stop it later
         return task
 
     def _finished(self, task: asyncio.Task[Any]) -> None:

@@ -7,7 +7,7 @@ Nested groups use ``__``: ``DNC_TOPICS__CHANGES=my.changes``,
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -34,6 +34,7 @@ class Topics(BaseModel):
     changes: str = "dnc.changes"
     history: str = "dnc.history"
     notifications: str = "dnc.notifications"
+    reviews: str = "dnc.reviews"
 
 
 class TopicLayout(BaseModel):
@@ -47,10 +48,22 @@ class TopicLayout(BaseModel):
     replication_factor: int = Field(default=1, ge=1)
 
 
+StopScope = Literal["sender", "all_senders"]
+
+
 class Keywords(BaseModel):
     opt_out: list[str] = Field(default_factory=lambda: list(keywords.DEFAULT_OPT_OUT))
     opt_out_all: list[str] = Field(default_factory=lambda: list(keywords.DEFAULT_OPT_OUT_ALL))
     opt_in: list[str] = Field(default_factory=lambda: list(keywords.DEFAULT_OPT_IN))
+    # What a STOP (and an opt-out in own words, and a confirmed review by default) blocks:
+    # `sender`, the sender that received it (contract rule 5), or `all_senders` of the
+    # account on that channel (the FCC's revoke-all reading of 47 CFR 64.1200(a)(10),
+    # FCC 24-24; README, "Revoke-all scope"). Per-account overrides in stop_scope_accounts.
+    stop_scope: StopScope = "sender"
+    stop_scope_accounts: dict[str, StopScope] = Field(default_factory=dict)
+
+    def stop_scope_for(self, account: str) -> StopScope:
+        return self.stop_scope_accounts.get(account, self.stop_scope)
 
 
 def _default_signals() -> dict[str, list[str]]:
@@ -129,6 +142,28 @@ class ConfirmationSettings(BaseModel):
     languages: dict[str, str] = Field(default_factory=_default_keyword_languages)
 
 
+IntentPolicy = Literal["off", "review", "auto"]
+
+
+class IntentSettings(BaseModel):
+    """Opt-outs in people's own words (contract addition; README, "Intent"): what ingest
+    does with an inbound message that is not an exact keyword but reads as an opt-out.
+
+    ``off``: nothing (contract rule 5 as written). ``review``: nothing on the list; the
+    verdicts are for a person to decide. ``auto``: an ``opt_out`` verdict becomes an entry
+    at once, like STOP. Exact keywords behave the same in every mode.
+    """
+
+    policy: IntentPolicy = "review"
+    # Per-account overrides: DNC_INTENT__ACCOUNTS='{"acme": "auto", "acme-eu": "off"}'.
+    accounts: dict[str, IntentPolicy] = Field(default_factory=dict)
+    # Phrase lists to load (dnc/domain/intent_phrases/<language>.toml); empty = all.
+    languages: list[str] = Field(default_factory=list)
+
+    def policy_for(self, account: str) -> IntentPolicy:
+        return self.accounts.get(account, self.policy)
+
+
 class IndexSettings(BaseModel):
     # Key prefix inside Redis; two deployments can share one Redis with different prefixes.
     prefix: str = "dnc"
@@ -191,6 +226,7 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     expiry: ExpirySettings = Field(default_factory=ExpirySettings)
     confirmation: ConfirmationSettings = Field(default_factory=ConfirmationSettings)
+    intent: IntentSettings = Field(default_factory=IntentSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,23 @@ def broker_pid(pid_file: Path, state: str) -> int:
     return pid
 
 
+def wait_stopped(pid: int, timeout: float = 5.0) -> None:
+    """Until every thread of ``pid`` is stopped. kill() returns before a busy JVM's threads
+    have all stopped, and a network thread still running could answer the lookup sent
+    next: the fault would then hit a later request, not the one this module is about."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                # The state follows the command name, which is in parentheses.
+                states.append(task.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0])
+        if states and all(s in ("T", "t") for s in states):
+            return
+        time.sleep(0.001)
+    raise RuntimeError(f"broker pid {pid} did not stop within {timeout}s")
+
+
 def arm(pid_file: Path, state: str, marker: Path) -> None:
     original = Sender._find_coordinator
     fired = False
@@ -51,6 +70,7 @@ def arm(pid_file: Path, state: str, marker: Path) -> None:
             fired = True
             pid = broker_pid(pid_file, state)
             os.kill(pid, signal.SIGSTOP)
+            wait_stopped(pid)
 
             def kill() -> None:
                 os.kill(pid, signal.SIGKILL)

@@ -398,6 +398,7 @@ class Workload:
         self.stop_ids: dict[str, str] = {}
         self.effective: dict[str, float] = {}
         self.decided: dict[str, tuple[str, float]] = {}  # id -> (kind, first seen)
+        self.collector_positions: dict[str, Any] = {}
         self._seq = 0
         self.t0 = monotonic()
         self.events: list[tuple[str, float]] = []
@@ -557,6 +558,14 @@ class Workload:
                     await asyncio.sleep(0.2)
                     continue
                 now = monotonic()
+                self.collector_positions = {
+                    f"{kinds[tp.topic]}:{tp.partition}": (
+                        await consumer.position(tp),
+                        consumer.last_stable_offset(tp),
+                        consumer.highwater(tp),
+                    )
+                    for tp in tps
+                }
                 for tp, records in batch.items():
                     kind = kinds[tp.topic]
                     for r in records:
@@ -570,9 +579,20 @@ class Workload:
         return [m for m, s in self.sent.items() if not s.failed and m not in self.decided]
 
     async def wait_decided(self, timeout: float) -> None:
-        await eventually(
-            lambda: not self.undecided(), timeout, "every outbound message to be decided"
-        )
+        try:
+            await eventually(
+                lambda: not self.undecided(), timeout, "every outbound message to be decided"
+            )
+        except AssertionError as exc:
+            # Where they are tells a stuck role from a stuck transaction or a lost record.
+            sample = [
+                (m, self.sent[m].partition, self.sent[m].offset, round(self.sent[m].t_send, 1))
+                for m in self.undecided()[:8]
+            ]
+            raise AssertionError(
+                f"{exc}: {len(self.undecided())} undecided, e.g. (id, partition, offset, "
+                f"sent at): {sample}; collector positions: {self.collector_positions}"
+            ) from None
 
     def decided_between(self, produced_after: float, seen_before: float) -> list[str]:
         """Messages sent after `produced_after` that were decided (seen on an output

@@ -93,6 +93,11 @@ class FaultStack:
     def up(self) -> None:
         """Start what is not running (idempotent). Reuses the shared stack's jars."""
         self.started_here = not (port_open(self.kafka_port) and port_open(self.redis_port))
+        if not port_open(self.kafka_port):
+            # The fault suite's broker is disposable: an empty log each time it is started
+            # from nothing, or every restart under test recovers the topics of all earlier
+            # runs first (minutes, on a busy two-core machine) and outlasts its deadline.
+            shutil.rmtree(self.state / "kafka" / "data", ignore_errors=True)
         libs = self.state / "kafka" / "libs"
         if not (libs / ".version").exists() and (SHARED_LIBS / ".version").exists():
             libs.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from dnc.settings import IndexSettings, Settings
 from tests.kit import (
     Process,
     Reader,
+    cluster_mode,
     eventually,
     inbound,
     is_confirmation,
@@ -180,3 +181,54 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     finally:
         for p in procs.values():
             p.terminate()
+
+
+@pytest.mark.skipif(cluster_mode(), reason="empties a single Redis's meta hash directly")
+async def test_a_catch_up_that_meets_a_new_epoch_starts_over(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last write of a partition's catch-up (the commands it covered) meets an index
+    that started a new epoch after the catch-up read it (Redis lost its data; on a cluster,
+    a node that gained slots). The catch-up must start over from the new meta: retrying the
+    same write can never succeed, and the partition would take no command again."""
+    from dnc.index.single import SingleIndex
+
+    t = settings.topics
+    contact = "447000000001"
+    async with make_index(settings) as index:
+
+        async def senders() -> set[str]:
+            return {str(e.key.sender) for e in await index.entries_of("acme", contact)}
+
+        async with running(settings, "ingest", "listwriter"):
+            await produce(settings, t.inbound_messages, inbound("mo-1", contact, "STOP"))
+
+            async def first_effective() -> bool:
+                return len(await senders()) == 1
+
+            await eventually(first_effective, 30, "the first STOP to be effective")
+
+        original = SingleIndex.apply
+        hit: list[str] = []
+
+        async def apply_after_a_lost_index(self: SingleIndex, **kw: Any) -> None:
+            if not hit and not kw["updates"] and kw["new_command_offset"] is not None:
+                hit.append(kw["epoch"])
+                await self.redis.delete(self.meta_key)
+                await self.init(settings.topic_layout.list_partitions)
+            await original(self, **kw)
+
+        monkeypatch.setattr(SingleIndex, "apply", apply_after_a_lost_index)
+        async with running(settings, "ingest", "listwriter"):
+            # The restarted list writer catches the contact's partition up; its last write
+            # (the commands it covered) meets the new epoch.
+            await eventually(lambda: bool(hit), 30, "the catch-up's last write")
+            # Same contact, same partition: only a catch-up that started over takes it.
+            await produce(
+                settings, t.inbound_messages, inbound("mo-2", contact, "STOP", to="OTHER")
+            )
+
+            async def second_effective() -> bool:
+                return len(await senders()) == 2
+
+            await eventually(second_effective, 60, "the second STOP after the new epoch")

@@ -115,3 +115,46 @@ def test_a_cycle_in_the_chain_ends() -> None:
     a, b = kerr.KafkaError("a"), kerr.KafkaError("b")
     a.__cause__, b.__cause__ = b, a
     assert classify(a) is Failure.FATAL
+
+
+class IdleHandler:
+    """A pipeline handler whose idle work raises what it is given."""
+
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+        self.calls = 0
+
+    async def idle(self) -> None:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+
+
+async def test_idle_work_waits_out_a_kafka_outage_and_stops_on_a_bug() -> None:
+    """What failed in the fault suite: the list writer's idle end_offsets timed out while
+    the broker was down and the role exited. An outage is waited out; a bug still stops
+    the role."""
+    from dnc.kafka.pipeline import TransactionalPipeline
+    from dnc.settings import Settings
+
+    def pipeline(error: BaseException | None) -> TransactionalPipeline:
+        return TransactionalPipeline(
+            Settings(),
+            "listwriter",
+            ["t"],
+            IdleHandler(error),  # type: ignore[arg-type]
+            retry_backoff_s=0.0,
+        )
+
+    outage = pipeline(kerr.KafkaTimeoutError("Failed to get offsets by times in 30000 ms"))
+    await outage._idle()
+    await outage._idle()
+    assert outage._failures == 2  # backing off, not stopping
+
+    recovered = pipeline(None)
+    recovered._failures = 3
+    await recovered._idle()
+    assert recovered._failures == 0
+
+    with pytest.raises(ValueError, match="a bug"):
+        await pipeline(ValueError("a bug"))._idle()

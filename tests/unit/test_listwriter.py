@@ -54,6 +54,8 @@ class Recorder:
 
     def __init__(self) -> None:
         self.sent: Sent = []
+        self.tally: dict[str, int] = {}
+        self.dead: dict[str, int] = {}
 
     def append(
         self,
@@ -290,3 +292,19 @@ async def test_a_batch_writer_extends_in_order_and_opens_no_empty_batch() -> Non
     built += [(t, p, b.record_count()) for (t, p), b in out._open.items()]
     assert built == [("t", 0, 2), ("t", 0, 2), ("t", 0, 2), ("u", 1, 1)]  # 512 KiB each
     await producer.stop()
+
+
+async def test_a_batch_tallies_the_commands_that_changed_the_list_and_those_that_did_not() -> None:
+    index = FakeIndex()
+    writer = Evaluator(SETTINGS, index, {T.allowed: 3})  # type: ignore[arg-type]
+    key = EntryKey("acme", PLAIN[0], "SMS", None)
+    batch = [
+        (0, Command([Op("add", key, Source.MANUAL)], 5)),
+        (1, Command([Op("add", key, Source.MANUAL)], 6)),  # already there: no change
+        (2, Command([Op("remove", key._replace(channel="EMAIL"))], 7)),  # nothing to remove
+        (3, Command([Op("remove", key)], 8)),
+    ]
+    _meta, contacts = await writer.load(batch)
+    out = Recorder()
+    writer.evaluate(P, batch, contacts, out)  # type: ignore[arg-type]
+    assert out.tally == {"changed": 2, "unchanged": 2}

@@ -22,6 +22,7 @@ from dnc.api.routes import (
     me,
     ops,
     overview,
+    reviews,
     unsubscribe,
 )
 from dnc.errors import IndexNotReady, IndexUnavailable, InvalidValue
@@ -35,6 +36,7 @@ ROUTERS: list[APIRouter] = [
     check.router,
     history.router,
     overview.router,
+    reviews.router,
     audience.router,
     unsubscribe.router,
     imports.router,

@@ -62,10 +62,12 @@ class CommandWriter:
             positions[sent.partition] = max(positions.get(sent.partition, -1), sent.last_offset)
         return positions
 
-    async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
+    ) -> None:
         """Produce one record to any topic (acks=all) and wait for the broker's ack."""
         assert self._producer is not None, "start() first"
-        await (await self._producer.send(topic, value, key=key))
+        await (await self._producer.send(topic, value, key=key, partition=partition))
 
     # Running out of time is an answer (False → 202), not an error: hence no asyncio.timeout.
     async def wait_effective(self, positions: Positions, timeout: float) -> bool:  # noqa: ASYNC109

@@ -13,6 +13,7 @@ from dnc.api.auth import KeyRing
 from dnc.api.commands import CommandWriter
 from dnc.api.contactforms import ContactForms
 from dnc.api.view.listview import ListView
+from dnc.api.view.reviews import ReviewBoard
 from dnc.domain.unsubscribe import TokenSigner
 from dnc.index import Index, make_index
 from dnc.settings import Settings
@@ -27,6 +28,7 @@ class ApiContext:
     keys: KeyRing
     signer: TokenSigner
     contacts: ContactForms
+    reviews: ReviewBoard
     _started: bool = field(default=False, repr=False)
     # Background work started by routes (imports) that must end before the clients close.
     _stoppers: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
@@ -45,6 +47,7 @@ class ApiContext:
             keys=KeyRing(settings.api.keys),
             signer=TokenSigner([k.get_secret_value() for k in settings.api.unsubscribe_keys]),
             contacts=ContactForms(index.ids, privacy=settings.privacy.enabled),
+            reviews=ReviewBoard(settings),
         )
 
     async def start(self) -> None:
@@ -54,6 +57,7 @@ class ApiContext:
         await self.index.start()
         await self.writer.start()
         await self.view.start()
+        await self.reviews.start()
 
     async def stop(self) -> None:
         if not self._started:
@@ -61,6 +65,7 @@ class ApiContext:
         self._started = False
         for stopper in reversed(self._stoppers):
             await stopper()
+        await self.reviews.stop()
         await self.view.stop()
         await self.writer.stop()
         await self.index.stop()

@@ -49,6 +49,18 @@ class ApiMetrics:
             "dnc_api_view_caught_up", "1 once the list view has caught up", registry=self.registry
         )
         caught_up.set_function(lambda: float(context.view.caught_up))
+        # The review queue (README, "Opt-outs in people's own words"): the FCC gives ten
+        # business days to honour an opt-out, so the oldest open item is the one to alert on.
+        open_reviews = Gauge(
+            "dnc_reviews_open", "replies waiting for a person's review", registry=self.registry
+        )
+        open_reviews.set_function(lambda: float(len(context.reviews.select_all_open())))
+        oldest = Gauge(
+            "dnc_reviews_oldest_open_age_seconds",
+            "age of the oldest reply waiting for review (0 when none)",
+            registry=self.registry,
+        )
+        oldest.set_function(lambda: context.reviews.oldest_open_age_s() or 0.0)
 
 
 def new_request_id() -> str:

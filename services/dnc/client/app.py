@@ -16,7 +16,7 @@ import re
 
 import typer
 
-from dnc.client import entries, files, people
+from dnc.client import entries, files, people, reviews
 
 
 def _unwrap(doc: str | None) -> str:
@@ -26,8 +26,8 @@ def _unwrap(doc: str | None) -> str:
 
 
 entries_app = typer.Typer(no_args_is_help=True, help=_unwrap(__doc__), add_completion=False)
-# In this order in the help: the list itself, then files, then people.
-for _module in (entries, files, people):
+# In this order in the help: the list itself, then files, then people, then reviews.
+for _module in (entries, files, people, reviews):
     entries_app.registered_commands += _module.commands.registered_commands
 for _command in entries_app.registered_commands:
     _command.help = _unwrap(_command.callback.__doc__ if _command.callback else None)

@@ -214,8 +214,44 @@ class HistoryRecord(BaseModel):
     at: Timestamp
     cause: dict[str, Any] | None = Field(
         description="what caused it: {kind: api|import|journey|inbound_message|"
-        "url_unsubscribe|channel_signal|expiry|erasure, …ids}"
+        "inbound_intent|url_unsubscribe|channel_signal|expiry|erasure, …ids}"
     )
+
+
+class ReviewScope(BaseModel):
+    """What a confirmed review blocks: this sender or all senders, this channel or all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    senders: Literal["this", "all"] = "this"
+    channels: Literal["this", "all"] = "this"
+
+
+class ReviewItem(BaseModel):
+    """``dnc.reviews`` (contract addition; compacted, key = ``review_id``): an inbound
+    message that may be an opt-out in the person's own words, for a person to decide, and
+    the decision. Ingest writes it ``open``; the API writes it again ``confirmed`` (with
+    the scope, and the entry it created) or ``dismissed``, with who decided."""
+
+    review_id: str = Field(description="stable per (account, message_id)")
+    status: Literal["open", "confirmed", "dismissed"]
+    account: str
+    channel: Channel
+    contact: str = Field(description="the person (a contact id in privacy mode)")
+    sender: str | None = Field(description="the sender the message was sent to, normalised")
+    message_id: str
+    text: str = Field(description="the message, up to 160 characters")
+    received_at: str | None = None
+    verdict: Literal["opt_out", "possible_opt_out"]
+    phrase: str | None = Field(None, description="the words that matched, normalised")
+    rule: str | None = Field(None, description="the phrase list rule that matched")
+    language: str | None = None
+    policy: Literal["review", "auto"]
+    created_at: Timestamp
+    decided_at: Timestamp | None = None
+    decided_by: str | None = Field(None, description="the API key that decided")
+    request_id: str | None = None
+    scope: ReviewScope | None = Field(None, description="of a confirmation")
 
 
 class ErasedEntry(BaseModel):
@@ -237,6 +273,7 @@ CONTRACT_MODELS: dict[str, type[BaseModel]] = {
     "dead-letter": DeadLetter,
     "import-completed": ImportCompleted,
     "history-record": HistoryRecord,
+    "review": ReviewItem,
 }
 
 

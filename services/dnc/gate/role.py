@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from array import array
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
@@ -29,7 +30,13 @@ from contextlib import AsyncExitStack
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from dnc.domain.timestamps import format_ms, now_ms
-from dnc.errors import ConfigurationError, DncError, IndexNotReady, IndexUnavailable
+from dnc.errors import (
+    ConfigurationError,
+    DncError,
+    IndexBehind,
+    IndexNotReady,
+    IndexUnavailable,
+)
 from dnc.gate.filter import ContactFilter
 from dnc.gate.reader import Decision, OutboundReader, Parsed, Records
 from dnc.index import Index, make_index
@@ -37,18 +44,25 @@ from dnc.index.meta import IndexMeta, LookupResult
 from dnc.kafka import clients as kafka
 from dnc.kafka.clients import BatchWriter
 from dnc.kafka.deadletter import DeadLetters
+from dnc.kafka.failures import Failure, classify
 from dnc.kafka.pipeline import TransactionalPipeline
 from dnc.kafka.role import PipelineRole
+from dnc.metrics import GateMetrics
 from dnc.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# While no messages arrive, the index is looked at this often, so that the fail-closed
+# metric says within a second or two whether a message would be forwarded now.
+PROBE_INTERVAL_S = 0.5
+
 
 class Gate(PipelineRole):
     name = "gate"
+    metrics: GateMetrics
 
     def __init__(self, settings: Settings, index: Index | None = None) -> None:
-        super().__init__()
+        super().__init__(GateMetrics(self.name))
         self.settings = settings
         self.topics = settings.topics
         self.index = index or make_index(settings)
@@ -65,6 +79,7 @@ class Gate(PipelineRole):
             poll_timeout_ms=gs.poll_timeout_ms,
             retry_backoff_s=0.05,
             max_backoff_s=0.5,
+            metrics=self.metrics,
         )
         self.dead_letters = DeadLetters(settings.topics.dead_letter)
         self.partitions: dict[str, int] = {}
@@ -77,6 +92,7 @@ class Gate(PipelineRole):
         self._rebuild: asyncio.Task[None] | None = None
         self.reader = OutboundReader(self.index.filter_mask, self.index.ids)
         self.counts = {"allowed": 0, "blocked": 0, "dead_letter": 0, "redis_lookups": 0}
+        self._probed_at = 0.0
 
     async def _open(self, exits: AsyncExitStack) -> None:
         t = self.topics
@@ -95,8 +111,19 @@ class Gate(PipelineRole):
 
     async def idle(self) -> None:
         self._maybe_rebuild_filter()
+        now = time.monotonic()
+        if now - self._probed_at >= PROBE_INTERVAL_S:
+            self._probed_at = now
+            await self._probe()
 
     async def handle(self, batch: Records, writers: Mapping[TopicPartition, BatchWriter]) -> None:
+        try:
+            await self._handle(batch, writers)
+        except Exception as exc:
+            self._failing(exc)
+            raise
+
+    async def _handle(self, batch: Records, writers: Mapping[TopicPartition, BatchWriter]) -> None:
         if self._floor is None:
             self._floor = await self._changelog_end()
         filt = self.filter if self.filter is not None and self.filter.usable else None
@@ -185,10 +212,13 @@ class Gate(PipelineRole):
             fields.append(field)
         self.counts["redis_lookups"] += len(positions)
         try:
-            return await self.index.lookup(buckets, members, lengths, b"".join(fields), version)
+            result = await self.index.lookup(buckets, members, lengths, b"".join(fields), version)
         except IndexUnavailable:
             self._floor = None  # after Redis comes back, catch up with the changelog first
             raise
+        self.metrics.lookups.inc(len(positions))
+        self.metrics.lookup_hits.inc(len(result.hits))
+        return result
 
     def _trust(self, meta: IndexMeta) -> None:
         """Raise IndexNotReady unless the index is complete, not behind where it must be,
@@ -233,7 +263,7 @@ class Gate(PipelineRole):
             if meta.changes.get(p, -1) < need
         }
         if behind:
-            raise IndexNotReady(f"index behind the changelog: {behind}")
+            raise IndexBehind(f"index behind the changelog: {behind}")
         self._epoch = meta.epoch
         for where, offset in watermarks.items():
             if offset > seen.get(where, 0):
@@ -256,6 +286,8 @@ class Gate(PipelineRole):
         base = 0  # position of the partition's first record in `decisions`
         k = 0  # next index into `special`
         for tp, records in batch.items():
+            # Outcomes per partition (counted in metrics when its transaction commits).
+            allowed0, blocked0 = counts["allowed"], counts["blocked"]
             append = writers[tp].append
             allowed_partition = tp.partition % parts[allowed_topic]
             end = base + len(records)
@@ -275,7 +307,7 @@ class Gate(PipelineRole):
                 d = decisions[nxt]
                 if isinstance(d, str):
                     counts["dead_letter"] += 1
-                    self.dead_letters.append(writers[tp], r, d)
+                    self.dead_letters.append(writers[tp], r, d, "invalid_message")
                     continue
                 assert d is not None
                 raw = hits.get(nxt)
@@ -298,6 +330,48 @@ class Gate(PipelineRole):
                     )
                     append(t.blocked, r.partition % parts[t.blocked], r.key, value, r.headers)
             base = end
+            tally = writers[tp].tally
+            tally["allowed"] = counts["allowed"] - allowed0
+            tally["blocked"] = counts["blocked"] - blocked0
+
+    # --- fail-closed state -----------------------------------------------------------
+
+    def _failing(self, exc: BaseException) -> None:
+        """Say in the fail-closed metric why the batch is held back."""
+        closed = self.metrics.fail_closed
+        if isinstance(exc, IndexUnavailable):
+            closed.enter("redis_unreachable")
+        elif isinstance(exc, IndexBehind):
+            closed.enter("index_behind")
+        elif isinstance(exc, IndexNotReady):
+            closed.enter("index_incomplete")
+        elif not isinstance(exc, DncError) and classify(exc) is Failure.RETRY:
+            closed.enter("kafka_unreachable")  # the changelog's end could not be read
+
+    async def _probe(self) -> None:
+        """No messages: look at the index as the next batch would, and say in the
+        fail-closed metric whether it would be forwarded (an error no wait can fix stops
+        the role, as in a batch)."""
+        try:
+            if self._floor is None:
+                self._floor = await self._changelog_end()
+            try:
+                meta = await self.index.meta()
+            except IndexUnavailable:
+                self._floor = None
+                raise
+            self._trust(meta)
+        except Exception as exc:
+            if classify(exc) is Failure.FATAL:
+                raise
+            self._failing(exc)
+            return
+        if not self.pipeline.producers.failing:
+            self.metrics.fail_closed.clear()
+        filt = self.filter
+        if filt is not None:
+            self.metrics.filter_usable.set(float(filt.usable))
+            self.metrics.filter_contacts.set(filt.added_since_build)
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -323,3 +397,5 @@ class Gate(PipelineRole):
             if not exc.retriable:
                 raise
             log.warning("gate: filter rebuild postponed: %s", exc)
+            return
+        self.metrics.filter_rebuilds.inc()

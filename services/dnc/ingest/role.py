@@ -23,19 +23,27 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from dnc.domain.channels import check_channel_for_contact, parse_channel
+from dnc.domain.channels import Channel, check_channel_for_contact, parse_channel
 from dnc.domain.contacts import normalise_contact, normalise_sender
 from dnc.domain.entries import Command, EntryKey, Op, Source, sender_as_entered
-from dnc.domain.events import InboundMessage, JourneyAction, UrlUnsubscribe, parse_record
+from dnc.domain.events import (
+    InboundMessage,
+    JourneyAction,
+    ReviewItem,
+    UrlUnsubscribe,
+    parse_record,
+)
+from dnc.domain.intent import Intent, IntentMatcher, Verdict, load_languages
 from dnc.domain.keywords import KeywordAction, KeywordMatcher, fold_keyword
-from dnc.domain.timestamps import now_ms
+from dnc.domain.reviews import review_id, review_partition
+from dnc.domain.timestamps import format_ms, now_ms
 from dnc.domain.unsubscribe import TokenSigner
 from dnc.errors import ConfigurationError, InvalidValue, PoisonRecord
 from dnc.index.layout import Layout, list_partition
 from dnc.ingest.signals import SignalMapper
 from dnc.kafka import clients as kafka
 from dnc.kafka.clients import BatchWriter
-from dnc.kafka.deadletter import DeadLetters
+from dnc.kafka.deadletter import DeadLetters, error_kind
 from dnc.kafka.pipeline import TransactionalPipeline
 from dnc.kafka.role import PipelineRole
 from dnc.settings import Settings
@@ -56,6 +64,7 @@ class Ingest(PipelineRole):
         t = settings.topics
         kw = settings.keywords
         self.matcher = KeywordMatcher(kw.opt_out, kw.opt_out_all, kw.opt_in)
+        self.intent = IntentMatcher(load_languages(settings.intent.languages or None))
         self.layout = Layout.from_settings(settings)
         self._languages = {
             fold_keyword(word, homoglyphs=True): lang
@@ -69,15 +78,24 @@ class Ingest(PipelineRole):
             t.journey_actions: self._journey,
             t.delivery_reports: self.signals.commands,
         }
-        self.pipeline = TransactionalPipeline(settings, self.name, list(self.parsers), self)
+        self.pipeline = TransactionalPipeline(
+            settings, self.name, list(self.parsers), self, metrics=self.metrics
+        )
         self.dead_letters = DeadLetters(t.dead_letter)
         self.command_partitions = 0
-        self.counts = {"commands": 0, "no_change": 0, "dead_letter": 0}
+        self.review_partitions = 0
+        # Reviews made by the record being parsed: written to dnc.reviews in the same
+        # transaction as its commands (the parsers' return value is the commands).
+        self._reviews: list[ReviewItem] = []
+        self.counts = {
+            "commands": 0, "no_change": 0, "dead_letter": 0, "intent_opt_outs": 0, "reviews": 0
+        }  # fmt: skip
 
     async def _open(self, exits: AsyncExitStack) -> None:
         t = self.settings.topics
-        counts = await kafka.topic_partitions(self.settings, t.commands, t.dead_letter)
+        counts = await kafka.topic_partitions(self.settings, t.commands, t.dead_letter, t.reviews)
         self.command_partitions = counts[t.commands]
+        self.review_partitions = counts[t.reviews]
         self.dead_letters.partitions = counts[t.dead_letter]
         if not self.command_partitions:
             raise ConfigurationError("dnc.commands has no partitions")
@@ -93,28 +111,42 @@ class Ingest(PipelineRole):
     ) -> None:
         t = self.settings.topics
         now = now_ms()
+        counts = self.counts
         for tp, records in batch.items():
             out = writers[tp]
             parse = self.parsers[tp.topic]
+            ignored = 0
             for record in records:
+                self._reviews.clear()
                 try:
                     commands = self._for_storage(self._with_expiry(parse(record, now)))
                 except PoisonRecord as exc:
-                    self.counts["dead_letter"] += 1
-                    self.dead_letters.append(out, record, str(exc))
+                    counts["dead_letter"] += 1
+                    self.dead_letters.append(out, record, str(exc), error_kind(exc))
                     continue
+                for review in self._reviews:
+                    self.counts["reviews"] += 1
+                    out.append(
+                        t.reviews,
+                        review_partition(review.review_id, self.review_partitions),
+                        review.review_id.encode(),
+                        review.model_dump_json().encode(),
+                    )
                 if not commands:
-                    self.counts["no_change"] += 1
+                    ignored += 1
                 for cmd in commands:
                     k = cmd.ops[0].key
                     field = self.layout.field(k.account, k.contact)
-                    self.counts["commands"] += 1
+                    counts["commands"] += 1
                     out.append(
                         t.commands,
                         list_partition(field, self.command_partitions),
                         field,
                         cmd.to_json(),
                     )
+            counts["no_change"] += ignored
+            out.tally["no_command"] = ignored
+            out.tally["command"] = len(records) - ignored - out.tally.get("dead_lettered", 0)
 
     # --- parsers: one input record → commands ------------------------------------------
 
@@ -122,9 +154,9 @@ class Ingest(PipelineRole):
         msg = parse_record(InboundMessage, record.value)
         channel = parse_channel(msg.channel, allow_all=False)
         action = self.matcher.classify(msg.text)
-        if action is None:
-            return []  # any other text is not an opt-out and changes nothing
         assert channel is not None
+        if action is None:
+            return self._intent(msg, channel, record, now)
         contact, kind = normalise_contact(msg.from_, "from")
         check_channel_for_contact(kind, channel, by_hand=False)
         sender = normalise_sender(msg.to, "to")
@@ -138,6 +170,8 @@ class Ingest(PipelineRole):
         }
         this_sender = EntryKey(msg.account, contact, channel.value, sender)
         all_senders = this_sender._replace(sender=None)
+        if action is KeywordAction.OPT_OUT and self._revokes_all(msg.account):
+            action = KeywordAction.OPT_OUT_ALL  # the account's STOP scope is every sender
         if action is KeywordAction.OPT_OUT:
             ops = [
                 Op(
@@ -163,14 +197,54 @@ class Ingest(PipelineRole):
             ]
         return [Command(ops, now, origin, None)]
 
-    def _confirmation(self, msg: InboundMessage, channel: str) -> dict[str, Any] | None:
+    def _intent(
+        self, msg: InboundMessage, channel: Channel, record: ConsumerRecord[bytes, bytes], now: int
+    ) -> list[Command]:
+        """Not a keyword. With policy ``auto`` an opt-out in the person's own words ("please
+        stop texting me") blocks this sender like STOP; what may be one, and with policy
+        ``review`` every verdict, goes to the review queue (dnc.reviews) instead; with
+        ``off`` and ``review`` the message changes nothing on the list (contract rule 5)."""
+        policy = self.settings.intent.policy_for(msg.account)
+        if policy == "off":
+            return []
+        intent = self.intent.classify(msg.text)
+        if intent.verdict is Verdict.NONE:
+            return []
+        contact, kind = normalise_contact(msg.from_, "from")
+        check_channel_for_contact(kind, channel, by_hand=False)
+        sender = normalise_sender(msg.to, "to")
+        if policy == "review" or intent.verdict is not Verdict.OPT_OUT:
+            stored = self.layout.ids.token(contact) if self.settings.privacy.enabled else contact
+            review = _review(msg, channel, contact=stored, sender=sender, intent=intent, now=now)
+            self._reviews.append(review.model_copy(update={"policy": policy}))
+            return []
+        self.counts["intent_opt_outs"] += 1
+        key = EntryKey(
+            msg.account, contact, channel.value, None if self._revokes_all(msg.account) else sender
+        )
+        confirm = self._confirmation(msg, channel.value, intent.language)
+        return [
+            Command(
+                [Op("add", key, Source.END_USER_MESSAGE, confirm=confirm)],
+                now,
+                {**_intent_origin(msg, intent, record), **sender_as_entered(msg.to, key.sender)},
+                None,
+            )
+        ]
+
+    def _revokes_all(self, account: str) -> bool:
+        return self.settings.keywords.stop_scope_for(account) == "all_senders"
+
+    def _confirmation(
+        self, msg: InboundMessage, channel: str, language: str | None = None
+    ) -> dict[str, Any] | None:
         """The message that confirms an opt-out, addressed as the STOP came in (from the
         sender that received it, to the number that sent it). The list writer sends it if,
         and only if, this STOP creates the entry."""
         conf = self.settings.confirmation
         if not conf.enabled:
             return None
-        language = self._languages.get(fold_keyword(msg.text, homoglyphs=True), "en")
+        language = language or self._languages.get(fold_keyword(msg.text, homoglyphs=True), "en")
         text = conf.texts.get(language) or conf.texts.get("en")
         if not text:
             return None
@@ -264,6 +338,54 @@ class Ingest(PipelineRole):
             )
             commands.append(Command([op], now, origin, None))
         return commands
+
+
+def _review(
+    msg: InboundMessage,
+    channel: Channel,
+    *,
+    contact: str,
+    sender: str | None,
+    intent: Intent,
+    now: int,
+) -> ReviewItem:
+    return ReviewItem(
+        review_id=review_id(msg.account, msg.message_id),
+        status="open",
+        account=msg.account,
+        channel=channel,
+        contact=contact,
+        sender=sender,
+        message_id=msg.message_id,
+        text=msg.text[:160],
+        received_at=msg.received_at,
+        verdict=intent.verdict.value,
+        phrase=intent.phrase,
+        rule=intent.rule,
+        language=intent.language,
+        policy="review",
+        created_at=format_ms(now),
+    )
+
+
+def _intent_origin(
+    msg: InboundMessage, intent: Intent, record: ConsumerRecord[bytes, bytes]
+) -> dict[str, Any]:
+    """The history cause of an opt-out read from the person's own words (contract
+    addition): the message, what matched and in which phrase list, so a person can see
+    why the service decided as it did."""
+    return {
+        "kind": "inbound_intent",
+        "message_id": msg.message_id,
+        "text": msg.text[:160],
+        "received_at": msg.received_at,
+        "verdict": intent.verdict.value,
+        "phrase": intent.phrase,
+        "rule": intent.rule,
+        "language": intent.language,
+        "policy": "auto",
+        **_position(record),
+    }
 
 
 def _position(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:

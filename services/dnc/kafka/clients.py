@@ -21,6 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from dnc.domain.channels import Channel
+from dnc.domain.reviews import REVIEW_PARTITIONS
 from dnc.errors import ConfigurationError
 from dnc.settings import Settings, Topics
 
@@ -155,6 +156,8 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         # otherwise.
         NewTopic(t.history, layout.list_partitions, rf, topic_configs=compacted),
         NewTopic(t.notifications, 3, rf, topic_configs={"retention.ms": month}),
+        # Keyed by review id: the latest state of each review (open, confirmed, dismissed).
+        NewTopic(t.reviews, REVIEW_PARTITIONS, rf, topic_configs=compacted),
     ]
     for channel in channel_topics(settings.topics):
         specs.append(NewTopic(channel, layout.outbound_partitions, rf, topic_configs=wrapped))
@@ -222,6 +225,10 @@ class BatchWriter:
         self._producer = producer
         self._open: dict[tuple[str, int], Any] = {}
         self._full: list[tuple[Any, str, int]] = []
+        # What became of the batch's input records (outcome → count) and its dead letters
+        # (error kind → count): counted in metrics once the transaction commits.
+        self.tally: dict[str, int] = {}
+        self.dead: dict[str, int] = {}
 
     def append(
         self,

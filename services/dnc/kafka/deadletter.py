@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 
 import orjson
 from aiokafka.structs import ConsumerRecord
@@ -29,8 +30,17 @@ class DeadLetters:
         self.topic = topic
         self.partitions = partitions
 
-    def append(self, out: BatchWriter, record: ConsumerRecord[bytes, bytes], error: str) -> None:
-        """Add the dead letter of ``record`` to its input partition's transaction."""
+    def append(
+        self,
+        out: BatchWriter,
+        record: ConsumerRecord[bytes, bytes],
+        error: str,
+        kind: str = "invalid_record",
+    ) -> None:
+        """Add the dead letter of ``record`` to its input partition's transaction.
+        ``kind``: a short, bounded name of the error (a metric label)."""
+        out.dead[kind] = out.dead.get(kind, 0) + 1
+        out.tally["dead_lettered"] = out.tally.get("dead_lettered", 0) + 1
         out.append(
             self.topic,
             record.partition % self.partitions,
@@ -39,6 +49,12 @@ class DeadLetters:
                 record.topic, record.partition, record.offset, error, record.value, key=record.key
             ),
         )
+
+
+def error_kind(exc: BaseException) -> str:
+    """The metric label of an error: its class, in snake case (``InvalidValue`` →
+    ``invalid_value``), so bounded by the classes of ``dnc.errors``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
 
 
 def dead_letter_value(

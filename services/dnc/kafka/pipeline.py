@@ -42,6 +42,7 @@ from dnc.kafka import clients as kafka
 from dnc.kafka.clients import BatchWriter, Sent
 from dnc.kafka.failures import Failure, classify, describe
 from dnc.kafka.producers import PartitionProducers
+from dnc.metrics import RoleMetrics
 from dnc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ FENCED_RECHECK_S = 3.0
 # stop into a failed one.
 CONSUMER_CLOSE_S = 2.5
 PRODUCERS_CLOSE_S = 1.5
+# How often the loop re-evaluates the role_ready metric (cheap, but not every poll).
+READY_REFRESH_S = 0.5
 
 Records = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
 
@@ -91,8 +94,10 @@ class TransactionalPipeline:
         poll_timeout_ms: int = 50,
         retry_backoff_s: float = 0.2,
         max_backoff_s: float = 2.0,
+        metrics: RoleMetrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or RoleMetrics(role)
         self.role = role
         self.topics = list(topics)
         self.handler = handler
@@ -119,6 +124,8 @@ class TransactionalPipeline:
         # records, back-off), so only a stuck loop lets the heartbeat go stale.
         self._heartbeat = Path(settings.heartbeat_file) if settings.heartbeat_file else None
         self._beat_at = 0.0
+        self._ready_at = 0.0
+        self._assigned_once = False
         self.batches = 0
         self.records = 0
         self.producers_replaced = 0
@@ -135,18 +142,25 @@ class TransactionalPipeline:
         self.producers.consumer = self.consumer
         self.consumer.subscribe(self.topics, listener=_Listener(self))
 
-    async def stop(self) -> None:
-        """Stop taking work; the batch in flight finishes (up to the shutdown deadline)."""
+    async def drain(self) -> None:
+        """Stop taking work and let the batch in flight finish (up to the shutdown
+        deadline); the clients stay open (``stop`` closes them)."""
         self._stopping.set()
         if not self._started:
             return
-        self._started = False
-        self._forget_heartbeat()
         try:
             await asyncio.wait_for(self._lock.acquire(), self.settings.shutdown_deadline_s)
             self._lock.release()
         except TimeoutError:
             log.warning("%s: in-flight batch did not finish within the deadline", self.role)
+
+    async def stop(self) -> None:
+        """Stop taking work; the batch in flight finishes (up to the shutdown deadline)."""
+        await self.drain()
+        if not self._started:
+            return
+        self._started = False
+        self._forget_heartbeat()
         if self.consumer is not None:
             await kafka.close_consumer(self.consumer, CONSUMER_CLOSE_S)
         await self.producers.close_all(PRODUCERS_CLOSE_S)
@@ -162,19 +176,25 @@ class TransactionalPipeline:
                 timeout_ms=self.poll_timeout_ms, max_records=self.max_records
             )
             if not batch:
-                await self.handler.idle()
+                await self._idle()
                 continue
             async with self._lock:
                 owned = {}
-                assignment = self.consumer.assignment()
+                consumer = self.consumer
+                assignment = consumer.assignment()
                 for tp, records in batch.items():
                     if tp not in assignment:
                         continue  # revoked meanwhile: the new owner starts at the commit
+                    end = consumer.last_stable_offset(tp)
+                    if end is not None:
+                        self.metrics.lag(tp.topic, tp.partition, end - records[0].offset)
                     if tp not in self.producers or not self.handler.accepts(tp):
                         # Not ready for it yet (its producer is opening, after an
                         # assignment or a failed transaction, or the handler is catching
                         # up): put the records back.
-                        self.consumer.seek(tp, records[0].offset)
+                        if tp in self.producers.failing:
+                            self.metrics.fail_closed.enter("kafka_unreachable")
+                        consumer.seek(tp, records[0].offset)
                         continue
                     owned[tp] = records
                 if owned:
@@ -186,9 +206,12 @@ class TransactionalPipeline:
         self._stopping.set()
 
     def _beat(self) -> None:
+        now = time.monotonic()
+        if now - self._ready_at >= READY_REFRESH_S:
+            self._ready_at = now
+            self.metrics.ready = self._ready()
         if self._heartbeat is None:
             return
-        now = time.monotonic()
         if now - self._beat_at < self.settings.heartbeat_interval_s:
             return
         self._beat_at = now
@@ -196,6 +219,15 @@ class TransactionalPipeline:
             self._heartbeat.touch()
         except OSError as exc:
             log.warning("%s: cannot touch heartbeat file %s: %s", self.role, self._heartbeat, exc)
+
+    def _ready(self) -> bool:
+        """Every owned partition is being processed and nothing is held back (an instance
+        that owns no partition, one more than there are partitions, is a ready standby)."""
+        assert self.consumer is not None
+        if not self._assigned_once or self.metrics.fail_closed.reason is not None:
+            return False
+        accepts = self.handler.accepts
+        return all(tp in self.producers and accepts(tp) for tp in self.consumer.assignment())
 
     def _forget_heartbeat(self) -> None:
         # A file left by a previous container must not pass the next start-up probe.
@@ -205,6 +237,7 @@ class TransactionalPipeline:
     # --- one batch ----------------------------------------------------------------------
 
     async def _process(self, batch: Records) -> None:
+        started = time.perf_counter()
         writers = {tp: BatchWriter(self.producers[tp]) for tp in batch}
         try:
             for tp in batch:
@@ -221,16 +254,21 @@ class TransactionalPipeline:
             self._rewind(batch)
             await self._backoff(describe(exc))
             return
+        committing = time.perf_counter()
         results = await asyncio.gather(
             *(self._commit(tp, recs, writers[tp]) for tp, recs in batch.items()),
             return_exceptions=True,
         )
+        metrics = self.metrics
+        metrics.transaction_seconds.observe(time.perf_counter() - committing)
         failed = False
         fatal: BaseException | None = None
         for (tp, records), result in zip(list(batch.items()), results, strict=True):
             if not isinstance(result, BaseException):
                 self.batches += 1
                 self.records += len(records)
+                writer = writers[tp]
+                metrics.committed(tp.topic, writer.tally, writer.dead)
                 await self.handler.committed(tp, records, result)
                 continue
             policy = classify(result)
@@ -241,6 +279,7 @@ class TransactionalPipeline:
                 await self._replace_producer(tp, delay_s=FENCED_RECHECK_S)
             else:
                 failed = True
+                metrics.fail_closed.enter("kafka_unreachable")
                 log.warning(
                     "%s: transaction on %s failed (%s); replacing its producer and redoing "
                     "the batch from the committed offset",
@@ -255,6 +294,21 @@ class TransactionalPipeline:
             await self._backoff("transaction failed")
         else:
             self._failures = 0
+            metrics.fail_closed.clear()
+        metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    async def _idle(self) -> None:
+        """The handler's idle work (keeping offsets current, noticing a lost index) meets
+        the same outages as a batch does, and waits them out the same way: an outage never
+        stops a role."""
+        try:
+            await self.handler.idle()
+        except Exception as exc:
+            if classify(exc) is not Failure.RETRY:
+                raise
+            await self._backoff(f"idle work failed: {describe(exc)}")
+            return
+        self._failures = 0
 
     def _rewind(self, batch: Records) -> None:
         assert self.consumer is not None
@@ -307,6 +361,7 @@ class TransactionalPipeline:
         so that whatever it keeps per partition is rebuilt from what was committed."""
         self.producers.discard(tp)
         self.producers_replaced += 1
+        self.metrics.producers_replaced.inc()
         await self.handler.revoked({tp})
         self.producers.open(tp, delay_s=delay_s)
 
@@ -322,6 +377,7 @@ class TransactionalPipeline:
         # Producers open in the background (a rebalance callback must not wait on a
         # broker that may be down, and aiokafka only logs what a callback raises); until a
         # partition's producer is ready, run() puts its records back.
+        self._assigned_once = True
         for tp in assigned:
             self.producers.open(tp)
 
@@ -334,6 +390,8 @@ class TransactionalPipeline:
             # partition being revoked is (re)assigned.
             await self.producers.close(revoked)
             await self.handler.revoked(revoked)
+            for tp in revoked:
+                self.metrics.forget(tp.topic, tp.partition)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -65,6 +65,9 @@ class PartitionProducers:
         self._closing: set[asyncio.Task[None]] = set()
         self.consumer: AIOKafkaConsumer | None = None
         self.reopened = 0
+        # Partitions whose producer failed to open at least once and is being retried
+        # (the brokers or a coordinator are unavailable): the fail-closed metric says so.
+        self.failing: set[TopicPartition] = set()
 
     def __contains__(self, tp: TopicPartition) -> bool:
         return tp in self.ready
@@ -135,12 +138,14 @@ class PartitionProducers:
                 assert self.consumer is not None
                 committed = await self.consumer.committed(tp)
             except asyncio.CancelledError:
+                self.failing.discard(tp)
                 self._close_later(producer)
                 raise
             except Exception as exc:
                 self._close_later(producer)
                 if classify(exc) is Failure.FATAL:
                     raise
+                self.failing.add(tp)
                 delay = min(self.backoff_s * 2 ** min(attempt - 1, 8), self.max_backoff_s)
                 log.warning(
                     "%s: producer for %s did not start (attempt %d: %s); retrying in %.1fs",
@@ -152,6 +157,7 @@ class PartitionProducers:
                 )
                 await asyncio.sleep(delay)
                 continue
+            self.failing.discard(tp)
             if self.consumer is None or tp not in self.consumer.assignment():
                 self._close_later(producer)  # revoked meanwhile
                 return

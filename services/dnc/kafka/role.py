@@ -29,6 +29,9 @@ class PipelineRole(Role):
     def request_stop(self) -> None:
         self.pipeline.request_stop()
 
+    async def _drain(self) -> None:
+        await self.pipeline.drain()
+
     # --- Handler steps a role may leave as they are -------------------------------------
 
     def accepts(self, tp: TopicPartition) -> bool:

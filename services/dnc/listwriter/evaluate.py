@@ -160,7 +160,9 @@ class Evaluator:
         history: list[Record] = []
         changed: list[Contact] = []
         expiry = done.expiry
+        changing = 0  # commands that changed the list (a metric's outcome)
         for offset, cmd in commands:
+            before = len(changes)
             r = _Rendered(cmd, p, offset)
             headers, hid, history_tail = r.headers, r.hid, r.history_tail
             at, origin = cmd.at, cmd.origin
@@ -208,6 +210,10 @@ class Evaluator:
             if cmd.ref:
                 for outcome, n in outcomes.items():
                     done.counters[(cmd.ref, outcome)] += n
+            if len(changes) > before:
+                changing += 1
+        out.tally["changed"] = changing
+        out.tally["unchanged"] = len(commands) - changing
         out.extend(self.topics.changes, p, changes)
         out.extend(self.topics.history, p, history)
         done.updates = [

@@ -42,10 +42,12 @@ from dnc.index.replay import ReplayBuilder
 from dnc.kafka import clients as kafka
 from dnc.kafka.clients import BatchWriter, Sent
 from dnc.kafka.deadletter import DeadLetters
+from dnc.kafka.failures import Failure, classify, describe
 from dnc.kafka.pipeline import TransactionalPipeline
 from dnc.kafka.role import PipelineRole
 from dnc.listwriter.evaluate import Evaluated, Evaluator, paused_gc
 from dnc.listwriter.expiry import ExpirySweeper
+from dnc.metrics import ListWriterMetrics
 from dnc.settings import Settings
 
 T = TypeVar("T")
@@ -54,6 +56,8 @@ log = logging.getLogger(__name__)
 
 IDLE_CHECK_S = 0.25
 CATCH_UP_BATCH = 5000
+CATCH_UP_BACKOFF_S = 0.2
+CATCH_UP_MAX_BACKOFF_S = 5.0
 
 
 @dataclass(slots=True)
@@ -69,14 +73,21 @@ class Owned:
 class ListWriter(PipelineRole):
     name = "listwriter"
 
+    metrics: ListWriterMetrics
+
     def __init__(self, settings: Settings, index: Index | None = None) -> None:
-        super().__init__()
+        super().__init__(ListWriterMetrics(self.name))
         self.settings = settings
         self.index = index or make_index(settings)
         self._replay = ReplayBuilder(self.index)
         self.topics = settings.topics
         self.pipeline = TransactionalPipeline(
-            settings, self.name, [settings.topics.commands], self, max_records=5000
+            settings,
+            self.name,
+            [settings.topics.commands],
+            self,
+            max_records=5000,
+            metrics=self.metrics,
         )
         self.dead_letters = DeadLetters(settings.topics.dead_letter)
         self.epoch = ""
@@ -129,6 +140,7 @@ class ListWriter(PipelineRole):
     async def revoked(self, tps: set[TopicPartition]) -> None:
         for tp in tps:
             self.owned.pop(tp.partition, None)
+            self.metrics.forget_changelog(tp.partition)
             task = self._catch_ups.pop(tp.partition, None)
             if task is not None:
                 task.cancel()
@@ -151,9 +163,36 @@ class ListWriter(PipelineRole):
             del self._catch_ups[p]
 
     async def _catch_up(self, p: int) -> None:
-        """Make Redis hold exactly changelog partition p, then resume its commands."""
+        """Make Redis hold exactly changelog partition p, then resume its commands.
+
+        Kafka or Redis unavailable (during an outage, ``end_offsets`` or the consumer's
+        start fail) is waited out with back-off, as the pipeline waits: an outage never
+        restarts a pod. Anything else stops the role (``Role.spawn``)."""
+        failures = 0
+        while True:
+            try:
+                await self._catch_up_once(p)
+                return
+            except Exception as exc:
+                if classify(exc) is not Failure.RETRY:
+                    raise
+                failures += 1
+                delay = min(CATCH_UP_BACKOFF_S * 2 ** min(failures - 1, 6), CATCH_UP_MAX_BACKOFF_S)
+                log.warning(
+                    "listwriter: catch-up of partition %d failed (%s); retrying in %.1fs "
+                    "(attempt %d)",
+                    p,
+                    describe(exc),
+                    delay,
+                    failures,
+                )
+                await asyncio.sleep(delay)
+
+    async def _catch_up_once(self, p: int) -> None:
         tp = TopicPartition(self.topics.changes, p)
         started = time.monotonic()
+        self.metrics.catch_ups.inc()
+        remaining = self.metrics.catch_up_remaining.labels(self.name, str(p))
         consumer = kafka.make_consumer(self.settings, group_id=None, max_records=CATCH_UP_BATCH)
         await consumer.start()
         try:
@@ -181,6 +220,7 @@ class ListWriter(PipelineRole):
                         await self._apply_changes(p, records, offset, new_position)
                         applied += len(records)
                         offset = new_position
+                        remaining.set(max(end - new_position, 0))
                     assert offset is not None
                     await self._mark_commands_done(p, offset)
                 except (IndexDiverged, IndexUnavailable) as exc:
@@ -195,6 +235,7 @@ class ListWriter(PipelineRole):
             if owned is None:
                 return
             owned.offset, owned.ready, owned.last_write = offset, True, time.monotonic()
+            remaining.set(0)
             log.info(
                 "listwriter: partition %d caught up at %s (%d changes in %.2fs)",
                 p,
@@ -255,6 +296,18 @@ class ListWriter(PipelineRole):
         batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]],
         writers: Mapping[TopicPartition, BatchWriter],
     ) -> None:
+        try:
+            await self._handle(batch, writers)
+        except IndexUnavailable:
+            # Commands wait (the pipeline redoes the batch): say why in the metric.
+            self.metrics.fail_closed.enter("redis_unreachable")
+            raise
+
+    async def _handle(
+        self,
+        batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]],
+        writers: Mapping[TopicPartition, BatchWriter],
+    ) -> None:
         assert self.evaluator is not None
         with paused_gc():
             for tp, records in batch.items():
@@ -267,7 +320,9 @@ class ListWriter(PipelineRole):
                     try:
                         commands.append((r.offset, Command.from_json(r.value)))
                     except (ValueError, KeyError, TypeError) as exc:  # not ours: dead-letter it
-                        self.dead_letters.append(out, r, f"value: is not a list command ({exc!r})")
+                        self.dead_letters.append(
+                            out, r, f"value: is not a list command ({exc!r})", "not_a_command"
+                        )
                 meta, contacts = await self.evaluator.load(commands)
                 if meta.epoch != self.epoch or meta.changes.get(tp.partition) != owned.offset:
                     self._schedule_catch_up(tp.partition)
@@ -310,6 +365,8 @@ class ListWriter(PipelineRole):
             return
         self.applied += len(done.updates)
         owned.offset, owned.pending, owned.last_write = new_offset, Evaluated(), time.monotonic()
+        # Effective now. Once per partition batch, for its oldest command (the worst delay).
+        self.metrics.effective_delay.observe(max(now_ms() - records[0].timestamp, 0) / 1000)
 
     async def idle(self) -> None:
         """Keep chg:p at the changelog's end while quiet (transaction markers advance it),
@@ -321,13 +378,24 @@ class ListWriter(PipelineRole):
         ready = [p for p, o in self.owned.items() if o.ready and now - o.last_write >= IDLE_CHECK_S]
         if not ready or self._offsets is None:
             return
+        closed = self.metrics.fail_closed
         try:
             meta = await self.index.meta()
         except IndexUnavailable as exc:
             log.warning("listwriter: %s", exc)
+            closed.enter("redis_unreachable")
             return
+        if closed.reason == "redis_unreachable":
+            closed.clear()
         tps = [TopicPartition(self.topics.changes, p) for p in ready]
-        ends = await self._offsets.end_offsets(tps)
+        try:
+            ends = await self._offsets.end_offsets(tps)
+        except Exception as exc:
+            # Brokers away: the next idle turn asks again (a batch would wait too).
+            if classify(exc) is not Failure.RETRY:
+                raise
+            log.warning("listwriter: changelog ends unavailable (%s)", describe(exc))
+            return
         for tp in tps:
             owned = self.owned.get(tp.partition)
             if owned is None or not owned.ready:
@@ -343,6 +411,8 @@ class ListWriter(PipelineRole):
                 self._schedule_catch_up(tp.partition)
                 continue
             end = ends[tp]
+            applied = meta.changes.get(tp.partition) or 0
+            self.metrics.index_lag.labels(self.name, str(tp.partition)).set(max(end - applied, 0))
             if owned.offset is not None and end > owned.offset:
                 try:
                     await self.index.apply(
@@ -368,6 +438,8 @@ class ListWriter(PipelineRole):
             except DncError as exc:
                 if not exc.retriable:
                     raise
+                if isinstance(exc, IndexUnavailable):
+                    self.metrics.fail_closed.enter("redis_unreachable")
                 log.warning("listwriter: %s; retrying", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)

@@ -111,6 +111,9 @@ the topics hook Job renders it inline because hooks run before the ConfigMap exi
 {{- if not $v.redis.existingSecret -}}
 {{- $_ := set $c "DNC_REDIS_URL" $v.redis.url -}}
 {{- end -}}
+{{- if $v.metrics.enabled -}}
+{{- $_ := set $c "DNC_METRICS_PORT" ($v.metrics.port | int | toString) -}}
+{{- end -}}
 {{- range $name, $topic := $v.topics -}}
 {{- $_ := set $c (printf "DNC_TOPICS__%s" (upper $name)) (toString $topic) -}}
 {{- end -}}

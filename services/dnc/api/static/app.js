@@ -7,6 +7,7 @@ import * as wizard from './wizard.js';
 import * as check from './check.js';
 import * as dryrun from './dryrun.js';
 import * as overview from './overview.js';
+import * as reviews from './reviews.js';
 
 function showSignIn(message = '') {
   $('app').hidden = true;
@@ -31,6 +32,7 @@ function showApp(focus = false) {
   addNew.init(() => list.first());
   wizard.init(() => list.reload());
   dryrun.init();
+  reviews.init(() => list.reload());
   overview.init();
   list.open();
   if (focus) $('list-h').focus();

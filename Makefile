@@ -25,7 +25,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: all deps up down up-cluster down-cluster run topics test test-unit test-deploy \
         test-integration test-cluster test-e2e test-faults lint fmt types schemas bench clean \
-        tools helm
+        tools helm screenshots
 
 all: lint types test
 
@@ -96,6 +96,12 @@ run: up
 	@DNC_API__KEYS="$${DNC_API__KEYS:-$$($(BIN)/python deploy/local/dev_keys.py)}" \
 	  DNC_API__UNSUBSCRIBE_KEYS="$${DNC_API__UNSUBSCRIBE_KEYS:-$$($(BIN)/python deploy/local/dev_keys.py --unsubscribe)}" \
 	  DNC_LOG_JSON=$${DNC_LOG_JSON:-false} DNC_METRICS_PORT=$${DNC_METRICS_PORT:-9400} $(BIN)/dnc dev
+
+# README images (docs/screenshots: the list at desktop width and on a phone, the import
+# wizard) from a seeded demo list, against the API `make run` serves (another one:
+# DNC_API_URL / DNC_API_KEY). Chromium is Debian's (`make tools`).
+screenshots: deps
+	$(BIN)/python deploy/local/screenshots.py
 
 # --- checks -------------------------------------------------------------------------------
 

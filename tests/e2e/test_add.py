@@ -68,7 +68,7 @@ async def test_add_new_line_with_the_seeds_rules(page: Page, tenant: Tenant) -> 
     await contact.press("Enter")  # Enter saves as well
     await expect(page.locator("#notice")).to_have_text(f"441234567890: added to {acme}.")
     first = await rows(page).first.locator("td").all_inner_texts()
-    assert first[1:6] == ["441234567890", "acme", "Added manually", "SMS", acme]
+    assert first[1:6] == ["441234567890", "ACME", "Added manually", "SMS", acme]
     check = await tenant.check(acme, "441234567890", channel="SMS", sender="ACME")
     assert check["blocked"] is True
     assert check["entry"]["source"] == "MANUAL"

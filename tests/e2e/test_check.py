@@ -40,8 +40,8 @@ async def test_check_a_contact(page: Page, tenant: Tenant) -> None:
         await r.locator("td").all_inner_texts() for r in await tables.locator("tbody tr").all()
     ]
     assert [line[:3] for line in lines] == [
-        ["SMS", "acme", "Added manually"],
-        ["SMS", "promo", "Message from end user"],
+        ["SMS", "ACME", "Added manually"],
+        ["SMS", "PROMO", "Message from end user"],
         ["All channels", "All senders", "Added manually"],
     ]
     assert all(line[3].endswith(" UTC") and line[4] == "Yes" for line in lines)

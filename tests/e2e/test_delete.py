@@ -45,7 +45,7 @@ async def test_delete_one_with_the_cross_and_several_selected(page: Page, tenant
     for name in (
         f"{B} · All channels · All senders · {globex}",
         f"{D} · Email · All senders · {globex}",
-        f"{C} · All channels · acme · {acme}",
+        f"{C} · All channels · ACME · {acme}",
     ):
         await page.get_by_role("checkbox", name=f"Select {name}").check()
     delete = page.get_by_role("button", name="Delete selected (3)")

@@ -43,9 +43,9 @@ async def test_export_selected_and_filtered_as_csv_and_xlsx(page: Page, tenant: 
     await tenant.add(A, channel="SMS", sender="ACME", accounts=[acme])
     await tenant.add(B, accounts=[acme])
     await tenant.add(C, channel="EMAIL", accounts=[globex])
-    a = (A, "acme", "MANUAL", "SMS", acme)
-    b = (B, "", "MANUAL", "All channels", acme)
-    c = (C, "", "MANUAL", "EMAIL", globex)
+    a = (A, "ACME", "Added manually", "SMS", acme)
+    b = (B, "All senders", "Added manually", "All channels", acme)
+    c = (C, "All senders", "Added manually", "Email", globex)
 
     await sign_in(page, tenant)
     await expect(rows(page)).to_have_count(3)

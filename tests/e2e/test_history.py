@@ -38,8 +38,8 @@ async def test_history_and_erasure_in_the_check_panel(page: Page, tenant: Tenant
         await r.locator("td").all_inner_texts() for r in await history.locator("tbody tr").all()
     ]
     assert [line[1:4] for line in lines] == [
-        ["Added", acme, "SMS · promo · Message from end user"],
-        ["Added", acme, "SMS · acme · Added manually"],
+        ["Added", acme, "SMS · PROMO · Message from end user"],
+        ["Added", acme, "SMS · ACME · Added manually"],
     ]
     assert lines[0][4].startswith("Message from end user (message mo-")
     assert lines[0][4].endswith(": “STOP”)")
@@ -125,5 +125,6 @@ async def test_expiry_and_export_with_history(page: Page, tenant: Tenant) -> Non
     assert history[0].startswith("At,Action,Account,Contact information")
     assert sorted(line.split(",")[3] for line in history[1:]) == [PHONE, LATER]
     await expect(page.locator("#notice")).to_have_text(
-        "Exported 2 contacts with their history as CSV."
+        "Exported 2 contacts with their history as a .zip of two CSV files "
+        "(entries.csv, history.csv)."
     )

@@ -65,7 +65,7 @@ async def test_import_wizard_end_to_end(page: Page, tenant: Tenant) -> None:
     await column[0].select_option("sender")  # wrong again
     await column[3].select_option("sender")  # one column per field: column 1 lets go
     await expect(column[0]).to_have_value("")
-    await expect(wizard.locator("#import-map-error")).to_have_text(
+    await expect(wizard.locator("#import-map-note")).to_have_text(
         "Sender was moved from Column 1 to Column 4."
     )
     await undo[3].click()  # column 4: unmapped again
@@ -84,7 +84,7 @@ async def test_import_wizard_end_to_end(page: Page, tenant: Tenant) -> None:
     await expect(wizard.get_by_role("heading", name="Analysis")).to_be_focused()
     counts = wizard.locator("#import-counts")
     await expect(counts.locator("[data-count='Invalid']")).to_have_text("3")
-    await expect(wizard.locator("#import-hints")).to_contain_text("default_country")
+    await expect(wizard.locator("#import-hints")).to_contain_text("default country")
     await wizard.get_by_role("button", name="Back").click()
     await expect(wizard.get_by_role("heading", name="Map your data")).to_be_focused()
     await wizard.get_by_label("Default country (optional)").fill("us")
@@ -96,10 +96,11 @@ async def test_import_wizard_end_to_end(page: Page, tenant: Tenant) -> None:
     invalid = wizard.locator("#import-invalid tbody tr")
     await expect(invalid).to_have_count(2)
     dan = await invalid.nth(0).locator("td").all_inner_texts()
-    assert dan[:3] == ["6", "contact", "12ab"]
+    assert dan[:3] == ["6", "Contact information", "12ab"]
     assert "is not a phone number or e-mail address" in dan[3]
     eve = await invalid.nth(1).locator("td").all_inner_texts()
-    assert eve[:2] == ["7", "channel"]
+    assert eve[:2] == ["7", "Channel"]
+    assert "“WhatsApp”" in eve[3] or eve[2] == "WhatsApp"
     assert "use a journey action" in eve[3]
     await page.screenshot(path=screenshot_path("import-analyze.png"), full_page=True)
 
@@ -113,7 +114,7 @@ async def test_import_wizard_end_to_end(page: Page, tenant: Tenant) -> None:
     bar = wizard.get_by_role("progressbar", name="Progress")
     await expect(bar).to_be_visible()
     await expect(page.locator("#notice")).to_have_text(
-        "Import finished: 4 added, 0 already on the list, 2 rejected.", timeout=60_000
+        "Import finished: 4 added, 0 already on the list, 2 rows rejected.", timeout=60_000
     )
     assert await bar.evaluate("b => b.value === b.max && b.hasAttribute('value')")
     await expect(wizard.locator("#import-progress-text")).to_contain_text(
@@ -127,7 +128,7 @@ async def test_import_wizard_end_to_end(page: Page, tenant: Tenant) -> None:
     await expect(rows(page)).to_have_count(4)
     listed = {tuple((await r.locator("td").all_inner_texts())[1:6]) for r in await rows(page).all()}
     assert listed == {
-        ("447700900111", "acme", "Import", "SMS", acme),
+        ("447700900111", "ACME", "Import", "SMS", acme),  # the sender as the file writes it
         ("447700900222", "All senders", "Import", "All channels", acme),
         ("cat@example.com", "All senders", "Import", "Email", acme),
         ("14155550143", "All senders", "Import", "Voice", acme),

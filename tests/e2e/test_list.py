@@ -32,7 +32,7 @@ async def test_list_is_newest_first_and_paged(page: Page, tenant: Tenant) -> Non
     cells = await first.all_inner_texts()
     assert cells[1:7] == [
         "447700900999",
-        "acme",
+        "ACME",  # as entered
         "Added manually",
         "SMS",
         globex,

@@ -58,7 +58,13 @@ async def test_add_is_effective_listed_and_blocks_and_adding_again_changes_nothi
         entry = first["results"][0]["entry"]
         assert entry["contact"] == PHONE
         assert (entry["channel"], entry["sender"], entry["source"]) == ("SMS", "acme", "MANUAL")
-        assert entry["origin"] == {"kind": "api", "key": "ops", "request_id": first["request_id"]}
+        assert entry["origin"] == {
+            "kind": "api",
+            "key": "ops",
+            "request_id": first["request_id"],
+            "senders": {"acme": "ACME"},  # as entered: the page shows it so
+        }
+        assert entry["sender_shown"] == "ACME"
 
         # Read your writes: the list shows it as soon as the add has answered.
         page = await listing(client, account="acme")

@@ -74,7 +74,7 @@ async def test_an_entry_blocks_until_it_expires_then_leaves_the_list(
         assert {row[0]: row[-1] for row in rows[1:]} == {
             PHONE: month_entry["expires_at"],
             SOON: until,
-            "447700900222": "",
+            "447700900222": "Never",
         }
 
         verdicts = await gate_verdicts(settings, outbound("m-1", SOON), outbound("m-2", PHONE))

@@ -73,8 +73,8 @@ async def test_export_everything_a_filter_matches(client: httpx.AsyncClient) -> 
     ]
     by_contact = {row[0]: row for row in rows[1:]}
     assert set(by_contact) == {"441234567890", "447700900123", "jane@example.com"}
-    assert by_contact["441234567890"][1] == "'" + HOSTILE.lower()  # senders are case-folded
-    assert by_contact["447700900123"][1:4] == ["'-1+2", "IMPORT", "All channels"]
+    assert by_contact["441234567890"][1] == "'" + HOSTILE  # as the file wrote it
+    assert by_contact["447700900123"][1:4] == ["'-1+2", "Import", "All channels"]
     assert {row[4] for row in rows[1:]} == {"acme"}
     added = [row[5] for row in rows[1:]]
     assert added == sorted(added, reverse=True)  # newest first
@@ -87,7 +87,7 @@ async def test_export_everything_a_filter_matches(client: httpx.AsyncClient) -> 
     sheet = openpyxl.load_workbook(io.BytesIO(r.content))["Entries"]
     rows_x = [[c.value for c in row] for row in sheet.iter_rows(min_row=2)]
     assert sorted(row[4] for row in rows_x) == ["acme", "acme-eu"]
-    assert all(row[1] == "'" + HOSTILE.lower() for row in rows_x)
+    assert all(row[1] == "'" + HOSTILE for row in rows_x)
 
     # Another tenant's account: 403, the same whether it exists or not.
     answers = []
@@ -112,7 +112,15 @@ async def test_export_selected_entries(client: httpx.AsyncClient) -> None:
     assert r.headers["x-dnc-missing"] == "1"
     rows = csv_rows(r.content)[1:]
     assert rows == [
-        ["jane@example.com", "news@acme.com", "IMPORT", "EMAIL", "acme", listed[0]["added_at"], ""]
+        [
+            "jane@example.com",
+            "news@acme.com",
+            "Import",
+            "Email",
+            "acme",
+            listed[0]["added_at"],
+            "Never",
+        ]
     ]
 
     r = await client.post(

@@ -125,14 +125,24 @@ async def test_a_persons_history_with_every_cause(
             ("remove", "acme")
         ] + [("add", "acme")] * 5
         causes = [h["cause"] for h in got]
-        assert causes[0] == {"kind": "api", "key": "ops", "request_id": again["request_id"]}
+        written = {"senders": {"acme": "ACME"}}  # the sender as entered (issue 17)
+        assert (
+            causes[0] == {"kind": "api", "key": "ops", "request_id": again["request_id"]} | written
+        )
         assert causes[1]["kind"] == "api"
-        assert causes[2] == {"kind": "import", "import_id": import_id, "key": "ops"}
+        assert causes[2] == {
+            "kind": "import",
+            "import_id": import_id,
+            "key": "ops",
+            "senders": {HOSTILE.lower(): HOSTILE},  # the file's spelling
+        }
         assert (causes[3]["kind"], causes[3]["campaign_id"]) == ("url_unsubscribe", "c-9")
         assert (causes[4]["kind"], causes[4]["journey_id"]) == ("journey", "welcome-flow")
         assert causes[5]["kind"] == "inbound_message"
         assert (causes[5]["message_id"], causes[5]["text"]) == ("mo-1", "Stop")
-        assert causes[6] == {"kind": "api", "key": "ops", "request_id": first["request_id"]}
+        assert (
+            causes[6] == {"kind": "api", "key": "ops", "request_id": first["request_id"]} | written
+        )
         assert got[2]["entry"]["sender"] == HOSTILE.lower()
         channels = ["SMS", "SMS", "VIBER", "SMS", "VOICE", "SMS", "SMS"]
         assert [h["entry"]["channel"] for h in got] == channels
@@ -200,11 +210,11 @@ async def test_export_with_the_history_of_the_exported_people(
         assert sheet[0][:4] == ["At", "Action", "Account", "Contact information"]
         # Only the exported people (the removed one is not on the list any more).
         assert [(row[1], row[3], row[4]) for row in sheet[1:]] == [
-            ("add", PHONE, "SMS"),
-            ("add", PHONE, "All channels"),
+            ("Added", PHONE, "SMS"),
+            ("Added", PHONE, "All channels"),
         ]
-        assert sheet[1][5] == "'" + HOSTILE.lower()
-        assert sheet[1][9] == "api"
+        assert sheet[1][5] == "'" + HOSTILE  # as entered, neutralised
+        assert sheet[1][9] == "By hand or API"
         assert orjson.loads(sheet[1][10])["key"] == "ops"
 
         r = await client.get(
@@ -224,7 +234,7 @@ async def test_export_with_the_history_of_the_exported_people(
             ("acme", PHONE),
             ("acme-eu", "jane@example.com"),
         ]
-        assert "'" + HOSTILE.lower() in [row[5] for row in rows[1:]]
+        assert "'" + HOSTILE in [row[5] for row in rows[1:]]
 
         listed = (await listing(client, account="acme-eu"))["entries"]
         r = await client.post(
@@ -235,7 +245,7 @@ async def test_export_with_the_history_of_the_exported_people(
         )
         with zipfile.ZipFile(io.BytesIO(r.content)) as z:
             rows = _csv(z.read("history.csv"))
-        assert [(row[1], row[3]) for row in rows[1:]] == [("add", "jane@example.com")]
+        assert [(row[1], row[3]) for row in rows[1:]] == [("Added", "jane@example.com")]
 
 
 def _csv(data: bytes) -> list[list[str]]:

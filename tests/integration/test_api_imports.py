@@ -85,8 +85,8 @@ async def test_seed_example_imports_as_the_seed_implies(
     (bad,) = body["invalid_rows"]
     assert (bad["row"], bad["value"]) == (2, "1234567890")
     assert "not a possible international phone number" in bad["reason"]
-    assert "default_country" in bad["reason"]
-    assert any("default_country" in h for h in body["hints"])
+    assert "default country" in bad["reason"]
+    assert any("default country" in h for h in body["hints"])
 
     # The same upload with another option: no need to send the file again.
     first_upload = body["upload_id"]
@@ -221,7 +221,7 @@ async def test_xlsx_with_mapping_by_header_and_options_as_fields(
     body = r.json()
     assert (body["rows"], body["valid"], body["invalid"]) == (3, 2, 1)
     (bad,) = body["invalid_rows"]
-    assert (bad["row"], bad["field"], bad["value"]) == (4, "channel", "WHATSAPP")
+    assert (bad["row"], bad["field"], bad["value"]) == (4, "channel", "WhatsApp")
     assert "use a journey action" in bad["reason"]
     assert body["sample"][1] == {"contact": "447700900125", "channel": None, "sender": None}
     r = await client.post(

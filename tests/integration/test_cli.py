@@ -78,7 +78,7 @@ async def test_seed_example_through_the_cli(
     r = await dnc("import", str(seed), "--analyze-only", "--skip-rows", "1")
     assert r.code == 0, r.stderr
     assert "row 2: contact: '1234567890' is not a possible international phone number" in r.stderr
-    assert "default_country" in r.stderr
+    assert "default country" in r.stderr
 
     # Invalid rows and no terminal to ask: nothing is imported without --yes.
     r = await dnc("import", str(seed), "-a", "acme", "--skip-rows", "1")

@@ -18,7 +18,7 @@ from phonenumbers import PhoneMetadata, PhoneNumberFormat
 from phonenumbers.phonenumberutil import region_code_for_country_code
 
 from dnc.domain import contacts
-from dnc.domain.channels import Channel, check_channel_for_contact, parse_channel
+from dnc.domain.channels import CHANNEL_LABELS, Channel, check_channel_for_contact, parse_channel
 from dnc.domain.contacts import (
     ContactKind,
     _fast_phone,
@@ -235,7 +235,7 @@ def test_parse_channel(raw: object, expected: Channel | None) -> None:
 @pytest.mark.parametrize(
     ("raw", "kwargs", "reason"),
     [
-        ("fax", {}, "is not a channel (valid: SMS, MMS, VOICE, VIBER, WHATSAPP, RCS, EMAIL"),
+        ("fax", {}, "is not a channel (valid: SMS, MMS, Voice, Viber, WhatsApp, RCS, Email"),
         ("ſms", {}, "is not a channel"),  # "ſ".upper() == "S": look-alikes are refused
         ("S MS", {}, "is not a channel"),
         (3, {}, "must be a string, not int"),
@@ -263,8 +263,8 @@ def test_rule_3_email_contact_only_email_or_all() -> None:
             check_channel_for_contact(ContactKind.EMAIL, channel, by_hand=False)
         assert info.value.field == "channel"
         assert str(info.value) == (
-            f"channel: {channel.value!r} is not allowed for an e-mail address: "
-            "choose EMAIL or leave the channel blank (all channels)"
+            f"channel: {CHANNEL_LABELS[channel]!r} is not allowed for an e-mail address: "
+            "choose Email or leave the channel blank (all channels)"
         )
 
 
@@ -273,7 +273,7 @@ def test_rule_3_phone_contact_never_email() -> None:
         check_channel_for_contact(ContactKind.PHONE, channel, by_hand=False)
     with pytest.raises(InvalidValue) as info:
         check_channel_for_contact(ContactKind.PHONE, Channel.EMAIL, by_hand=False)
-    assert str(info.value).startswith("channel: 'EMAIL' ")
+    assert str(info.value).startswith("channel: 'Email' ")
 
 
 def test_rule_4_whatsapp_not_by_hand() -> None:
@@ -282,7 +282,7 @@ def test_rule_4_whatsapp_not_by_hand() -> None:
         check_channel_for_contact(ContactKind.PHONE, Channel.WHATSAPP, by_hand=True)
     assert info.value.field == "channel"
     assert str(info.value) == (
-        "channel: 'WHATSAPP' cannot be chosen by hand: use a journey action, "
+        "channel: 'WhatsApp' cannot be chosen by hand: use a journey action, "
         "or leave the channel blank to block all channels"
     )
     check_channel_for_contact(ContactKind.PHONE, None, by_hand=True)

@@ -57,12 +57,12 @@ def test_ordinary_values_are_untouched(value: str) -> None:
 def test_row_has_the_columns_of_the_page() -> None:
     assert exports.row_of(entry(1, sender=None, channel=None)) == (
         "447700900001",
-        "",
-        "IMPORT",
+        "All senders",
+        "Import",
         "All channels",
         "acme",
         "2026-11-26T05:31:27.122Z",
-        "",
+        "Never",
     )
 
 
@@ -80,11 +80,11 @@ async def test_csv_stream() -> None:
     assert rows[1] == [
         "447700900100",
         "acme",
-        "IMPORT",
+        "Import",
         "SMS",
         "acme",
         "2026-11-26T05:31:27.023Z",
-        "",
+        "Never",
     ]
     assert [r[1] for r in rows[2:]] == ["'" + s for s in HOSTILE]
     assert not (await _csv([], bom=False)).startswith(b"\xef\xbb\xbf")
@@ -145,26 +145,26 @@ def test_expiry_and_masked_ids_in_rows() -> None:
     row = exports.row_of(temporary)
     assert row[0] == "h1:AbCdE…"
     assert row[-1] == "2026-11-26T05:31:27.999Z"
-    assert exports.row_of(e)[-1] == ""
+    assert exports.row_of(e)[-1] == "Never"
 
 
 def test_history_rows_are_neutralised_and_name_their_cause() -> None:
     row = exports.history_row(history_item("add", HOSTILE[0], kind="journey", journey_id="=1+1"))
     assert dict(zip(exports.HISTORY_HEADER, row, strict=True)) == {
         "At": "1970-01-01T00:00:00.005Z",
-        "Action": "add",
+        "Action": "Added",
         "Account": "acme",
         "Contact information": "h1:AbCdE…",
         "Channel": "All channels",
         "Sender": "'" + HOSTILE[0],
-        "Source": "IMPORT",
+        "Source": "Import",
         "Added": "2026-11-26T05:31:27.123Z",
-        "Expires": "",
-        "Cause": "journey",
+        "Expires": "Never",
+        "Cause": "Journey",
         "Details": '{"journey_id":"=1+1"}',
     }
     erased = exports.history_row(history_item("erase", kind="erasure"))
-    assert (erased[1], erased[6], erased[7], erased[10]) == ("erase", "", "", "")
+    assert (erased[1], erased[6], erased[7], erased[10]) == ("Erased", "", "", "")
 
 
 async def test_xlsx_with_a_history_sheet(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -180,7 +180,7 @@ async def test_xlsx_with_a_history_sheet(monkeypatch: pytest.MonkeyPatch) -> Non
     actions = [
         r[1] for name in ("History", "History 2") for r in book[name].iter_rows(2, values_only=True)
     ]
-    assert actions == ["add", "remove", "erase"]
+    assert actions == ["Added", "Removed", "Erased"]
 
 
 async def test_csv_zip_with_history() -> None:
@@ -194,7 +194,7 @@ async def test_csv_zip_with_history() -> None:
     assert len(entries.splitlines()) == 2
     rows = list(csv.reader(io.StringIO(history.decode("utf-8-sig"), newline="")))
     assert rows[0] == list(exports.HISTORY_HEADER)
-    assert rows[1][1:4] == ["add", "acme", "h1:AbCdE…"]
+    assert rows[1][1:4] == ["Added", "acme", "h1:AbCdE…"]
     # Nothing exported: both files still have their header.
     handle = await exports.csv_zip_file(batches([]), batches([]), bom=False)
     data = b"".join([c async for c in exports.file_stream(handle)])

@@ -21,6 +21,7 @@ from dnc.api.routes import (
     imports,
     me,
     ops,
+    overview,
     reviews,
     unsubscribe,
 )
@@ -34,6 +35,7 @@ ROUTERS: list[APIRouter] = [
     entries.router,
     check.router,
     history.router,
+    overview.router,
     reviews.router,
     audience.router,
     unsubscribe.router,
@@ -55,7 +57,8 @@ def create_app(context: ApiContext) -> FastAPI:
         "export, and check whether a person is on the list and why.",
     )
     app.state.ctx = context
-    app.add_middleware(BodyLimit, max_bytes=context.settings.api.import_max_bytes + ENVELOPE)
+    limit = context.settings.api.import_max_bytes
+    app.add_middleware(BodyLimit, max_bytes=limit + ENVELOPE, file_limit=limit)
     observe.install(app, context)
     for router in ROUTERS:
         app.include_router(router)

@@ -18,6 +18,7 @@ from typing import Any
 
 from dnc.domain.contactids import ContactIds, is_token, masked
 from dnc.domain.contacts import ContactKind, normalise_contact
+from dnc.domain.entries import shown_sender
 from dnc.errors import InvalidValue
 
 _MASK_MARK = "…"
@@ -62,8 +63,16 @@ class ContactForms:
 
 def shown(entry: dict[str, Any]) -> dict[str, Any]:
     """An entry (or history entry) as the API answers it: an id masked in ``contact``
-    and in full in ``contact_id``. Other contacts are left as they are."""
+    and in full in ``contact_id``. Other contacts are left as they are. Contract addition:
+    ``sender_shown``, the sender as entered ("ACME" where ``sender`` is "acme"), when the
+    entry's origin says so."""
     contact = entry.get("contact")
+    out = entry
     if isinstance(contact, str) and is_token(contact):
-        return {**entry, "contact": masked(contact), "contact_id": contact}
-    return entry
+        out = {**entry, "contact": masked(contact), "contact_id": contact}
+    sender = entry.get("sender")
+    if isinstance(sender, str):
+        written = shown_sender(sender, entry.get("origin"))
+        if written != sender:
+            out = {**out, "sender_shown": written}
+    return out

@@ -15,34 +15,21 @@ from importlib import resources
 from typing import Annotated
 
 import jinja2
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import HTMLResponse
 
 from dnc.domain.channels import Channel
-from dnc.domain.entries import Source
+from dnc.domain.labels import CHANNEL_LABELS, SOURCE_LABELS
 
 router = APIRouter(include_in_schema=False)
 
 _PACKAGE = "dnc.api"
-_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
 
-SOURCE_LABELS: dict[str, str] = {
-    Source.END_USER_MESSAGE: "Message from end user",
-    Source.CAMPAIGN_ACTION: "Campaign action",
-    Source.URL_OPT_OUT: "URL opt out",
-    Source.MANUAL: "Added manually",
-    Source.IMPORT: "Import",
-    Source.CHANNEL_SIGNAL: "Channel signal",
-}
-CHANNEL_LABELS: dict[str, str] = {
-    Channel.SMS: "SMS",
-    Channel.MMS: "MMS",
-    Channel.VOICE: "Voice",
-    Channel.VIBER: "Viber",
-    Channel.WHATSAPP: "WhatsApp",
-    Channel.RCS: "RCS",
-    Channel.EMAIL: "Email",
-}
 # The seed: WhatsApp cannot be chosen by hand (only by a journey, or "all channels").
 BY_HAND = [c.value for c in Channel if c is not Channel.WHATSAPP]
 
@@ -71,9 +58,10 @@ def _environment() -> jinja2.Environment:
 
 
 @functools.cache
-def render_page() -> str:
+def render_page(max_file_bytes: int) -> str:
     template = _environment().get_template("index.html")
     return template.render(
+        max_file_bytes=max_file_bytes,
         sources=SOURCE_LABELS,
         channels=CHANNEL_LABELS,
         by_hand=[(c, CHANNEL_LABELS[c]) for c in BY_HAND],
@@ -82,8 +70,9 @@ def render_page() -> str:
 
 
 @router.get("/", response_class=HTMLResponse)
-async def page() -> HTMLResponse:
-    return HTMLResponse(render_page(), headers=SECURITY_HEADERS)
+async def page(request: Request) -> HTMLResponse:
+    max_file_bytes = request.app.state.ctx.settings.api.import_max_bytes
+    return HTMLResponse(render_page(max_file_bytes), headers=SECURITY_HEADERS)
 
 
 def static_file(name: str) -> tuple[bytes, str] | None:
@@ -95,6 +84,12 @@ def static_file(name: str) -> tuple[bytes, str] | None:
     if not found.is_file():
         return None
     return found.read_bytes(), _TYPES[suffix]
+
+
+@router.get("/favicon.ico")
+async def favicon(if_none_match: Annotated[str | None, Header()] = None) -> Response:
+    """Browsers ask for it whatever the page links to: the same icon, not a 404."""
+    return await static("favicon.svg", if_none_match)
 
 
 @router.get("/static/{name}")

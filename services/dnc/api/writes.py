@@ -28,7 +28,7 @@ from dnc.api.context import ApiContext
 from dnc.api.observe import new_request_id
 from dnc.domain.channels import Channel, check_channel_for_contact, parse_channel
 from dnc.domain.contacts import ContactKind, normalise_sender
-from dnc.domain.entries import Command, Entry, EntryKey, Op, Source
+from dnc.domain.entries import Command, Entry, EntryKey, Op, Source, sender_as_entered
 
 SUBMIT_CHUNK = 10_000  # commands per produce round, so a big remove does not pile up
 MIN_VIEW_WAIT_S = 0.5
@@ -97,10 +97,19 @@ def manual_key(
 
 
 def add_commands(
-    keys: Sequence[EntryKey], who: Principal, rid: str, at: int, expires_at: int | None = None
+    keys: Sequence[EntryKey],
+    who: Principal,
+    rid: str,
+    at: int,
+    expires_at: int | None = None,
+    *,
+    sender: object = None,
 ) -> list[Command]:
-    """One command per account (each account's entry lives in its own partition)."""
+    """One command per account (each account's entry lives in its own partition);
+    ``sender`` as typed, so the list can show it as entered."""
     cause = origin(who, rid)
+    if keys:
+        cause |= sender_as_entered(sender, keys[0].sender)
     return [
         Command([Op("add", k, Source.MANUAL, expires_at)], at, cause, account_ref(rid, i))
         for i, k in enumerate(keys)

@@ -22,11 +22,21 @@ class Channel(StrEnum):
     EMAIL = "EMAIL"
 
 
-_CHANNEL_NAMES = ", ".join(c.value for c in Channel)
+# The names people read (the page, exports, messages); the codes are what the API speaks.
+CHANNEL_LABELS: dict[str, str] = {
+    Channel.SMS: "SMS",
+    Channel.MMS: "MMS",
+    Channel.VOICE: "Voice",
+    Channel.VIBER: "Viber",
+    Channel.WHATSAPP: "WhatsApp",
+    Channel.RCS: "RCS",
+    Channel.EMAIL: "Email",
+}
+_CHANNEL_NAMES = ", ".join(CHANNEL_LABELS.values())
 _EMAIL_CHANNELS_ONLY = (
-    "is not allowed for an e-mail address: choose EMAIL or leave the channel blank (all channels)"
+    "is not allowed for an e-mail address: choose Email or leave the channel blank (all channels)"
 )
-_NO_EMAIL_FOR_PHONE = "is not allowed for a phone number (EMAIL is for e-mail addresses)"
+_NO_EMAIL_FOR_PHONE = "is not allowed for a phone number (Email is for e-mail addresses)"
 _WHATSAPP_BY_HAND = (
     "cannot be chosen by hand: use a journey action, "
     "or leave the channel blank to block all channels"
@@ -50,15 +60,15 @@ def parse_channel(raw: object, field: str = "channel", *, allow_all: bool = True
     if upper is not None and upper in Channel.__members__:
         return Channel(upper)
     raise InvalidValue(
-        field, raw, f"is not a channel (valid: {_CHANNEL_NAMES}, or ALL / blank for all)"
+        field, raw, f"is not a channel (valid: {_CHANNEL_NAMES}, or All / blank for all)"
     )
 
 
 def check_channel_for_contact(kind: ContactKind, channel: Channel | None, *, by_hand: bool) -> None:
-    # str(channel) so that the message shows 'SMS', not the enum's repr.
+    # The channel's name, so that the message shows "WhatsApp", not the code or the enum's repr.
     if kind is ContactKind.EMAIL and channel not in (None, Channel.EMAIL):
-        raise InvalidValue("channel", str(channel), _EMAIL_CHANNELS_ONLY)
+        raise InvalidValue("channel", CHANNEL_LABELS[channel], _EMAIL_CHANNELS_ONLY)
     if kind is ContactKind.PHONE and channel is Channel.EMAIL:
-        raise InvalidValue("channel", str(channel), _NO_EMAIL_FOR_PHONE)
+        raise InvalidValue("channel", CHANNEL_LABELS[channel], _NO_EMAIL_FOR_PHONE)
     if by_hand and channel is Channel.WHATSAPP:
-        raise InvalidValue("channel", str(channel), _WHATSAPP_BY_HAND)
+        raise InvalidValue("channel", CHANNEL_LABELS[channel], _WHATSAPP_BY_HAND)

@@ -48,6 +48,29 @@ class EntryKey(NamedTuple):
         return orjson.dumps(list(self))
 
 
+# An origin's field: {sender as the list keeps it: as a person wrote it}, for the senders
+# whose kept form differs ("ACME" is kept as "acme": senders compare case-insensitively,
+# but people must see them as entered).
+SENDERS = "senders"
+
+
+def sender_as_entered(raw: object, kept: str | None) -> dict[str, dict[str, str]]:
+    """The origin field for one sender: empty when it is kept as written."""
+    if kept is None or not isinstance(raw, str):
+        return {}
+    written = " ".join(raw.split())
+    return {SENDERS: {kept: written}} if written and written != kept else {}
+
+
+def shown_sender(sender: str | None, origin: dict[str, Any] | None) -> str | None:
+    """A kept sender as the person who added the entry wrote it (the kept form if unknown)."""
+    if sender is None or not isinstance(origin, dict):
+        return sender
+    written = origin.get(SENDERS)
+    found = written.get(sender) if isinstance(written, dict) else None
+    return found if isinstance(found, str) else sender
+
+
 def specificity(channel: str | None, sender: str | None) -> int:
     """Rank for "most specific first": 0 = this channel and this sender, 1 = this channel
     from all senders, 2 = all channels from this sender, 3 = all channels, all senders.

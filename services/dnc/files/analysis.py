@@ -104,7 +104,7 @@ def _hints(
         hints.append(
             f"{national} phone number(s) are not possible international numbers: phone "
             "numbers must be in international format (e.g. 441234567890), or choose the "
-            "country of national-format numbers with default_country (e.g. US)"
+            "country of national-format numbers as the default country (e.g. US)"
         )
     if (
         first is not None
@@ -114,9 +114,11 @@ def _hints(
         and "@" not in first.value
         and any(ch.isalpha() for ch in first.value)
     ):
-        hints.append(f"row {first.row} looks like a header row: skip it with skip_rows={first.row}")
+        hints.append(
+            f"row {first.row} looks like a header row: skip it with Skip rows = {first.row}"
+        )
     if state.encoding == "latin-1":
         hints.append("the file is not UTF-8; it was read as latin-1 (ISO-8859-1)")
     if total and invalid == total:
-        hints.append("no row is valid: check the column mapping and skip_rows")
+        hints.append("no row is valid: check the column mapping and Skip rows")
     return hints

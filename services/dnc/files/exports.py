@@ -30,7 +30,15 @@ from typing import IO, Any, Protocol, TypeVar
 import orjson
 
 from dnc.domain.contactids import masked
-from dnc.domain.entries import Entry
+from dnc.domain.entries import Entry, shown_sender
+from dnc.domain.labels import (
+    ACTION_LABELS,
+    ALL_SENDERS,
+    CAUSE_LABELS,
+    NEVER,
+    channel_label,
+    source_label,
+)
 from dnc.domain.spreadsheets import neutralise
 from dnc.domain.timestamps import format_ms
 
@@ -50,7 +58,6 @@ HISTORY_HEADER = (
     "Cause",
     "Details",
 )
-ALL_CHANNELS = "All channels"
 XLSX_MAX_ROWS = 1_048_576  # per sheet, header included
 _READ_CHUNK = 256 * 1024
 
@@ -76,12 +83,12 @@ def row_of(entry: Entry) -> tuple[str, ...]:
         neutralise(v)
         for v in (
             masked(k.contact),
-            k.sender or "",
-            entry.source.value,
-            k.channel or ALL_CHANNELS,
+            shown_sender(k.sender, entry.origin) or ALL_SENDERS,
+            source_label(entry.source.value),
+            channel_label(k.channel),
             k.account,
             format_ms(entry.added_at),
-            "" if entry.expires_at is None else format_ms(entry.expires_at),
+            NEVER if entry.expires_at is None else format_ms(entry.expires_at),
         )
     )
 
@@ -93,15 +100,15 @@ def history_row(h: HistoryLike) -> tuple[str, ...]:
         neutralise(v)
         for v in (
             format_ms(h.at),
-            h.action,
+            ACTION_LABELS.get(h.action, h.action),
             h.account,
             masked(str(e.get("contact") or "")),
-            e.get("channel") or ALL_CHANNELS,
-            e.get("sender") or "",
-            e.get("source") or "",
+            channel_label(e.get("channel")),
+            shown_sender(e.get("sender"), h.cause) or (ALL_SENDERS if e.get("added_at") else ""),
+            source_label(e.get("source")),
             e.get("added_at") or "",
-            e.get("expires_at") or "",
-            str(kind),
+            e.get("expires_at") or (NEVER if e.get("added_at") else ""),
+            CAUSE_LABELS.get(str(kind), str(kind)),
             orjson.dumps(cause).decode() if cause else "",
         )
     )

@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dnc.domain.channels import Channel, check_channel_for_contact, parse_channel
 from dnc.domain.contacts import ContactKind, normalise_contact, normalise_sender
+from dnc.domain.entries import SENDERS, sender_as_entered
+from dnc.domain.labels import ALL_SENDERS
 from dnc.domain.timestamps import parse_ts
 from dnc.errors import InvalidValue
 from dnc.files.read import ImportFile, ImportFileError, read_table
@@ -31,7 +33,7 @@ MAX_TTL_DAYS = 36_500
 _DAY_MS = 86_400_000
 NATIONAL_HINT = (
     "; if the file holds national numbers, choose the country they belong to "
-    "(default_country, e.g. US)"
+    "as the default country (e.g. US)"
 )
 
 
@@ -164,7 +166,7 @@ def _column_index(column: str, header: list[str] | None) -> int:
             "mapping",
             column,
             "is not a column number, and there is no header row to find it in "
-            "(skip_rows must include the header row)",
+            "(set Skip rows to include the header row)",
         )
     wanted = text.casefold()
     for i, cell in enumerate(header):
@@ -206,6 +208,9 @@ class RowChecker:
         self._sender = -1 if columns.sender is None else columns.sender
         self._channel = -1 if columns.channel is None else columns.channel
         self._senders: dict[str, str | InvalidValue | None] = {}
+        # Senders as the file writes them, where the list keeps another form ("ACME" →
+        # "acme"): the first spelling seen of each.
+        self.senders_shown: dict[str, str] = {}
         self._channels: dict[str, str | InvalidValue | None] = {}
 
     def check(self, cells: list[str]) -> Valid:
@@ -226,6 +231,9 @@ class RowChecker:
                 got = self._senders[cells[i]]
             except KeyError:
                 got = self._cache(self._senders, cells[i], _sender_of)
+                if isinstance(got, str) and got not in self.senders_shown:
+                    written = sender_as_entered(cells[i], got).get(SENDERS, {})
+                    self.senders_shown.update(written)
             if isinstance(got, InvalidValue):
                 raise got
             sender = got
@@ -262,6 +270,9 @@ _BY_RULE = frozenset({Channel.EMAIL.value, Channel.WHATSAPP.value})
 
 
 def _sender_of(raw: str) -> str | None:
+    # The export writes "All senders" for a blank sender; a re-import must read it back.
+    if raw.strip().casefold() == ALL_SENDERS.casefold():
+        return None
     return normalise_sender(raw)
 
 
@@ -293,6 +304,7 @@ class Scan:
     columns: Columns | None = None
     blank: int = 0
     skipped: int = 0
+    senders_shown: dict[str, str] = field(default_factory=dict)
 
 
 def scan(
@@ -311,10 +323,11 @@ def scan(
                 break
     if options.skip_rows and state.skipped < options.skip_rows:
         raise ImportFileError(
-            f.shown, f"has {state.skipped} rows, fewer than skip_rows ({options.skip_rows})"
+            f.shown, f"has {state.skipped} rows, fewer than the rows to skip ({options.skip_rows})"
         )
     state.columns = resolve_columns(options, header)
     checker = RowChecker(state.columns, _region(options.default_country))
+    state.senders_shown = checker.senders_shown
 
     def rows() -> Iterator[tuple[int, Valid | Invalid]]:
         check = checker.check
@@ -346,12 +359,14 @@ class Chunk:
     rows: int
     valid: list[Valid]
     invalid: list[Invalid]
+    # Senders as written in the file (kept form → as written), shared by every chunk.
+    senders_shown: dict[str, str] = field(default_factory=dict)
 
 
 def chunks(f: ImportFile, options: ImportOptions, size: int) -> Iterator[Chunk]:
     """The rows of an import in chunks of ``size`` rows (the job's unit of progress)."""
-    _state, rows = scan(f, options)
-    chunk = Chunk(0, [], [])
+    state, rows = scan(f, options)
+    chunk = Chunk(0, [], [], state.senders_shown)
     for _number, result in rows:
         chunk.rows += 1
         if isinstance(result, Invalid):
@@ -360,7 +375,7 @@ def chunks(f: ImportFile, options: ImportOptions, size: int) -> Iterator[Chunk]:
             chunk.valid.append(result)
         if chunk.rows >= size:
             yield chunk
-            chunk = Chunk(0, [], [])
+            chunk = Chunk(0, [], [], state.senders_shown)
     if chunk.rows:
         yield chunk
 

@@ -63,7 +63,9 @@ class Limits:
 
 
 def megabytes(n: int) -> str:
-    return f"{n / (1024 * 1024):.1f} MB"
+    """ "15 MB", "15.5 MB": a limit reads as it is set, a size with one decimal."""
+    mb = n / (1024 * 1024)
+    return f"{mb:.0f} MB" if mb == int(mb) else f"{mb:.1f} MB"
 
 
 def what_is(head: bytes) -> str | None:
@@ -147,6 +149,8 @@ def open_upload(name: str, data: bytes, limits: Limits) -> ImportFile:
             name,
             f"is {megabytes(len(data))}, more than the {megabytes(limits.max_bytes)} limit: {hint}",
         )
+    if not data:
+        raise ImportFileError(name, "is empty: there is nothing to import")
     ext = posixpath.splitext(name.lower())[1]
     if ext == ".zip":
         return _from_zip(name, data, limits)

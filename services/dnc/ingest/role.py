@@ -25,7 +25,7 @@ from aiokafka.structs import ConsumerRecord
 
 from dnc.domain.channels import Channel, check_channel_for_contact, parse_channel
 from dnc.domain.contacts import normalise_contact, normalise_sender
-from dnc.domain.entries import Command, EntryKey, Op, Source
+from dnc.domain.entries import Command, EntryKey, Op, Source, sender_as_entered
 from dnc.domain.events import (
     InboundMessage,
     JourneyAction,
@@ -166,6 +166,7 @@ class Ingest(PipelineRole):
             "text": msg.text[:160],
             "received_at": msg.received_at,
             **_position(record),
+            **sender_as_entered(msg.to, sender),
         }
         this_sender = EntryKey(msg.account, contact, channel.value, sender)
         all_senders = this_sender._replace(sender=None)
@@ -226,7 +227,7 @@ class Ingest(PipelineRole):
             Command(
                 [Op("add", key, Source.END_USER_MESSAGE, confirm=confirm)],
                 now,
-                _intent_origin(msg, intent, record),
+                {**_intent_origin(msg, intent, record), **sender_as_entered(msg.to, key.sender)},
                 None,
             )
         ]
@@ -310,6 +311,7 @@ class Ingest(PipelineRole):
             "campaign_id": campaign,
             "token": event.token is not None,
             **_position(record),
+            **sender_as_entered(raw_sender, key.sender),
         }
         return [Command([Op("add", key, Source.URL_OPT_OUT)], now, origin, None)]
 
@@ -324,6 +326,7 @@ class Ingest(PipelineRole):
             "event_id": event.event_id,
             "journey_id": event.journey_id,
             **_position(record),
+            **sender_as_entered(event.sender, sender),
         }
         commands = []
         for account in dict.fromkeys(event.accounts):  # one entry per account, no repeats

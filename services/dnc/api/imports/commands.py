@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dnc.domain.entries import Command, EntryKey, Op, Source
+from dnc.domain.entries import SENDERS, Command, EntryKey, Op, Source
 from dnc.domain.timestamps import now_ms
 from dnc.files.imports import Valid
 
@@ -36,10 +36,12 @@ class CommandBuilder:
         self.stored: Callable[[str], str] = str
         self.expires_at: int | None = None
 
-    def __call__(self, rows: list[Valid]) -> list[Command]:
+    def __call__(self, rows: list[Valid], shown: dict[str, str] | None = None) -> list[Command]:
+        """``shown``: senders as the file writes them (kept form → as written)."""
         at = now_ms()
         out: list[Command] = []
         groups: dict[int, tuple[list[Op], list[int]]] = {}
+        shown = shown or {}
         partition_of, source, stored, expires = (
             self.partition_of,
             Source.IMPORT,
@@ -56,8 +58,18 @@ class CommandBuilder:
                 ops, size = group
                 ops.append(Op("add", EntryKey(account, contact, channel, sender), source, expires))
                 size[0] += 96 + len(account) + len(contact) + len(sender or "")
+                if sender in shown:  # the origin names its written form (at most once)
+                    size[0] += 8 + len(sender) + len(shown[sender])
                 if len(ops) >= MAX_OPS or size[0] >= MAX_COMMAND_BYTES:
-                    out.append(Command(ops, at, self.origin, self.ref))
+                    out.append(Command(ops, at, self._cause(ops, shown), self.ref))
                     del groups[p]
-        out.extend(Command(ops, at, self.origin, self.ref) for ops, _ in groups.values())
+        cause = self._cause
+        out.extend(Command(ops, at, cause(ops, shown), self.ref) for ops, _ in groups.values())
         return out
+
+    def _cause(self, ops: list[Op], shown: dict[str, str]) -> dict[str, Any]:
+        """The origin, with the written form of these ops' senders that have one."""
+        if not shown:
+            return self.origin
+        written = {s: shown[s] for o in ops if (s := o.key.sender) is not None and s in shown}
+        return {**self.origin, SENDERS: written} if written else self.origin

@@ -240,6 +240,8 @@ class ImportJobs:
             "created_at": _ts(int(d["created_at"])),
             "finished_at": _ts(int(d["finished_at"])) if d.get("finished_at") else None,
             "error": error,
+            # Not answered as is: the route turns it into "listed" (see list_changes).
+            "list_changes": {int(p): o for p, o in orjson.loads(d.get("changes") or "{}").items()},
         }
 
     async def _run(self, job: _Job) -> None:
@@ -258,6 +260,10 @@ class ImportJobs:
                 if time.monotonic() - last_beat > HEARTBEAT_S:
                     await self._update(key)
                     last_beat = time.monotonic()
+            # Where the changelog is once the import is effective: the list view of the
+            # instance a page asks shows the import once it has read that far.
+            meta = await self.ctx.index.meta()
+            changes = {str(p): meta.changes[p] for p in positions if p in meta.changes}
             counts = await self.ctx.index.progress(import_id)
             async with self._redis() as redis:
                 rejected = int(await redis.hget(key, "rejected") or 0)
@@ -272,7 +278,13 @@ class ImportJobs:
                 finished_at=format_ms(finished),
             )
             await self._publish(import_id, event)
-            await self._update(key, state="finished", phase="done", finished_at=finished)
+            await self._update(
+                key,
+                state="finished",
+                phase="done",
+                finished_at=finished,
+                changes=orjson.dumps(changes),
+            )
             log.info("import %s finished: %s", import_id, event.model_dump_json())
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
@@ -300,7 +312,7 @@ class ImportJobs:
             chunk = next(source, None)
             if chunk is None:
                 return None
-            return chunk.rows, chunk.invalid, build(chunk.valid)
+            return chunk.rows, chunk.invalid, build(chunk.valid, chunk.senders_shown)
 
         pending = asyncio.create_task(asyncio.to_thread(produce))
         try:

@@ -17,6 +17,7 @@ from dnc.api.auth import Principal
 from dnc.api.context import ApiContext
 from dnc.api.deps import api_context, principal
 from dnc.api.imports.jobs import limits_of
+from dnc.api.limits import upload_name
 from dnc.api.routes.imports import form_options
 from dnc.domain.channels import parse_channel
 from dnc.domain.contacts import normalise_sender
@@ -106,7 +107,12 @@ async def dry_run(
     except FileTooLarge as exc:
         return JSONResponse(
             status_code=status.HTTP_413_CONTENT_TOO_LARGE,
-            content={"error": str(exc), "field": exc.field, "reason": exc.reason},
+            content={
+                "error": str(exc),
+                "field": exc.field,
+                "value": exc.value,
+                "reason": exc.reason,
+            },
         )
     account, channel, sender = fields
     result = await audience.dry_run(
@@ -152,7 +158,7 @@ async def _from_form(
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limits.max_bytes + _ENVELOPE:
         raise FileTooLarge(
-            "upload",
+            await upload_name(request),
             f"is {megabytes(int(length))}, more than the {megabytes(limits.max_bytes)} limit: "
             "compress the file into a .zip and upload the .zip",
         )

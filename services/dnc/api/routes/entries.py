@@ -91,14 +91,21 @@ def _pending(outcome: writes.Outcome) -> JSONResponse:
     )
 
 
-@router.get("/entries", summary="List entries, newest first")
+@router.get("/entries", summary="List entries, newest first (or sorted)")
 async def list_entries(
     c: Ctx,
     q: Filter,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    sort: Annotated[
+        str,
+        Query(
+            description="contract addition: added, contact, sender or source; a leading - "
+            "for descending; -added (newest first) by default"
+        ),
+    ] = "-added",
 ) -> dict[str, Any]:
-    page = await c.view.query(q, limit=limit, cursor=cursor)
+    page = await c.view.query(q, limit=limit, cursor=cursor, sort=sort)
     return {
         "entries": [shown(e.to_dict()) for e in page.entries],
         "total": page.total,
@@ -123,7 +130,8 @@ async def add_entries(c: Ctx, who: Who, request: Request, body: AddEntries) -> J
     now = now_ms()
     expires = resolve_expiry(body.expires_at, body.ttl_days, now)
     rid = writes.request_id(request)
-    outcome = await writes.apply(c, writes.add_commands(keys, who, rid, now, expires), rid)
+    commands = writes.add_commands(keys, who, rid, now, expires, sender=body.sender)
+    outcome = await writes.apply(c, commands, rid)
     if not outcome.effective:
         return _pending(outcome)
     results = await writes.add_results(c, keys, outcome)

@@ -14,6 +14,7 @@ from starlette.datastructures import FormData, UploadFile
 from dnc.api.auth import Principal
 from dnc.api.deps import ctx, principal
 from dnc.api.imports.jobs import ImportJobs, limits_of
+from dnc.api.limits import upload_name
 from dnc.domain.events import validation_to_poison
 from dnc.domain.timestamps import now_ms
 from dnc.errors import InvalidValue
@@ -144,17 +145,27 @@ async def start_import(body: StartImport, request: Request, who: Who) -> ImportS
 @router.get("/{import_id}")
 async def import_status(import_id: str, request: Request, who: Who) -> dict[str, Any]:
     """State (running / finished / failed) and progress: rows done of the total, added,
-    already present and rejected."""
+    already present and rejected. Contract addition: ``listed``, once finished, says
+    whether the list (``GET /v1/entries`` of this instance) shows the imported entries yet;
+    a page reloads its list when it is true."""
     found = await jobs(request).status(import_id, who.accounts)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"import {import_id!r} not found")
+    target = found.pop("list_changes")
+    if found["state"] == "finished":
+        found["listed"] = await ctx(request).view.wait_for(target, LISTED_WAIT_S)
     return found
+
+
+# How long a status request waits for the list view to show a finished import; the page
+# asks again when it is not yet listed.
+LISTED_WAIT_S = 2.0
 
 
 def _too_large(exc: FileTooLarge) -> JSONResponse:
     return JSONResponse(
         status_code=status.HTTP_413_CONTENT_TOO_LARGE,
-        content={"error": str(exc), "field": exc.field, "reason": exc.reason},
+        content={"error": str(exc), "field": exc.field, "value": exc.value, "reason": exc.reason},
     )
 
 
@@ -166,7 +177,7 @@ async def _read_upload(
     if length.isdigit() and int(length) > limits.max_bytes + _ENVELOPE:
         # Refused before the body is read and spooled.
         raise FileTooLarge(
-            "upload",
+            await upload_name(request),
             f"is {megabytes(int(length))}, more than the {megabytes(limits.max_bytes)} limit: "
             "compress the file into a .zip (with the one file inside) and upload the .zip",
         )

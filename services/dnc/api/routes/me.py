@@ -15,6 +15,7 @@ from starlette.datastructures import UploadFile
 from dnc.api.auth import Principal
 from dnc.api.deps import ctx, principal
 from dnc.api.imports.jobs import limits_of
+from dnc.api.limits import upload_name
 from dnc.errors import InvalidValue
 from dnc.files.read import FileTooLarge, ImportFile, megabytes, open_upload, read_table
 
@@ -67,7 +68,7 @@ async def preview(
     try:
         if length.isdigit() and int(length) > limits.max_bytes + _ENVELOPE:
             raise FileTooLarge(
-                "upload",
+                await upload_name(request),
                 f"is {megabytes(int(length))}, more than the {megabytes(limits.max_bytes)} "
                 "limit: compress the file into a .zip and upload the .zip",
             )
@@ -84,7 +85,12 @@ async def preview(
     except FileTooLarge as exc:
         return JSONResponse(
             status_code=status.HTTP_413_CONTENT_TOO_LARGE,
-            content={"error": str(exc), "field": exc.field, "reason": exc.reason},
+            content={
+                "error": str(exc),
+                "field": exc.field,
+                "value": exc.value,
+                "reason": exc.reason,
+            },
         )
 
 

@@ -36,10 +36,19 @@ function restrictChannels() {
     option.disabled = (email && option.value !== '' && option.value !== 'EMAIL')
       || (phone && option.value === 'EMAIL');
   }
-  if (channel.selectedOptions[0]?.disabled) channel.value = email ? 'EMAIL' : '';
-  $('add-channel-help').textContent = email
-    ? 'An e-mail address: Email, or All channels'
-    : 'WhatsApp: use a journey, or All channels';
+  // A chosen channel the contact cannot have is changed, and the change is said where
+  // the channel is (never silently).
+  let changed = '';
+  const before = channel.selectedOptions[0];
+  if (before?.disabled) {
+    channel.value = email ? 'EMAIL' : '';
+    changed = `Changed from ${before.textContent} to ${channel.selectedOptions[0].textContent}: `;
+  }
+  const rule = email ? 'an e-mail address can only have Email, or All channels' : '';
+  $('add-channel-help').textContent = changed
+    ? `${changed}${rule || 'a phone number cannot have Email'}.`
+    : email ? 'An e-mail address: Email, or All channels' : 'WhatsApp: use a journey, or All channels';
+  $('add-channel-help').classList.toggle('changed', Boolean(changed));
 }
 
 function close() {

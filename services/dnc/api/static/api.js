@@ -8,6 +8,29 @@ export const labels = JSON.parse(document.body.dataset.labels || '{}');
 export const sourceLabel = (s) => labels.sources?.[s] ?? s;
 export const channelLabel = (c) => (c ? labels.channels?.[c] ?? c : 'All channels');
 export const senderLabel = (s) => s ?? 'All senders';
+// A sender as entered ("ACME"; the list keeps "acme"): the API's sender_shown, or the
+// written form its cause (a history record's origin) names.
+export const enteredSender = (e, cause) => e.sender_shown ?? cause?.senders?.[e.sender] ?? e.sender;
+
+// The API's limit for an uploaded file (the page is rendered with it).
+export const maxFileBytes = Number(document.body.dataset.maxFileBytes) || 15 * 1024 * 1024;
+
+// "15 MB" for a limit, "15.5 MB" for a size (rounded up: never "15.0 MB, more than 15 MB").
+export function megabytes(n) {
+  const mb = n / (1024 * 1024);
+  return Number.isInteger(mb) ? `${mb} MB` : `${(Math.ceil(mb * 10) / 10).toFixed(1)} MB`;
+}
+
+// What the API would refuse about a file before reading it (empty, too large), said
+// before uploading it; '' when it may be sent.
+export function fileProblem(file) {
+  if (file.size === 0) return `“${file.name}” is empty: choose a file with the contacts in it.`;
+  if (file.size <= maxFileBytes) return '';
+  const hint = file.name.toLowerCase().endsWith('.zip')
+    ? 'split the list into several files'
+    : 'compress it into a .zip (with this one file inside) and upload the .zip';
+  return `“${file.name}” is ${megabytes(file.size)}, more than the ${megabytes(maxFileBytes)} limit for a file: ${hint}.`;
+}
 
 export const session = {
   get key() { return sessionStorage.getItem(KEY); },
@@ -134,10 +157,11 @@ export function fieldError(input, errorNode, message) {
   }
 }
 
-// 2026-11-26T05:31:27.123Z → <time>2026-11-26 05:31:27 UTC</time>
+// 2026-11-26T05:31:27.123Z → 2026-11-26 05:31:27 UTC: the one way the page writes a time.
+export const timeText = (iso) => (iso ? iso.replace('T', ' ').replace(/(\.\d+)?Z$/, ' UTC') : '');
+
 export function timeEl(iso) {
-  const shown = iso ? iso.replace('T', ' ').replace(/(\.\d+)?Z$/, ' UTC') : '';
-  return el('time', { datetime: iso, title: iso, text: shown });
+  return el('time', { datetime: iso, title: iso, text: timeText(iso) });
 }
 
 export const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;

@@ -6,6 +6,7 @@ import * as addNew from './addnew.js';
 import * as wizard from './wizard.js';
 import * as check from './check.js';
 import * as dryrun from './dryrun.js';
+import * as overview from './overview.js';
 import * as reviews from './reviews.js';
 
 function showSignIn(message = '') {
@@ -16,7 +17,9 @@ function showSignIn(message = '') {
   $('api-key').focus();
 }
 
-function showApp() {
+// focus: after signing in, the list's heading takes the focus (where the user is now);
+// on a reload nothing is focused (no focus ring on a heading nobody went to).
+function showApp(focus = false) {
   const { name, accounts } = session.me;
   $('who-name').textContent = name;
   $('who-accounts').textContent = accounts.join(', ');
@@ -30,8 +33,9 @@ function showApp() {
   wizard.init(() => list.reload());
   dryrun.init();
   reviews.init(() => list.reload());
-  list.reset();
-  $('list-h').focus();
+  overview.init();
+  list.open();
+  if (focus) $('list-h').focus();
 }
 
 // Ask the API who the key is; true when it is a valid key.
@@ -64,7 +68,7 @@ async function signIn(event) {
   }
   session.set(key);
   $('api-key').value = '';
-  showApp();
+  showApp(true);
 }
 
 function signOut() {

@@ -3,7 +3,7 @@
 // person's history (every change and its cause), and "Erase this person".
 import {
   $, el, api, announce, alertError, session, timeEl, fieldError, plural, waitEffective,
-  confirmDialog, sourceLabel, channelLabel, senderLabel,
+  confirmDialog, sourceLabel, channelLabel, senderLabel, enteredSender,
 } from './api.js';
 
 const FIELDS = ['contact', 'channel', 'sender'];
@@ -28,10 +28,21 @@ function clearErrors() {
   for (const f of FIELDS) fieldError($(`check-${f}`), $(`check-${f}-error`), '');
 }
 
-function entriesTable(result) {
+// The check answers from the index, which keeps senders as compared ("acme"); the
+// history's causes say how they were entered ("ACME").
+function writtenSenders(history) {
+  const written = {};
+  for (const h of history) {
+    const s = h.entry?.sender;
+    if (s && h.cause?.senders?.[s]) written[s] = h.cause.senders[s];
+  }
+  return written;
+}
+
+function entriesTable(result, written) {
   const rows = result.entries.map((e) => el('tr', {},
     el('td', { text: channelLabel(e.channel) }),
-    el('td', { text: senderLabel(e.sender) }),
+    el('td', { text: senderLabel(written[e.sender] ?? enteredSender(e)) }),
     el('td', { text: sourceLabel(e.source) }),
     el('td', {}, timeEl(e.added_at), e.expires_at ? el('span', { class: 'muted' }, ' · expires ', timeEl(e.expires_at)) : null),
     el('td', { text: e.blocks ? 'Yes' : 'No' })));
@@ -64,7 +75,7 @@ function historyTable(records, more) {
     const e = h.entry;
     const what = h.action === 'erase'
       ? 'Data and history erased; the suppression stays'
-      : `${channelLabel(e.channel)} · ${senderLabel(e.sender)} · ${sourceLabel(e.source)}`;
+      : `${channelLabel(e.channel)} · ${senderLabel(enteredSender(e, h.cause))} · ${sourceLabel(e.source)}`;
     return el('tr', {},
       el('td', {}, timeEl(h.at)),
       el('td', { text: ACTIONS[h.action] ?? h.action }),
@@ -92,7 +103,8 @@ function render(contact, results, channel, sender, history) {
       ? `${shown} is on the list, but not for messages ${scope}.`
       : `${shown} is not on the Do Not Contact list in ${results.length === 1 ? results[0].account : 'any of your accounts'}.`;
   const out = [el('p', { class: blocked.length ? 'verdict blocked' : 'verdict', text: headline })];
-  for (const r of listed) out.push(entriesTable(r));
+  const written = writtenSenders(history.history);
+  for (const r of listed) out.push(entriesTable(r, written));
   out.push(historyTable(history.history, Boolean(history.next_cursor)));
   if (listed.length || history.history.length) {
     out.push(el('div', { class: 'actions' },
@@ -163,7 +175,7 @@ async function erase(event) {
     await run(contact, accounts);
     await onErased();
     announce(`Erased: ${plural(erased, 'history record')} deleted; ${plural(kept, 'entry', 'entries')} `
-      + `keep blocking as ${data.contact}.`);
+      + `${kept === 1 ? 'keeps' : 'keep'} blocking as ${data.contact}.`);
   } catch (err) {
     alertError(`Nothing was erased: ${err.message}`);
   }

@@ -2,6 +2,7 @@
 // column, .txt/.csv/.xlsx/.zip) and see how much of it the list suppresses, and why.
 import {
   $, el, api, session, plural, timeEl, fieldError, openDialog, sourceLabel, channelLabel, senderLabel,
+  fileProblem,
 } from './api.js';
 
 const FIELDS = ['file', 'column', 'account', 'channel', 'sender'];
@@ -44,7 +45,8 @@ function render(data) {
     const caption = c.suppressed > data.suppressed.length
       ? `The first ${data.suppressed.length} of ${plural(c.suppressed, 'suppressed contact')} (the CLI writes them all)`
       : 'Suppressed contacts, with the entry that blocks each';
-    out.push(el('div', { class: 'table-wrap' }, el('table', { id: 'dryrun-suppressed' },
+    // A region that may scroll sideways: reachable with the keyboard, and named.
+    out.push(el('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': 'Suppressed contacts' }, el('table', { id: 'dryrun-suppressed' },
       el('caption', { text: caption }),
       el('thead', {}, el('tr', {}, ...['Row', 'Contact', 'Channel', 'Sender', 'Source', 'Added']
         .map((h) => el('th', { scope: 'col', text: h })))),
@@ -65,12 +67,22 @@ async function run(event) {
     showError('file', 'Choose the audience file.');
     return;
   }
+  const problem = fileProblem(file);
+  if (problem) {
+    showError('file', problem);
+    return;
+  }
+  const skip = Math.max(0, Math.floor(Number($('dryrun-skip').value) || 0));
+  const column = $('dryrun-column').value.trim() || '1';
+  if (!skip && !(Number.isInteger(Number(column)) && Number(column) >= 1)) {
+    showError('column', `“${column}” is a header text: set Skip rows to include the header row (e.g. 1), or give the column's number.`);
+    return;
+  }
   const form = new FormData();
   form.append('file', file);
   form.append('account', $('dryrun-account').value);
   form.append('channel', $('dryrun-channel').value);
   form.append('sender', $('dryrun-sender').value.trim());
-  const skip = Math.max(0, Math.floor(Number($('dryrun-skip').value) || 0));
   form.append('options', JSON.stringify({ skip_rows: skip, mapping: mapping() }));
   $('dryrun-run').disabled = true;
   $('dryrun-result').replaceChildren(el('p', { class: 'muted', text: 'Checking the audience…' }));

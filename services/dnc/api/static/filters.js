@@ -1,7 +1,10 @@
 // Filters of the list. They are the API's repeatable query parameters (values of one
 // filter are OR-ed, filters are AND-ed) and live in the page's URL, so a view can be
 // shared or reloaded.
-import { $, el, announce, session, sourceLabel, channelLabel, senderLabel, fieldError } from './api.js';
+import {
+  $, el, api, announce, alertError, session, sourceLabel, channelLabel, senderLabel, fieldError,
+  timeText,
+} from './api.js';
 
 const FIELDS = {
   contact: { label: 'Contact information', help: 'An exact contact, or the start of one followed by * (e.g. 4412*).' },
@@ -34,8 +37,15 @@ function fromUrl() {
   return found;
 }
 
+// The list's own parameters (rows per page, and others the list adds) stay in the URL
+// when the filters change; the page number does not (new filters: page 1).
+const KEPT = ['size', 'sort'];
+
 function toUrl() {
-  const qs = filterParams().toString();
+  const params = filterParams();
+  const current = new URLSearchParams(window.location.search);
+  for (const name of KEPT) if (current.has(name)) params.set(name, current.get(name));
+  const qs = params.toString();
   const url = `${window.location.pathname}${qs ? `?${qs}` : ''}`;
   if (url !== `${window.location.pathname}${window.location.search}`) window.history.pushState(null, '', url);
 }
@@ -46,7 +56,7 @@ function shown(field, value) {
   if (field === 'sender' && value.toUpperCase() === 'ALL') return senderLabel(null);
   if (FIELDS[field].time) {
     const d = new Date(value);
-    return Number.isNaN(d.getTime()) ? value : d.toLocaleString();
+    return Number.isNaN(d.getTime()) ? value : timeText(d.toISOString()); // as the table writes times
   }
   return value;
 }
@@ -127,7 +137,19 @@ function fieldChosen() {
   control.setAttribute('aria-describedby', 'filter-value-help filter-error');
 }
 
-function addValue(event) {
+// A typed value the API would refuse (e.g. "bob" as a contact) never becomes a chip: the
+// API is asked first, so its own rules decide and its message names the value.
+async function refused(field, value) {
+  if (field !== 'contact' && field !== 'sender') return '';
+  try {
+    await api('/v1/entries', { params: { [field]: value, limit: '1' } });
+    return '';
+  } catch (err) {
+    return err.status === 422 ? err.shown : '';
+  }
+}
+
+async function addValue(event) {
   event.preventDefault();
   const field = $('filter-field').value;
   const control = activeControl();
@@ -146,6 +168,12 @@ function addValue(event) {
     value = d.toISOString();
     filters.set(field, [value]);
   } else {
+    const problem = await refused(field, value);
+    if (problem) {
+      fieldError(control, $('filter-error'), `Not added: ${problem}`);
+      control.focus();
+      return;
+    }
     const values = filters.get(field) || [];
     if (!values.includes(value)) filters.set(field, [...values, value]);
   }
@@ -162,10 +190,10 @@ function toggleForm(open) {
   else $('filter-add').focus();
 }
 
-// A filter the API refused (e.g. a malformed contact): shown where filters are added.
+// A filter the API refused (e.g. a malformed contact in a shared URL): an alert, not a
+// field error, since it is about a chip already there, not the value being typed.
 export function showFilterError(message) {
-  toggleForm(true);
-  fieldError(null, $('filter-error'), message);
+  alertError(`${message}. Remove that filter to see the list.`);
 }
 
 export function init(listChanged) {

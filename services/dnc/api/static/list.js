@@ -2,7 +2,7 @@
 // pages; delete (one with ✕, or the selection) after a confirmation; export.
 import {
   $, el, api, announce, alertError, timeEl, plural, download, waitEffective, confirmDialog,
-  sourceLabel, channelLabel, senderLabel,
+  sourceLabel, channelLabel, senderLabel, enteredSender,
 } from './api.js';
 import { filterParams, showFilterError } from './filters.js';
 
@@ -14,6 +14,7 @@ const state = {
   next: null,
   selected: new Map(), // key → entry, kept across pages until the filters change
   loading: 0,
+  pending: Promise.resolve(),
 };
 
 // An entry kept under a contact id (privacy mode, or an erased person) is listed masked;
@@ -21,8 +22,70 @@ const state = {
 const stored = (e) => e.contact_id ?? e.contact;
 const keyOf = (e) => JSON.stringify([e.account, stored(e), e.channel, e.sender]);
 const keyBody = (e) => ({ account: e.account, contact: stored(e), channel: e.channel, sender: e.sender });
-const describe = (e) => `${e.contact} · ${channelLabel(e.channel)} · ${senderLabel(e.sender)} · ${e.account}`;
+const describe = (e) => `${e.contact} · ${channelLabel(e.channel)} · ${senderLabel(enteredSender(e))} · ${e.account}`;
 const pageSize = () => Number($('page-size').value) || 25;
+const DEFAULT_SIZE = '25';
+const DEFAULT_SORT = '-added';
+const sortOrder = () => $('sort').value || DEFAULT_SORT;
+
+// The column the list is sorted by, said on its header (aria-sort) and in the caption.
+function showSort() {
+  const order = sortOrder();
+  const column = order.replace(/^-/, '');
+  for (const th of $('entries').querySelectorAll('th[data-sort]')) {
+    if (th.dataset.sort === column) th.setAttribute('aria-sort', order.startsWith('-') ? 'descending' : 'ascending');
+    else th.removeAttribute('aria-sort');
+  }
+  $('entries-caption').textContent = `Contacts on the Do Not Contact list, ${$('sort').selectedOptions[0].textContent.toLowerCase()}`;
+}
+
+// Page number and rows per page live in the URL (left out when they are the defaults), so
+// a reload or a shared link opens the same page. Replaced, not pushed: Back goes to the
+// previous filters, not through every page seen.
+function toUrl() {
+  const params = new URLSearchParams(window.location.search);
+  if (state.page > 0) params.set('page', String(state.page + 1));
+  else params.delete('page');
+  if ($('page-size').value !== DEFAULT_SIZE) params.set('size', $('page-size').value);
+  else params.delete('size');
+  if (sortOrder() !== DEFAULT_SORT) params.set('sort', sortOrder());
+  else params.delete('sort');
+  const qs = params.toString();
+  const url = `${window.location.pathname}${qs ? `?${qs}` : ''}`;
+  if (url !== `${window.location.pathname}${window.location.search}`) window.history.replaceState(null, '', url);
+}
+
+// The page the URL names: the API pages with cursors, so the pages before it are walked
+// (once, when the page is opened) to find its cursor.
+async function openUrlPage() {
+  const params = new URLSearchParams(window.location.search);
+  const size = params.get('size');
+  if (size && [...$('page-size').options].some((o) => o.value === size)) $('page-size').value = size;
+  const sort = params.get('sort');
+  if (sort && [...$('sort').options].some((o) => o.value === sort)) $('sort').value = sort;
+  showSort();
+  const wanted = Math.min(Math.max(1, Math.floor(Number(params.get('page')) || 1)), 1000) - 1;
+  state.cursors = [null];
+  state.page = 0;
+  state.selected.clear();
+  const filtered = filterParams();
+  filtered.set('limit', String(pageSize()));
+  if (sortOrder() !== DEFAULT_SORT) filtered.set('sort', sortOrder());
+  while (state.page < wanted) {
+    const cursor = state.cursors[state.page];
+    if (cursor) filtered.set('cursor', cursor);
+    let next = null;
+    try {
+      next = (await api('/v1/entries', { params: filtered })).data.next_cursor;
+    } catch {
+      break; // load() below says what is wrong
+    }
+    if (!next) break;
+    state.cursors[state.page + 1] = next;
+    state.page += 1;
+  }
+  await load();
+}
 
 // Filters changed (or first load): back to the first page, selection cleared.
 export async function reset() {
@@ -42,10 +105,21 @@ export async function first() {
 // Same page again, e.g. after an import.
 export const reload = () => load();
 
-async function load() {
+// First load: the page and page size the URL names.
+export const open = () => openUrlPage();
+
+// The page being loaded: "Next page" pressed twice quickly must not reuse the first
+// page's cursor for the third page, so paging waits for it.
+function load() {
+  state.pending = loadPage();
+  return state.pending;
+}
+
+async function loadPage() {
   const ticket = ++state.loading;
   const params = filterParams();
   params.set('limit', String(pageSize()));
+  if (sortOrder() !== DEFAULT_SORT) params.set('sort', sortOrder());
   const cursor = state.cursors[state.page];
   if (cursor) params.set('cursor', cursor);
   $('entries').setAttribute('aria-busy', 'true');
@@ -59,6 +133,8 @@ async function load() {
     }
     Object.assign(state, { entries: data.entries, total: data.total, next: data.next_cursor });
     render();
+    toUrl();
+    document.dispatchEvent(new CustomEvent('dnc:listed')); // e.g. the overview follows
   } catch (err) {
     if (ticket !== state.loading) return;
     Object.assign(state, { entries: [], total: 0, next: null });
@@ -106,15 +182,16 @@ function rowOf(e) {
     type: 'button', class: 'icon', text: '✕', title: 'Delete', 'aria-label': `Delete ${describe(e)}`,
   });
   remove.addEventListener('click', () => removeEntries([e], remove));
+  // data-label: the column's name, shown on phones where a row is a card.
   return el('tr', { dataset: { key } },
     el('td', {}, select),
     el('td', { class: 'contact', text: e.contact, title: e.contact_id ? 'Kept as a contact id (shown masked)' : null }),
-    el('td', { class: e.sender ? '' : 'muted', text: senderLabel(e.sender) }),
-    el('td', { text: sourceLabel(e.source) }),
-    el('td', { class: e.channel ? '' : 'muted', text: channelLabel(e.channel) }),
-    el('td', { text: e.account }),
-    el('td', {}, timeEl(e.added_at)),
-    el('td', { class: e.expires_at ? '' : 'muted' }, e.expires_at ? timeEl(e.expires_at) : 'Never'),
+    el('td', { class: e.sender ? '' : 'muted', 'data-label': 'Sender', text: senderLabel(enteredSender(e)) }),
+    el('td', { 'data-label': 'Source', text: sourceLabel(e.source) }),
+    el('td', { class: e.channel ? '' : 'muted', 'data-label': 'Channel', text: channelLabel(e.channel) }),
+    el('td', { 'data-label': 'Account', text: e.account }),
+    el('td', { 'data-label': 'Added' }, timeEl(e.added_at)),
+    el('td', { class: e.expires_at ? '' : 'muted', 'data-label': 'Expires' }, e.expires_at ? timeEl(e.expires_at) : 'Never'),
     el('td', { class: 'row-actions' }, remove));
 }
 
@@ -166,10 +243,19 @@ async function removeEntries(entries, opener) {
   }
 }
 
+// CSV has one table per file: with the history it is two files, in a .zip. Said before
+// the download, not discovered after it.
+const ZIP_NOTE = 'CSV with history downloads a .zip holding entries.csv and history.csv.';
+function exportNote() {
+  const zip = $('export-format').value === 'csv' && $('export-history').checked;
+  $('export-note').textContent = zip ? ZIP_NOTE : '';
+}
+
 async function exportEntries(selectedOnly) {
   const format = $('export-format').value;
   const history = $('export-history').checked;
   const withHistory = history ? ' with their history' : '';
+  const as = history && format === 'csv' ? 'a .zip of two CSV files (entries.csv, history.csv)' : format.toUpperCase();
   try {
     if (selectedOnly) {
       const keys = [...state.selected.values()].map(keyBody);
@@ -178,13 +264,13 @@ async function exportEntries(selectedOnly) {
       const headers = await download('/v1/entries/export', { method: 'POST', params, json: { keys } });
       const missing = Number(headers.get('X-DNC-Missing') || 0);
       const note = missing ? ` (${plural(missing, 'was', 'were')} no longer on the list)` : '';
-      announce(`Exported ${plural(keys.length - missing, 'selected contact')}${withHistory} as ${format.toUpperCase()}${note}.`);
+      announce(`Exported ${plural(keys.length - missing, 'selected contact')}${withHistory} as ${as}${note}.`);
     } else {
       const params = filterParams();
       params.set('format', format);
       if (history) params.set('history', 'true');
       await download('/v1/entries/export', { params });
-      announce(`Exported ${plural(state.total, 'contact')}${withHistory} as ${format.toUpperCase()}.`);
+      announce(`Exported ${plural(state.total, 'contact')}${withHistory} as ${as}.`);
     }
   } catch (err) {
     alertError(`The export failed: ${err.message}`);
@@ -193,15 +279,23 @@ async function exportEntries(selectedOnly) {
 
 export function init() {
   $('select-page').addEventListener('change', selectPage);
-  $('page-next').addEventListener('click', () => {
+  $('page-next').addEventListener('click', async () => {
+    await state.pending;
     if (!state.next) return;
     state.cursors[state.page + 1] = state.next;
     state.page += 1;
     load();
   });
-  $('page-prev').addEventListener('click', () => {
+  $('page-prev').addEventListener('click', async () => {
+    await state.pending;
     if (state.page === 0) return;
     state.page -= 1;
+    load();
+  });
+  $('sort').addEventListener('change', () => { // a new order: its own cursors, page 1
+    state.cursors = [null];
+    state.page = 0;
+    showSort();
     load();
   });
   $('page-size').addEventListener('change', () => {
@@ -214,4 +308,6 @@ export function init() {
   });
   $('export-selected').addEventListener('click', () => exportEntries(true));
   $('export-all').addEventListener('click', () => exportEntries(false));
+  $('export-format').addEventListener('change', exportNote);
+  $('export-history').addEventListener('change', exportNote);
 }

@@ -3,11 +3,14 @@
 // (counts, the first invalid rows with reasons) → accounts → Import, with a live
 // progress bar and a notice when it finishes.
 import {
-  $, el, api, announce, alertError, session, plural, sleep, fieldError, openDialog,
+  $, el, api, announce, alertError, session, plural, sleep, fieldError, openDialog, fileProblem,
 } from './api.js';
 
 const TARGETS = { '': 'Skip (not imported)', contact: 'Contact information', sender: 'Sender', channel: 'Channel' };
+// An invalid row's field as the mapping step names it, not the API's field name.
+const FIELD_NAMES = { ...TARGETS, file: 'File' };
 const POLL_MS = 250;
+const LISTED_MS = 15000; // the longest a finished import waits for the list to show it
 
 const w = {
   file: null, preview: null, mapping: [], history: [], uploadId: null, options: null, onDone: null,
@@ -36,10 +39,22 @@ async function toMap() {
     $('import-file').focus();
     return;
   }
+  const problem = fileProblem(file);
+  if (problem) {
+    fieldError($('import-file'), $('import-file-error'), problem);
+    $('import-file').focus();
+    return;
+  }
   const form = new FormData();
   form.append('file', file);
   try {
     const { data } = await api('/v1/imports/preview', { method: 'POST', form, params: { rows: 12 } });
+    if (!data.columns) { // e.g. only blank lines: nothing to map
+      const shown = data.file.used ? `${data.file.name}: ${data.file.used}` : data.file.name;
+      fieldError($('import-file'), $('import-file-error'), `“${shown}” has no rows to import.`);
+      $('import-file').focus();
+      return;
+    }
     if (file !== w.file) {
       Object.assign(w, { file, uploadId: null, mapping: Array(data.columns).fill(''), history: [] });
       w.history = w.mapping.map(() => []);
@@ -97,10 +112,11 @@ function mapColumn(i, target) {
   if (other >= 0 && other !== i) { // one column per field: the other one is unmapped
     w.history[other].push(target);
     w.mapping[other] = '';
-    $('import-map-error').textContent = `${TARGETS[target]} was moved from ${columnName(other)} to ${columnName(i)}.`;
+    $('import-map-note').textContent = `${TARGETS[target]} was moved from ${columnName(other)} to ${columnName(i)}.`;
   } else {
-    $('import-map-error').textContent = '';
+    $('import-map-note').textContent = '';
   }
+  fieldError(null, $('import-map-error'), '');
   w.history[i].push(w.mapping[i]);
   w.mapping[i] = target;
   syncMap();
@@ -112,7 +128,7 @@ function undoColumn(i) {
   const other = previous ? w.mapping.indexOf(previous) : -1;
   if (other >= 0 && other !== i) w.mapping[other] = '';
   w.mapping[i] = previous;
-  $('import-map-error').textContent = '';
+  $('import-map-note').textContent = '';
   syncMap();
   $(`import-map-${i}`).focus();
 }
@@ -164,7 +180,7 @@ function renderAnalysis(a) {
     el('dt', { text: name }), el('dd', { dataset: { count: name }, text: String(n) })]));
   $('import-hints').replaceChildren(...a.hints.map((h) => el('li', { text: h })));
   const invalid = a.invalid_rows.map((r) => el('tr', {},
-    el('td', { text: String(r.row) }), el('td', { text: r.field }),
+    el('td', { text: String(r.row) }), el('td', { text: FIELD_NAMES[r.field] ?? r.field }),
     el('td', { text: r.value === null ? '' : String(r.value) }), el('td', { text: r.reason })));
   $('import-invalid').tBodies[0].replaceChildren(...invalid);
   $('import-invalid').caption.textContent = a.invalid > a.invalid_rows_shown
@@ -207,6 +223,7 @@ async function start() {
 
 async function follow(importId) {
   const bar = $('import-progress');
+  let listedBy = null;
   for (;;) {
     let s;
     try {
@@ -223,12 +240,14 @@ async function follow(importId) {
     }
     const done = `${plural(s.rows_done, 'row')} of ${s.rows_total ?? '…'} read, ${s.added} added, `
       + `${s.already_present} already on the list, ${s.rejected} rejected`;
-    if (s.state === 'finished') {
+    // Finished, and (for a while at most) until the list shows it: the notice and the
+    // list's new total come together.
+    if (s.state === 'finished' && (s.listed !== false || Date.now() > (listedBy ??= Date.now() + LISTED_MS))) {
       bar.max = 1;
       bar.value = 1;
       $('import-progress-text').textContent = `Finished: ${done}.`;
-      announce(`Import finished: ${s.added} added, ${s.already_present} already on the list, ${s.rejected} rejected.`);
       await w.onDone?.();
+      announce(`Import finished: ${s.added} added, ${s.already_present} already on the list, ${plural(s.rejected, 'row')} rejected.`);
       return;
     }
     if (s.state === 'failed') {
@@ -237,7 +256,8 @@ async function follow(importId) {
       await w.onDone?.();
       return;
     }
-    $('import-progress-text').textContent = `${s.phase === 'applying' ? 'Applying' : 'Reading'}: ${done}.`;
+    const phase = { applying: 'Applying', done: 'Finished, updating the list' }[s.phase] ?? 'Reading';
+    $('import-progress-text').textContent = `${phase}: ${done}.`;
     await sleep(POLL_MS);
   }
 }
@@ -247,7 +267,7 @@ export function open(event) {
   $('import-file').value = '';
   $('import-skip').value = '0';
   $('import-country').value = '';
-  for (const id of ['import-file-error', 'import-map-error', 'import-accounts-error']) $(id).textContent = '';
+  for (const id of ['import-file-error', 'import-map-error', 'import-map-note', 'import-accounts-error']) $(id).textContent = '';
   openDialog($('import-dialog'), event?.currentTarget, $('import-open'));
   show('file');
   $('import-file').focus();
@@ -257,6 +277,10 @@ export function init(done) {
   w.onDone = done;
   const dialog = $('import-dialog');
   $('import-open').addEventListener('click', open);
+  $('import-file').addEventListener('change', () => {
+    const file = $('import-file').files[0];
+    fieldError($('import-file'), $('import-file-error'), file ? fileProblem(file) : '');
+  });
   $('import-to-map').addEventListener('click', toMap);
   $('import-analyze').addEventListener('click', analyze);
   $('import-start').addEventListener('click', start);

@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS history (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS history_key ON history (hk);
 CREATE INDEX IF NOT EXISTS history_person ON history (account, contact, at, part, off);
+CREATE INDEX IF NOT EXISTS history_recent ON history (account, at);  -- the overview's days
 """
 
 _COLUMNS = "account, contact, channel, sender, hid, at, part, off, action, entry, cause"

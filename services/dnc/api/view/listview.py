@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from dnc.api.view import history as view_history
+from dnc.api.view import overview as view_overview
 from dnc.api.view import store
 from dnc.api.view.pages import (
     HistoryPage,
@@ -43,7 +44,16 @@ from dnc.api.view.pages import (
     encode_cursor,
 )
 from dnc.api.view.query import EntryQuery
+from dnc.api.view.sorting import (
+    DEFAULT_SORT,
+    decode_sorted_cursor,
+    encode_sorted_cursor,
+    parse_sort,
+    sort_value,
+    sorted_page,
+)
 from dnc.domain.entries import Entry, EntryKey
+from dnc.domain.timestamps import now_ms
 from dnc.kafka import clients as kafka
 from dnc.settings import Settings
 
@@ -330,8 +340,20 @@ class ListView:
 
     # --- queries -------------------------------------------------------------------------
 
-    async def query(self, q: EntryQuery, *, limit: int, cursor: str | None) -> Page:
-        """A page of entries, newest first, and how many entries ``q`` matches in all."""
+    async def query(
+        self, q: EntryQuery, *, limit: int, cursor: str | None, sort: str = DEFAULT_SORT
+    ) -> Page:
+        """A page of entries (newest first, or ``sort``: see ``sorting.parse_sort``), and
+        how many entries ``q`` matches in all."""
+        order = parse_sort(sort)
+        if order != ("added", True):
+            sorted_after = decode_sorted_cursor(cursor, order) if cursor else None
+            found = await self._read(sorted_page, q, limit + 1, order, sorted_after)
+            total = await self._read(store.count, q)
+            page = found[:limit]
+            last = (sort_value(page[-1], order[0]), store.key_hash(page[-1].key))
+            more = len(found) > limit
+            return Page(page, total, encode_sorted_cursor(order, last) if more else None)
         after = decode_cursor(cursor) if cursor else None
         entries = await self._read(store.page, q, limit + 1, after)
         total = await self._read(store.count, q)
@@ -339,6 +361,10 @@ class ListView:
         entries = entries[:limit]
         next_cursor = encode_cursor(store.position_of(entries[-1])) if more else None
         return Page(entries, total, next_cursor)
+
+    async def overview(self, accounts: list[str], days: int) -> dict[str, Any]:
+        """Totals by source and channel, and changes per day (``dnc.api.view.overview``)."""
+        return await self._read(view_overview.overview, accounts, days, now_ms())
 
     async def count(self, q: EntryQuery) -> int:
         return await self._read(store.count, q)

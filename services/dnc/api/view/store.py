@@ -36,7 +36,7 @@ SCHEMA_VERSION = "2"
 CHANGES, HISTORY = "c", "h"  # the logs whose offsets the file keeps
 # An upper bound for "starts with": sorts after any character a contact can contain.
 _PREFIX_END = "\U0010ffff"
-_COLUMNS = "account, contact, channel, sender, source, added_at, origin, expires_at, kh"
+COLUMNS = "account, contact, channel, sender, source, added_at, origin, expires_at, kh"
 _KEY_MATCH = (
     "account = ? AND contact = ? AND coalesce(channel, '') = ? AND coalesce(sender, '') = ?"
 )
@@ -65,12 +65,16 @@ CREATE INDEX IF NOT EXISTS entries_newest ON entries (account, added_at, kh);
 CREATE INDEX IF NOT EXISTS entries_sender ON entries (account, sender, added_at, kh);
 CREATE INDEX IF NOT EXISTS entries_channel ON entries (account, channel, added_at, kh);
 CREATE INDEX IF NOT EXISTS entries_source ON entries (account, source, added_at, kh);
+-- The listing's other sort orders (see SORT_COLUMNS).
+CREATE INDEX IF NOT EXISTS entries_by_contact ON entries (account, contact, kh);
+CREATE INDEX IF NOT EXISTS entries_by_sender ON entries (account, coalesce(sender, ''), kh);
+CREATE INDEX IF NOT EXISTS entries_by_source ON entries (account, source, kh);
 """
     + view_history.SCHEMA
 )
 
 _UPSERT = f"""
-INSERT INTO entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO entries ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (account, contact, coalesce(channel, ''), coalesce(sender, '')) DO UPDATE SET
     source = excluded.source, added_at = excluded.added_at,
     -- An extension rewrites the entry without its origin (the list writer reads entries
@@ -82,6 +86,8 @@ ON CONFLICT (account, contact, coalesce(channel, ''), coalesce(sender, '')) DO U
 """
 
 Position = tuple[int, int]  # (added_at, kh) of the last entry seen, for keyset paging
+
+
 Row = tuple[str, str, str | None, str | None, str, int, str | None, int | None, int]
 
 
@@ -316,7 +322,7 @@ def filters(q: EntryQuery) -> tuple[list[str], list[object]]:
     return where, params
 
 
-def _entry(row: Sequence[Any]) -> Entry:
+def entry_of(row: Sequence[Any]) -> Entry:
     account, contact, channel, sender, source, added_at, origin, expires_at = row[:8]
     return Entry(
         EntryKey(account, contact, channel, sender),
@@ -339,7 +345,7 @@ def page(
         params += list(after)
     cond = "".join(f" AND {w}" for w in where)
     sql = (
-        f"SELECT {_COLUMNS} FROM entries WHERE account = ?{cond}"
+        f"SELECT {COLUMNS} FROM entries WHERE account = ?{cond}"
         " ORDER BY added_at DESC, kh DESC LIMIT ?"
     )
     rows: list[Sequence[Any]] = []
@@ -347,7 +353,7 @@ def page(
         rows += conn.execute(sql, [account, *params, limit]).fetchall()
     if len(q.accounts) > 1:
         rows.sort(key=lambda r: (r[5], r[8]), reverse=True)
-    return [_entry(r) for r in rows[:limit]]
+    return [entry_of(r) for r in rows[:limit]]
 
 
 def count(conn: sqlite3.Connection, q: EntryQuery) -> int:
@@ -373,11 +379,11 @@ def keys(conn: sqlite3.Connection, q: EntryQuery) -> list[EntryKey]:
 
 def get(conn: sqlite3.Connection, wanted: Sequence[EntryKey]) -> dict[EntryKey, Entry]:
     out: dict[EntryKey, Entry] = {}
-    sql = f"SELECT {_COLUMNS} FROM entries WHERE {_KEY_MATCH}"
+    sql = f"SELECT {COLUMNS} FROM entries WHERE {_KEY_MATCH}"
     for k in wanted:
         row = conn.execute(sql, (k.account, k.contact, k.channel or "", k.sender or "")).fetchone()
         if row is not None:
-            out[k] = _entry(row)
+            out[k] = entry_of(row)
     return out
 
 

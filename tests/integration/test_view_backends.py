@@ -105,6 +105,12 @@ def test_an_extension_keeps_the_origin_and_a_prefix_is_a_byte_range(view: ViewSt
     found = view.keys(EntryQuery(accounts=("acme",), contact_prefixes=("jane",)))
     assert sorted(found, key=str) == sorted([key, odd], key=str)
     assert view.keys(EntryQuery(accounts=("acme",), contact_prefixes=("jane\U0001f600",))) == [odd]
+    # Two spellings of one key in one batch: one entry, the later record's.
+    same = EntryKey("acme", "441234567890", None, None)
+    later = Entry(same, Source.IMPORT, T0 + 5, None)
+    spelled = b'[ "acme", "441234567890", null, null ]'
+    view.apply([change(Entry(same, Source.MANUAL, T0, None)), (spelled, later.to_json())], {0: 4})
+    assert view.get([same]) == {same: later}
 
 
 def test_offsets_survive_a_restart_and_another_changelogs_view_is_rebuilt(

@@ -79,13 +79,17 @@ CREATE INDEX history_person ON history (account, contact, at, part, off);
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
-_DELETE = (
-    "DELETE FROM entries WHERE account = %s AND contact = %s"
-    " AND coalesce(channel, '') = %s AND coalesce(sender, '') = %s"
-)
+# One statement per kind of change per batch (arrays unnested server-side): one round trip
+# each, however many records the batch holds.
+_DELETE = """
+DELETE FROM entries e USING unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS d(a, c, ch, s)
+WHERE e.account = d.a AND e.contact = d.c
+  AND coalesce(e.channel, '') = d.ch AND coalesce(e.sender, '') = d.s
+"""
 _UPSERT = """
 INSERT INTO entries (account, contact, channel, sender, source, added_at, origin, expires_at, kh)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[],
+                     %s::text[], %s::bigint[], %s::bigint[])
 ON CONFLICT (account, contact, (coalesce(channel, '')), (coalesce(sender, ''))) DO UPDATE SET
     source = excluded.source, added_at = excluded.added_at,
     -- An extension rewrites the entry without its origin: the same entry keeps its origin
@@ -95,9 +99,11 @@ ON CONFLICT (account, contact, (coalesce(channel, '')), (coalesce(sender, ''))) 
               THEN entries.origin ELSE excluded.origin END,
     expires_at = excluded.expires_at, kh = excluded.kh
 """
+_HISTORY_DELETE = "DELETE FROM history WHERE hk = ANY(%s::bigint[])"
 _HISTORY_UPSERT = f"""
 INSERT INTO history (hk, {view_history.COLUMNS})
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
+                     %s::bigint[], %s::integer[], %s::bigint[], %s::text[], %s::text[], %s::text[])
 ON CONFLICT (hk) DO UPDATE SET
     account = excluded.account, contact = excluded.contact, channel = excluded.channel,
     sender = excluded.sender, hid = excluded.hid, at = excluded.at, part = excluded.part,
@@ -208,16 +214,20 @@ class PostgresStore:
         gone, rows, hbad = view_history.parse_records(history)
         moved = [(store.CHANGES, p, o) for p, o in offsets.items()]
         moved += [(store.HISTORY, p, o) for p, o in (history_offsets or {}).items()]
+        # One row per conflict key: two spellings of one key in a batch would make the
+        # statement update a row twice (an error); the later record wins, as in SQLite.
+        unique = {(r[0], r[1], r[2] or "", r[3] or ""): r for r in upserts}
         with self.conn.transaction(), self.conn.cursor() as cur:
-            for query, params in (
-                (_DELETE, deletes),
-                (_UPSERT, upserts),
-                ("DELETE FROM history WHERE hk = %s", gone),
-                (_HISTORY_UPSERT, rows),
-                (_OFFSETS, moved),
-            ):
-                if params:
-                    cur.executemany(query, params)
+            if deletes:
+                cur.execute(_DELETE, _columns(deletes, 4))
+            if unique:
+                cur.execute(_UPSERT, _columns(list(unique.values()), 9))
+            if gone:
+                cur.execute(_HISTORY_DELETE, ([hk for (hk,) in gone],))
+            if rows:
+                cur.execute(_HISTORY_UPSERT, _columns(rows, 12))
+            if moved:
+                cur.executemany(_OFFSETS, moved)
         return bad + hbad
 
     def optimize(self) -> None:
@@ -274,6 +284,11 @@ class PostgresStore:
         self, people: Sequence[tuple[str, str]]
     ) -> list[view_history.HistoryItem]:
         return self._read(view_history.of_people, people)
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows → one list per column (the arrays the statements unnest)."""
+    return [[row[i] for row in rows] for i in range(width)]
 
 
 def migrate(conn: Conn, schema: str) -> int:

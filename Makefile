@@ -7,6 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STACK := deploy/local/stack.sh
 CLUSTER := deploy/local/cluster.sh
+POSTGRES := deploy/local/postgres.sh
 # The local Redis Cluster (make up-cluster): 3 masters; the index reaches it through any node.
 export DNC_CLUSTER_PORTS ?= 17000 17001 17002
 CLUSTER_URL := redis://127.0.0.1:$(firstword $(DNC_CLUSTER_PORTS))/0
@@ -21,9 +22,13 @@ CLUSTER_DESELECT := \
 
 export DNC_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(or $(DNC_KAFKA_PORT),19092)
 export DNC_REDIS_URL ?= redis://127.0.0.1:$(or $(DNC_REDIS_PORT),16379)/0
+# The local PostgreSQL (make up-postgres) for the list view's PostgreSQL backend; the
+# integration tests make a database of their own per test on it.
+export DNC_POSTGRES_PORT ?= 15432
+export DNC_POSTGRES_URL ?= postgresql://dnc@127.0.0.1:$(DNC_POSTGRES_PORT)/dnc
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all deps up down up-cluster down-cluster run topics test test-unit test-deploy \
+.PHONY: all deps up down up-cluster down-cluster up-postgres down-postgres run topics test test-unit test-deploy \
         test-integration test-cluster test-e2e test-faults lint fmt types schemas bench clean \
         tools helm screenshots
 
@@ -55,6 +60,13 @@ tools:
 	  $$SUDO apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$pkg >/dev/null \
 	    || { echo "apt-get install $$pkg failed"; exit 1; }; \
 	done
+	@# PostgreSQL's server binaries are not on PATH (Debian keeps them per version).
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  command -v apt-get >/dev/null || { echo "PostgreSQL is missing and apt-get is not available: install postgresql"; exit 1; }; \
+	  SUDO=$$( [ "$$(id -u)" -ne 0 ] && echo sudo ); \
+	  echo "installing Debian package postgresql"; \
+	  $$SUDO apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null \
+	    || { echo "apt-get install postgresql failed"; exit 1; }; }
 
 # helm, for the offline chart tests (tests/deploy/test_deploy_files.py). No binary download is
 # reachable here, so it is built from the Go module proxy (Go >= 1.26; ~2-3 min once per
@@ -78,6 +90,15 @@ up: deps
 down:
 	@$(STACK) down
 	@$(CLUSTER) down
+	@$(POSTGRES) down
+
+# PostgreSQL on 127.0.0.1:$(DNC_POSTGRES_PORT) (data in .local/postgres), for the list view's
+# PostgreSQL backend; `make test` always starts it.
+up-postgres: tools
+	@$(POSTGRES) up
+
+down-postgres:
+	@$(POSTGRES) down
 
 # A 3-master Redis Cluster on 127.0.0.1:17000-17002 beside the stack (data in .local/cluster).
 up-cluster: up
@@ -122,7 +143,7 @@ schemas: deps
 
 # Every test: unit, deploy files, integration (real Kafka + Redis, then again on the Redis
 # Cluster), browser, and the short fault suite. Plain `pytest` collects the same tiers.
-test: up up-cluster tools helm
+test: up up-cluster up-postgres tools helm
 	DNC_REQUIRE_PROMTOOL=1 $(BIN)/pytest tests/unit -q
 	$(BIN)/pytest tests/deploy -q
 	$(BIN)/pytest tests/integration -q -p no:cacheprovider --require-integration
@@ -140,7 +161,7 @@ test-deploy: deps helm
 	@$(MAKE) --no-print-directory tools APT_TOOLS=promtool:prometheus
 	$(BIN)/pytest tests/deploy -q
 
-test-integration: up tools
+test-integration: up up-postgres tools
 	$(BIN)/pytest tests/integration -q --require-integration
 
 # The integration tier with the index on the local Redis Cluster (the test_cluster_* files

@@ -1,32 +1,42 @@
-"""The list view's SQLite store at scale: build time, bytes per entry, page and count times.
+"""The list view's store at scale: build time, bytes per entry, page and count times.
 
     .venv/bin/python benchmarks/bench_view.py --rows 1000000
     .venv/bin/python benchmarks/bench_view.py --rows 1000000 --privacy --history
+    DNC_POSTGRES_URL=postgresql://dnc@127.0.0.1:15432/dnc \
+      .venv/bin/python benchmarks/bench_view.py --rows 1000000 --backend postgres
+
+``--backend postgres`` builds the view in a database of its own on ``DNC_POSTGRES_URL``
+(created, then dropped); sizes are then the tables' and indexes' (``pg_total_relation_size``).
 
 ``--privacy`` stores contacts as privacy mode does (contact ids, ``h1:`` + 22 characters);
 ``--history`` also writes one history record ("add", with its cause) per entry, as the
 list writer does for every entry it creates.
 
-Rows go in through ``ViewWriter.apply`` (the path the changelog consumer uses) as
-changelog records in batches of 5000; queries run through the same functions the API's
+Rows go in through ``ViewStore.apply`` (the path the changelog consumer uses) as
+changelog records in batches of 5000; queries run through the same store methods the API's
 reader threads call. No Kafka is needed: this measures the store, not the consumer.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import random
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
+import psycopg
 
 from dnc.api.view import store
+from dnc.api.view.backend import SqliteStore, ViewStore
+from dnc.api.view.pgstore import PostgresStore
 from dnc.api.view.query import EntryQuery
 from dnc.domain.contactids import ContactIds
 from dnc.domain.entries import EntryKey
@@ -97,6 +107,36 @@ def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float, object]:
     return statistics.median(times), max(times), result
 
 
+@contextlib.contextmanager
+def fresh_database() -> Iterator[str]:
+    server = os.environ.get("DNC_POSTGRES_URL")
+    if not server:
+        raise SystemExit("--backend postgres needs DNC_POSTGRES_URL (make up-postgres)")
+    name = f"dnc_bench{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+    try:
+        yield psycopg.conninfo.make_conninfo(server, dbname=name)
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(
+                psycopg.sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
+                    psycopg.sql.Identifier(name)
+                )
+            )
+
+
+def view_bytes(view: ViewStore, path: Path) -> int:
+    if isinstance(view, PostgresStore):
+        row = view.conn.execute(
+            "SELECT pg_total_relation_size('entries') + pg_total_relation_size('history')"
+        ).fetchone()
+        view.conn.commit()
+        return int(row[0]) if row else 0
+    assert isinstance(view, SqliteStore)
+    return os.path.getsize(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -104,12 +144,20 @@ def main() -> None:
     parser.add_argument("--dir", default=None, help="where to build the file (default: a tmp dir)")
     parser.add_argument("--privacy", action="store_true", help="contacts stored as contact ids")
     parser.add_argument("--history", action="store_true", help="one history record per entry")
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     args = parser.parse_args()
     rng = random.Random(7)
-    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(dir=args.dir))
         path = Path(tmp) / "view.sqlite3"
-        writer = store.ViewWriter(path, {"bench": "1"})
+        writer: ViewStore
+        if args.backend == "postgres":
+            url = stack.enter_context(fresh_database())
+            writer = PostgresStore(url, {"bench": "1"}, schema="dnc_view_bench")
+        else:
+            writer = SqliteStore(path, {"bench": "1"})
         writer.open()
+        stack.callback(writer.close)
         t0 = time.perf_counter()
         for start in range(0, args.rows, 5000):
             batch = [
@@ -124,19 +172,19 @@ def main() -> None:
             writer.apply(batch, {0: start + len(batch)}, history, {0: start + len(batch)})
         build_s = time.perf_counter() - t0
         writer.optimize()
-        writer.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        size = os.path.getsize(path)
-        rows = writer.conn.execute("SELECT count(*) FROM entries").fetchone()[0]
-        print(f"rows {rows}  build {build_s:.1f}s ({rows / build_s:,.0f} rows/s)")
+        if isinstance(writer, SqliteStore):
+            writer.close()  # checkpoints the WAL into the file
+            writer.open()
+        size = view_bytes(writer, path)
+        rows = writer.count(EntryQuery(accounts=tuple(a for a, _ in ACCOUNTS)))
+        print(f"{args.backend}: rows {rows}  build {build_s:.1f}s ({rows / build_s:,.0f} rows/s)")
         kind = "contact ids" if args.privacy else "contacts"
         extra = " and one history record" if args.history else ""
         print(
             f"file {size / 1e6:.1f} MB  = {size / rows:.0f} bytes per entry{extra} "
             f"(with indexes; {kind})"
         )
-        writer.close()
 
-        conn = store.connect(path, readonly=True)
         acme = ("acme",)
         queries = {
             "account": EntryQuery(accounts=acme),
@@ -162,25 +210,24 @@ def main() -> None:
         )
         for name, q in queries.items():
             first_ms, first_max, first = timed(
-                functools.partial(store.page, conn, q, 51, None), args.repeat
+                functools.partial(writer.page, q, 51, None), args.repeat
             )
             # Page 200 (10,000 entries in), reached through cursors as a client would.
             after: store.Position | None = None
             for _ in range(200):
-                entries = store.page(conn, q, 50, after)
+                entries = writer.page(q, 50, after)
                 if len(entries) < 50:
                     break
                 after = store.position_of(entries[-1])
-            deep_ms, _, _ = timed(functools.partial(store.page, conn, q, 51, after), args.repeat)
+            deep_ms, _, _ = timed(functools.partial(writer.page, q, 51, after), args.repeat)
             count_ms, count_max, n = timed(
-                functools.partial(store.count, conn, q), max(3, args.repeat // 4)
+                functools.partial(writer.count, q), max(3, args.repeat // 4)
             )
             assert isinstance(first, list)
             print(
                 f"{name:28} {first_ms:9.2f}ms {first_max:6.1f} {deep_ms:8.2f}ms "
                 f"{count_ms:9.1f}ms {count_max:6.1f} {n:>9,}"
             )
-        conn.close()
 
 
 if __name__ == "__main__":

@@ -59,3 +59,16 @@ async def make_settings(
 @pytest.fixture
 async def settings(make_settings: Callable[..., Awaitable[Settings]]) -> Settings:
     return await make_settings()
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A PostgreSQL database of this test's own (created empty, dropped afterwards)."""
+    server = kit.postgres_url()
+    if server is None:
+        pytest.fail(
+            "PostgreSQL tests need a server: run `make up-postgres` and set DNC_POSTGRES_URL "
+            "(the Makefile exports postgresql://dnc@127.0.0.1:15432/dnc), or run `make test`"
+        )
+    async with kit.fresh_database(server) as url:
+        yield url

@@ -25,8 +25,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
+import psycopg
 import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -142,6 +144,42 @@ async def delete_topics(settings: Settings) -> None:
             await admin.delete_topics(doomed)
     finally:
         await admin.close()
+
+
+# --- a PostgreSQL database per test -----------------------------------------------------
+
+
+def postgres_url() -> str | None:
+    """The PostgreSQL the tests may make databases on (``make up-postgres`` starts one and
+    the Makefile exports ``DNC_POSTGRES_URL``)."""
+    return os.environ.get("DNC_POSTGRES_URL") or None
+
+
+def database_url(url: str, name: str) -> str:
+    """``url`` pointing at database ``name`` instead (URL or key=value form)."""
+    if url.startswith(("postgres://", "postgresql://")):
+        return urlsplit(url)._replace(path=f"/{name}").geturl()
+    return psycopg.conninfo.make_conninfo(url, dbname=name)
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(url: str) -> AsyncIterator[str]:
+    """A new, empty database on the server ``url`` reaches, dropped when the block ends
+    (with its connections: a view backend a test left running must not keep it alive)."""
+    name = f"dnc_t{uuid.uuid4().hex[:12]}"
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+        await admin.execute(
+            psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name))
+        )
+    try:
+        yield database_url(url, name)
+    finally:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+            await admin.execute(
+                psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    psycopg.sql.Identifier(name)
+                )
+            )
 
 
 async def drop_redis_keys(settings: Settings) -> None:

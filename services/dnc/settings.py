@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from dnc.domain import keywords
@@ -209,6 +209,31 @@ class ApiSettings(BaseModel):
     import_max_uncompressed_bytes: int = 150 * 1024 * 1024
 
 
+ViewBackend = Literal["sqlite", "postgres"]
+
+
+class ViewSettings(BaseModel):
+    """Where the list view (listing, filters, counts, export, history) lives.
+
+    ``sqlite``: a file every API instance builds for itself (``DNC_API__VIEW_PATH``), the
+    embedded default. ``postgres``: tables in the PostgreSQL at ``postgres_url``
+    (``DNC_VIEW__POSTGRES_URL``, e.g. ``postgresql://dnc@127.0.0.1:15432/dnc``)."""
+
+    backend: ViewBackend = "sqlite"
+    postgres_url: SecretStr = SecretStr("")
+    # Connections each API instance's reader pool keeps open to PostgreSQL at most.
+    postgres_pool_size: int = Field(default=4, ge=1)
+
+    @model_validator(mode="after")
+    def _postgres_needs_a_url(self) -> ViewSettings:
+        if self.backend == "postgres" and not self.postgres_url.get_secret_value().strip():
+            raise ValueError(
+                "DNC_VIEW__BACKEND=postgres needs DNC_VIEW__POSTGRES_URL "
+                "(e.g. postgresql://dnc@127.0.0.1:15432/dnc)"
+            )
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DNC_", env_nested_delimiter="__", extra="ignore", frozen=True
@@ -230,6 +255,7 @@ class Settings(BaseSettings):
     index: IndexSettings = Field(default_factory=IndexSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    view: ViewSettings = Field(default_factory=ViewSettings)
     # Shutdown: stop taking work, finish in-flight work up to this deadline, commit, close.
     shutdown_deadline_s: float = Field(default=10.0, gt=0)
     # Liveness for the roles without HTTP: the pipeline loop touches this file at most every

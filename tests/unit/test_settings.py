@@ -44,3 +44,22 @@ def test_a_process_given_as_env_builds_the_same_settings(
     assert again == settings
     assert [k.get_secret_value() for k in again.privacy.keys] == ["k" * 40, "é" * 40]
     assert [k.get_secret_value() for k in again.api.unsubscribe_keys] == ["u" * 40]
+
+
+def test_the_view_backend_is_chosen_once_and_postgres_needs_its_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in [k for k in os.environ if k.startswith("DNC_VIEW__")]:
+        monkeypatch.delenv(name)
+    assert Settings().view.backend == "sqlite"  # the embedded default
+    monkeypatch.setenv("DNC_VIEW__BACKEND", "postgres")
+    with pytest.raises(ValueError, match="needs DNC_VIEW__POSTGRES_URL"):
+        Settings()
+    monkeypatch.setenv("DNC_VIEW__POSTGRES_URL", "postgresql://u:secret@db:5432/dnc")
+    settings = Settings()
+    assert settings.view.backend == "postgres"
+    assert "secret" not in repr(settings)  # the URL may hold a password
+    assert settings.as_env()["DNC_VIEW__POSTGRES_URL"] == "postgresql://u:secret@db:5432/dnc"
+    monkeypatch.setenv("DNC_VIEW__BACKEND", "mysql")
+    with pytest.raises(ValueError, match="mysql"):
+        Settings()

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 import xxhash
 
+from dnc.api.view.reader import Reader
 from dnc.domain.timestamps import format_ms, parse_ts
 
 SCHEMA = """
@@ -49,9 +50,9 @@ CREATE INDEX IF NOT EXISTS history_person ON history (account, contact, at, part
 CREATE INDEX IF NOT EXISTS history_recent ON history (account, at);  -- the overview's days
 """
 
-_COLUMNS = "account, contact, channel, sender, hid, at, part, off, action, entry, cause"
+COLUMNS = "account, contact, channel, sender, hid, at, part, off, action, entry, cause"
 _UPSERT = f"""
-INSERT INTO history (hk, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO history (hk, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (hk) DO UPDATE SET
     account = excluded.account, contact = excluded.contact, channel = excluded.channel,
     sender = excluded.sender, hid = excluded.hid, at = excluded.at, part = excluded.part,
@@ -129,7 +130,7 @@ def decode_key(raw: bytes) -> list[Any]:
     return k
 
 
-def _row(part: int, off: int, key: list[Any], value: bytes) -> Row:
+def row_of(part: int, off: int, key: list[Any], value: bytes) -> Row:
     d = orjson.loads(value)
     action, entry, cause = d["action"], d["entry"], d.get("cause")
     if action not in _ACTIONS or not isinstance(entry, dict):
@@ -158,18 +159,24 @@ def _row(part: int, off: int, key: list[Any], value: bytes) -> Row:
 def apply(conn: sqlite3.Connection, records: Iterable[Record]) -> int:
     """Apply history records inside the caller's transaction; return how many could not
     be read (skipped, as for the changelog)."""
+    gone, rows, bad = parse_records(records)
+    conn.executemany("DELETE FROM history WHERE hk = ?", gone)
+    conn.executemany(_UPSERT, rows)
+    return bad
+
+
+def parse_records(records: Iterable[Record]) -> tuple[list[tuple[int]], list[Row], int]:
+    """History records → (hashes of keys to delete, rows to upsert, unreadable count)."""
     latest: dict[int, Row | None] = {}  # a key's last record wins
     bad = 0
     for part, off, raw_key, value in records:
         try:
             key = decode_key(raw_key)
-            latest[key_hash(key)] = None if value is None else _row(part, off, key, value)
+            latest[key_hash(key)] = None if value is None else row_of(part, off, key, value)
         except (ValueError, KeyError, TypeError):
             bad += 1
     gone = [(hk,) for hk, row in latest.items() if row is None]
-    conn.executemany("DELETE FROM history WHERE hk = ?", gone)
-    conn.executemany(_UPSERT, [row for row in latest.values() if row is not None])
-    return bad
+    return gone, [row for row in latest.values() if row is not None], bad
 
 
 def _in(values: Sequence[object]) -> str:
@@ -177,7 +184,7 @@ def _in(values: Sequence[object]) -> str:
 
 
 def page(
-    conn: sqlite3.Connection,
+    conn: Reader,
     accounts: Sequence[str],
     contacts: Sequence[str],
     limit: int,
@@ -189,7 +196,7 @@ def page(
         cond = " AND (at, part, off) < (?, ?, ?)"
         params = list(after)
     sql = (
-        f"SELECT {_COLUMNS} FROM history WHERE account = ? AND contact IN ({_in(contacts)})"
+        f"SELECT {COLUMNS} FROM history WHERE account = ? AND contact IN ({_in(contacts)})"
         f"{cond} ORDER BY at DESC, part DESC, off DESC LIMIT ?"
     )
     rows: list[Sequence[Any]] = []
@@ -199,7 +206,7 @@ def page(
     return [HistoryItem.of_row(r) for r in rows[:limit]]
 
 
-def keys(conn: sqlite3.Connection, account: str, contacts: Sequence[str]) -> list[list[Any]]:
+def keys(conn: Reader, account: str, contacts: Sequence[str]) -> list[list[Any]]:
     """The keys of every record of a person in one account (what an erasure deletes)."""
     cur = conn.execute(
         f"SELECT account, contact, channel, sender, hid FROM history"
@@ -210,7 +217,7 @@ def keys(conn: sqlite3.Connection, account: str, contacts: Sequence[str]) -> lis
 
 
 def of_matching(
-    conn: sqlite3.Connection,
+    conn: Reader,
     accounts: Sequence[str],
     entry_filters: tuple[list[str], list[object]],
     limit: int,
@@ -226,7 +233,7 @@ def of_matching(
         paging = " AND (h.account, h.contact, h.at, h.part, h.off) > (?, ?, ?, ?, ?)"
         paging_params = list(after)
     sql = (
-        f"SELECT {', '.join('h.' + c.strip() for c in _COLUMNS.split(','))} FROM history h"
+        f"SELECT {', '.join('h.' + c.strip() for c in COLUMNS.split(','))} FROM history h"
         f" WHERE h.account IN ({_in(accounts)}){paging}"
         " AND EXISTS (SELECT 1 FROM entries WHERE entries.account = h.account"
         f" AND entries.contact = h.contact{cond})"
@@ -236,10 +243,10 @@ def of_matching(
     return [HistoryItem.of_row(r) for r in rows]
 
 
-def of_people(conn: sqlite3.Connection, people: Sequence[tuple[str, str]]) -> list[HistoryItem]:
+def of_people(conn: Reader, people: Sequence[tuple[str, str]]) -> list[HistoryItem]:
     """The records of these (account, stored contact) pairs, as ``of_matching`` orders them."""
     out: list[HistoryItem] = []
-    sql = f"SELECT {_COLUMNS} FROM history WHERE account = ? AND contact = ? ORDER BY at, part, off"
+    sql = f"SELECT {COLUMNS} FROM history WHERE account = ? AND contact = ? ORDER BY at, part, off"
     for account, contact in sorted(set(people)):
         out += [HistoryItem.of_row(r) for r in conn.execute(sql, (account, contact))]
     return out

@@ -1,5 +1,5 @@
-"""The list's query view: a local SQLite database materialised from ``dnc.changes`` and
-``dnc.history``.
+"""The list's query view: a database materialised from ``dnc.changes`` and
+``dnc.history`` (a local SQLite file, or PostgreSQL: ``dnc.api.view.backend``).
 
 Listing, filtering, counting and export need queries the Redis index is not built for
 (newest first, by sender, by source, by time). The changelog is the source of truth, so
@@ -8,8 +8,8 @@ topics with one non-group consumer (read_committed) and storing the consumed off
 the same SQLite transaction as the rows: a restart resumes where it stopped, and a missing
 or foreign file is rebuilt from offset 0.
 
-All SQLite work runs on threads, never on the event loop: one writer thread (one
-connection) applies the changelog; reader threads each have their own connection (WAL).
+All database work runs on threads, never on the event loop: one writer thread applies
+the changelog; reader threads run the queries (the store keeps their connections).
 
 Read-your-writes: after a write is effective at the gate, the API reads the index's
 ``chg:<p>`` offsets and ``wait_for`` them here, so the list shows the write too; a write
@@ -24,7 +24,6 @@ import contextlib
 import logging
 import os
 import re
-import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +35,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from dnc.api.view import history as view_history
 from dnc.api.view import overview as view_overview
 from dnc.api.view import store
+from dnc.api.view.backend import ViewStore, make_store
 from dnc.api.view.pages import (
     HistoryPage,
     Page,
@@ -91,16 +91,13 @@ class ListView:
         self._start_targets: dict[int, int] = {}
         self._history_targets: dict[int, int] = {}
         self._caught_up = False
-        self._writer: store.ViewWriter | None = None
+        self._store: ViewStore | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._tps: list[TopicPartition] = []
         self._htps: list[TopicPartition] = []
         self._write_pool: ThreadPoolExecutor | None = None
         self._read_pool: ThreadPoolExecutor | None = None
-        self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
         self._progress: asyncio.Condition | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -115,7 +112,8 @@ class ListView:
             1, thread_name_prefix="dnc-view-write", initializer=_yield_to_enforcement
         )
         self._read_pool = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="dnc-view-read")
-        self._writer = store.ViewWriter(
+        self._store = make_store(
+            self.settings,
             self.path,
             {
                 "bootstrap": self.settings.kafka_bootstrap,
@@ -125,7 +123,7 @@ class ListView:
                 "history_partitions": str(hparts),
             },
         )
-        writer = self._writer
+        writer = self._store
         changes = await self._write(writer.open)
         history = await self._write(writer.offsets, store.HISTORY)
         stored = {
@@ -144,7 +142,7 @@ class ListView:
         if any(not begin[tp] <= stored.get(tp, begin[tp]) <= end[tp] for tp in every):
             log.warning(
                 "view: %s does not match %s / %s (recreated?); rebuilding",
-                self.path,
+                writer.where,
                 self.topic,
                 self.history_topic,
             )
@@ -170,25 +168,20 @@ class ListView:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             await consumer.stop()
-        if self._writer is not None:
-            writer, self._writer = self._writer, None
+        if self._store is not None:
+            writer, self._store = self._store, None
             await self._write(writer.close)
-        with self._readers_lock:
-            readers, self._readers = self._readers, []
-        for conn in readers:
-            conn.close()
         for pool in (self._write_pool, self._read_pool):
             if pool is not None:
                 pool.shutdown(wait=True)
         self._write_pool = self._read_pool = None
-        self._local = threading.local()
 
     # --- consuming -----------------------------------------------------------------------
 
     async def _run(self) -> None:
         assert self._consumer is not None
-        assert self._writer is not None
-        consumer, writer = self._consumer, self._writer
+        assert self._store is not None
+        consumer, writer = self._consumer, self._store
         while True:
             try:
                 # A short poll: a transaction marker alone moves the position too, and
@@ -218,14 +211,14 @@ class ListView:
                 self.error = f"{type(exc).__name__}: {exc}"
                 log.exception("view: applying %s failed; retrying", self.topic)
                 await asyncio.sleep(RETRY_S)
-                for tp in self._tps:  # redo from what SQLite holds
+                for tp in self._tps:  # redo from what the store holds
                     consumer.seek(tp, self.offsets[tp.partition])
                 for tp in self._htps:
                     consumer.seek(tp, self.history_offsets[tp.partition])
 
     async def _advanced(self, moved: dict[int, int], hmoved: dict[int, int]) -> None:
         assert self._progress is not None
-        assert self._writer is not None
+        assert self._store is not None
         async with self._progress:
             self.offsets.update(moved)
             self.history_offsets.update(hmoved)
@@ -237,10 +230,13 @@ class ListView:
         ):
             self._caught_up = True
             log.info(
-                "view: caught up with %s and %s (%s)", self.topic, self.history_topic, self.path
+                "view: caught up with %s and %s (%s)",
+                self.topic,
+                self.history_topic,
+                self._store.where,
             )
             # Fresh statistics after a rebuild, so the planner picks the ordered indexes.
-            await self._write(self._writer.optimize)
+            await self._write(self._store.optimize)
 
     def _reached(self, targets: dict[int, int], held: dict[int, int] | None = None) -> bool:
         have = self.offsets if held is None else held
@@ -322,20 +318,13 @@ class ListView:
             raise RuntimeError("the view is not started")
         return await asyncio.get_running_loop().run_in_executor(self._write_pool, fn, *args)
 
-    def _reader(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = store.connect(self.path, readonly=True)
-            self._local.conn = conn
-            with self._readers_lock:
-                self._readers.append(conn)
-        return conn
-
-    async def _read(self, fn: Callable[..., T], *args: object) -> T:
-        if self._read_pool is None:
+    async def _read(self, fn: Callable[[ViewStore], Callable[..., T]], *args: object) -> T:
+        """``fn(store)(*args)`` on a reader thread (``fn`` picks the store's method)."""
+        view = self._store
+        if self._read_pool is None or view is None:
             raise RuntimeError("the view is not started")
         return await asyncio.get_running_loop().run_in_executor(
-            self._read_pool, lambda: fn(self._reader(), *args)
+            self._read_pool, lambda: fn(view)(*args)
         )
 
     # --- queries -------------------------------------------------------------------------
@@ -355,8 +344,8 @@ class ListView:
             more = len(found) > limit
             return Page(page, total, encode_sorted_cursor(order, last) if more else None)
         after = decode_cursor(cursor) if cursor else None
-        entries = await self._read(store.page, q, limit + 1, after)
-        total = await self._read(store.count, q)
+        entries = await self._read(lambda v: v.page, q, limit + 1, after)
+        total = await self._read(lambda v: v.count, q)
         more = len(entries) > limit
         entries = entries[:limit]
         next_cursor = encode_cursor(store.position_of(entries[-1])) if more else None
@@ -367,14 +356,14 @@ class ListView:
         return await self._read(view_overview.overview, accounts, days, now_ms())
 
     async def count(self, q: EntryQuery) -> int:
-        return await self._read(store.count, q)
+        return await self._read(lambda v: v.count, q)
 
     async def stream(self, q: EntryQuery, chunk: int = 1000) -> AsyncIterator[list[Entry]]:
         """Every entry ``q`` matches, newest first, ``chunk`` at a time (memory bounded:
         each chunk is its own keyset query)."""
         after: store.Position | None = None
         while True:
-            entries = await self._read(store.page, q, chunk, after)
+            entries = await self._read(lambda v: v.page, q, chunk, after)
             if entries:
                 yield entries
             if len(entries) < chunk:
@@ -382,11 +371,11 @@ class ListView:
             after = store.position_of(entries[-1])
 
     async def keys(self, q: EntryQuery) -> list[EntryKey]:
-        return await self._read(store.keys, q)
+        return await self._read(lambda v: v.keys, q)
 
     async def get(self, keys: Sequence[EntryKey]) -> dict[EntryKey, Entry]:
         """The entries of these keys that the view holds."""
-        return await self._read(store.get, list(keys))
+        return await self._read(lambda v: v.get, list(keys))
 
     # --- history -------------------------------------------------------------------------
 
@@ -395,13 +384,13 @@ class ListView:
     ) -> HistoryPage:
         """A person's history records (``contacts``: every form of them), newest first."""
         after = decode_history_cursor(cursor) if cursor else None
-        items = await self._read(view_history.page, accounts, contacts, limit + 1, after)
+        items = await self._read(lambda v: v.history_page, accounts, contacts, limit + 1, after)
         more = len(items) > limit
         items = items[:limit]
         return HistoryPage(items, encode_cursor(items[-1].position) if more else None)
 
     async def history_keys(self, account: str, contacts: Sequence[str]) -> list[list[Any]]:
-        return await self._read(view_history.keys, account, contacts)
+        return await self._read(lambda v: v.history_keys, account, contacts)
 
     async def history_stream(
         self, q: EntryQuery, chunk: int = 1000
@@ -409,7 +398,7 @@ class ListView:
         """The history of every person with an entry ``q`` matches, ``chunk`` at a time."""
         after: view_history.ExportPosition | None = None
         while True:
-            items = await self._read(store.history_of_matching, q, chunk, after)
+            items = await self._read(lambda v: v.history_of_matching, q, chunk, after)
             if items:
                 yield items
             if len(items) < chunk:
@@ -417,7 +406,7 @@ class ListView:
             after = view_history.export_position(items[-1])
 
     async def history_of(self, people: Sequence[tuple[str, str]]) -> list[view_history.HistoryItem]:
-        return await self._read(view_history.of_people, people)
+        return await self._read(lambda v: v.history_of_people, people)
 
 
 def _yield_to_enforcement() -> None:

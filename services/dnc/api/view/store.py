@@ -28,6 +28,7 @@ import xxhash
 
 from dnc.api.view import history as view_history
 from dnc.api.view.query import EntryQuery
+from dnc.api.view.reader import Reader
 from dnc.domain.entries import Entry, EntryKey, Source
 from dnc.domain.timestamps import parse_ts
 from dnc.errors import ConfigurationError
@@ -191,21 +192,7 @@ class ViewWriter:
         """Apply changelog records (key, value or None) and history records, and move
         both logs' offsets, atomically. Returns how many records could not be read
         (skipped, not fatal: one foreign record must not stop the list from updating)."""
-        latest: dict[bytes, bytes | None] = {}
-        for key, value in records:
-            latest[key] = value  # a key lives in one partition: the last record wins
-        deletes: list[tuple[str, str, str, str]] = []
-        upserts: list[Row] = []
-        bad = 0
-        for raw_key, value in latest.items():
-            try:
-                k = decode_key(raw_key)
-                if value is None:
-                    deletes.append((k.account, k.contact, k.channel or "", k.sender or ""))
-                else:
-                    upserts.append(_row(k, value))
-            except (ValueError, KeyError, TypeError):
-                bad += 1
+        deletes, upserts, bad = parse_changes(records)
         moved = [(CHANGES, p, o) for p, o in offsets.items()]
         moved += [(HISTORY, p, o) for p, o in (history_offsets or {}).items()]
         with _transaction(self.conn):
@@ -244,6 +231,31 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
+KeyMatch = tuple[str, str, str, str]  # account, contact, channel or "", sender or ""
+
+
+def parse_changes(
+    records: Iterable[tuple[bytes, bytes | None]],
+) -> tuple[list[KeyMatch], list[Row], int]:
+    """Changelog records → (keys to delete, rows to upsert, how many could not be read)."""
+    latest: dict[bytes, bytes | None] = {}
+    for key, value in records:
+        latest[key] = value  # a key lives in one partition: the last record wins
+    deletes: list[KeyMatch] = []
+    upserts: list[Row] = []
+    bad = 0
+    for raw_key, value in latest.items():
+        try:
+            k = decode_key(raw_key)
+            if value is None:
+                deletes.append((k.account, k.contact, k.channel or "", k.sender or ""))
+            else:
+                upserts.append(row_of(k, value))
+        except (ValueError, KeyError, TypeError):
+            bad += 1
+    return deletes, upserts, bad
+
+
 def decode_key(raw: bytes) -> EntryKey:
     k = orjson.loads(raw)
     if not (
@@ -253,7 +265,7 @@ def decode_key(raw: bytes) -> EntryKey:
     return EntryKey(k[0], k[1], k[2], k[3])
 
 
-def _row(key: EntryKey, value: bytes) -> Row:
+def row_of(key: EntryKey, value: bytes) -> Row:
     d = orjson.loads(value)
     origin = d.get("origin")
     expires = d.get("expires_at")
@@ -333,9 +345,7 @@ def entry_of(row: Sequence[Any]) -> Entry:
     )
 
 
-def page(
-    conn: sqlite3.Connection, q: EntryQuery, limit: int, after: Position | None
-) -> list[Entry]:
+def page(conn: Reader, q: EntryQuery, limit: int, after: Position | None) -> list[Entry]:
     """Up to ``limit`` entries after ``after``, newest first. One query per account, each
     walking an index in order, merged here: an ``account IN (…)`` query would have to sort
     every matching row of every account to return the first page."""
@@ -356,7 +366,7 @@ def page(
     return [entry_of(r) for r in rows[:limit]]
 
 
-def count(conn: sqlite3.Connection, q: EntryQuery) -> int:
+def count(conn: Reader, q: EntryQuery) -> int:
     where, params = filters(q)
     acc_sql, acc_params = _in("account", q.accounts)
     cond = "".join(f" AND {w}" for w in where)
@@ -366,7 +376,7 @@ def count(conn: sqlite3.Connection, q: EntryQuery) -> int:
     return int(row[0])
 
 
-def keys(conn: sqlite3.Connection, q: EntryQuery) -> list[EntryKey]:
+def keys(conn: Reader, q: EntryQuery) -> list[EntryKey]:
     where, params = filters(q)
     acc_sql, acc_params = _in("account", q.accounts)
     cond = "".join(f" AND {w}" for w in where)
@@ -377,7 +387,7 @@ def keys(conn: sqlite3.Connection, q: EntryQuery) -> list[EntryKey]:
     return [EntryKey(*r) for r in cur]
 
 
-def get(conn: sqlite3.Connection, wanted: Sequence[EntryKey]) -> dict[EntryKey, Entry]:
+def get(conn: Reader, wanted: Sequence[EntryKey]) -> dict[EntryKey, Entry]:
     out: dict[EntryKey, Entry] = {}
     sql = f"SELECT {COLUMNS} FROM entries WHERE {_KEY_MATCH}"
     for k in wanted:
@@ -388,7 +398,7 @@ def get(conn: sqlite3.Connection, wanted: Sequence[EntryKey]) -> dict[EntryKey, 
 
 
 def history_of_matching(
-    conn: sqlite3.Connection,
+    conn: Reader,
     q: EntryQuery,
     limit: int,
     after: view_history.ExportPosition | None,

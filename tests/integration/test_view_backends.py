@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from dnc.api.view import history, store
 from dnc.api.view.backend import SqliteStore, ViewStore
 from dnc.api.view.pgstore import SCHEMA_VERSION, PostgresStore, migrate
 from dnc.api.view.query import EntryQuery
+from dnc.api.view.sorting import SORT_COLUMNS, sort_value
 from dnc.domain.entries import Entry, EntryKey, Source
 from dnc.errors import ConfigurationError
 from tests.unit.test_api_view_history import OTHER, PHONE, TOKEN, record
@@ -243,3 +245,41 @@ def test_a_schema_newer_than_the_code_is_refused(postgres_url: str) -> None:
     with pytest.raises(ConfigurationError, match=f"version {SCHEMA_VERSION + 1}, newer than"):
         newer.open()
     newer.close()
+
+
+def test_sorted_pages_and_the_overview_answer_alike(view: ViewStore) -> None:
+    """The page's other orders (issue 17) and its overview panel, on both backends: every
+    order walks the model's order page by page; the totals are the model's."""
+    rng = random.Random(29)
+    model: dict[EntryKey, Entry] = {}
+    for _ in range(150):
+        e = random_entry(rng)
+        model[e.key] = e
+    view.apply([change(e) for e in model.values()], {0: 1})
+    for column in SORT_COLUMNS:
+        for descending in (False, True):
+            order = (column, descending)
+            for _ in range(6):
+                q = random_query(rng)
+                expected = sorted(
+                    (e for e in model.values() if matches(q, e)),
+                    key=lambda e: (sort_value(e, column), store.key_hash(e.key)),
+                    reverse=descending,
+                )
+                limit = rng.randrange(1, 7)
+                walked: list[Entry] = []
+                after = None
+                while True:
+                    got = view.sorted_page(q, limit, order, after)
+                    walked += got
+                    if len(got) < limit:
+                        break
+                    after = (sort_value(got[-1], column), store.key_hash(got[-1].key))
+                assert walked == expected, order
+    accounts = sorted({k.account for k in model})[:2]
+    mine = [e for e in model.values() if e.key.account in accounts]
+    summary = view.overview(accounts, 7, T0)
+    assert summary["total"] == len(mine)
+    assert summary["by_source"] == dict(Counter(e.source.value for e in mine))
+    assert summary["by_channel"] == dict(Counter(e.key.channel or "ALL" for e in mine))
+    assert len(summary["days"]) == 7

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dnc.api.view import history as view_history
+from dnc.api.view import overview as view_overview
+from dnc.api.view import sorting as view_sorting
 from dnc.api.view import store
 from dnc.api.view.query import EntryQuery
 from dnc.domain.entries import Entry, EntryKey
@@ -92,6 +94,16 @@ class ViewStore(Protocol):
     def history_of_people(
         self, people: Sequence[tuple[str, str]]
     ) -> list[view_history.HistoryItem]: ...
+
+    def sorted_page(
+        self,
+        q: EntryQuery,
+        limit: int,
+        sort: tuple[str, bool],
+        after: view_sorting.SortPosition | None,
+    ) -> list[Entry]: ...
+
+    def overview(self, accounts: list[str], days: int, now: int) -> dict[str, Any]: ...
 
 
 class SqliteStore:
@@ -180,6 +192,18 @@ class SqliteStore:
         self, people: Sequence[tuple[str, str]]
     ) -> list[view_history.HistoryItem]:
         return view_history.of_people(self._reader(), people)
+
+    def sorted_page(
+        self,
+        q: EntryQuery,
+        limit: int,
+        sort: tuple[str, bool],
+        after: view_sorting.SortPosition | None,
+    ) -> list[Entry]:
+        return view_sorting.sorted_page(self._reader(), q, limit, sort, after)
+
+    def overview(self, accounts: list[str], days: int, now: int) -> dict[str, Any]:
+        return view_overview.overview(self._reader(), accounts, days, now)
 
 
 def make_store(settings: Settings, path: Path, identity: dict[str, str]) -> ViewStore:

@@ -33,7 +33,6 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from dnc.api.view import history as view_history
-from dnc.api.view import overview as view_overview
 from dnc.api.view import store
 from dnc.api.view.backend import ViewStore, make_store
 from dnc.api.view.pages import (
@@ -50,7 +49,6 @@ from dnc.api.view.sorting import (
     encode_sorted_cursor,
     parse_sort,
     sort_value,
-    sorted_page,
 )
 from dnc.domain.entries import Entry, EntryKey
 from dnc.domain.timestamps import now_ms
@@ -337,8 +335,8 @@ class ListView:
         order = parse_sort(sort)
         if order != ("added", True):
             sorted_after = decode_sorted_cursor(cursor, order) if cursor else None
-            found = await self._read(sorted_page, q, limit + 1, order, sorted_after)
-            total = await self._read(store.count, q)
+            found = await self._read(lambda v: v.sorted_page, q, limit + 1, order, sorted_after)
+            total = await self._read(lambda v: v.count, q)
             page = found[:limit]
             last = (sort_value(page[-1], order[0]), store.key_hash(page[-1].key))
             more = len(found) > limit
@@ -353,7 +351,7 @@ class ListView:
 
     async def overview(self, accounts: list[str], days: int) -> dict[str, Any]:
         """Totals by source and channel, and changes per day (``dnc.api.view.overview``)."""
-        return await self._read(view_overview.overview, accounts, days, now_ms())
+        return await self._read(lambda v: v.overview, accounts, days, now_ms())
 
     async def count(self, q: EntryQuery) -> int:
         return await self._read(lambda v: v.count, q)

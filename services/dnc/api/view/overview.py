@@ -8,16 +8,16 @@ count fewer changes afterwards (the totals do not change: the entries stay).
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
+from dnc.api.view.reader import Reader
 from dnc.domain.timestamps import format_ms
 
 DAY_MS = 86_400_000
 ADDED, REMOVED = ("add",), ("remove", "expire")
 
 
-def overview(conn: sqlite3.Connection, accounts: list[str], days: int, now: int) -> dict[str, Any]:
+def overview(conn: Reader, accounts: list[str], days: int, now: int) -> dict[str, Any]:
     marks = ", ".join("?" * len(accounts))
     by_source = dict(
         conn.execute(

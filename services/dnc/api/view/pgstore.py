@@ -27,6 +27,8 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from dnc.api.view import history as view_history
+from dnc.api.view import overview as view_overview
+from dnc.api.view import sorting as view_sorting
 from dnc.api.view import store
 from dnc.api.view.query import EntryQuery
 from dnc.api.view.reader import Cursor, Reader
@@ -284,6 +286,18 @@ class PostgresStore:
         self, people: Sequence[tuple[str, str]]
     ) -> list[view_history.HistoryItem]:
         return self._read(view_history.of_people, people)
+
+    def sorted_page(
+        self,
+        q: EntryQuery,
+        limit: int,
+        sort: tuple[str, bool],
+        after: view_sorting.SortPosition | None,
+    ) -> list[Entry]:
+        return self._read(view_sorting.sorted_page, q, limit, sort, after)
+
+    def overview(self, accounts: list[str], days: int, now: int) -> dict[str, Any]:
+        return self._read(view_overview.overview, accounts, days, now)
 
 
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:

@@ -9,13 +9,13 @@ and a cursor means the same position everywhere.
 from __future__ import annotations
 
 import base64
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from dnc.api.view.query import EntryQuery
+from dnc.api.view.reader import Reader
 from dnc.api.view.store import COLUMNS, entry_of, filters
 from dnc.domain.entries import Entry
 from dnc.errors import InvalidValue
@@ -84,7 +84,7 @@ def decode_sorted_cursor(cursor: str, sort: tuple[str, bool]) -> SortPosition:
 
 
 def sorted_page(
-    conn: sqlite3.Connection,
+    conn: Reader,
     q: EntryQuery,
     limit: int,
     sort: tuple[str, bool],

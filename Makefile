@@ -7,6 +7,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STACK := deploy/local/stack.sh
 CLUSTER := deploy/local/cluster.sh
+KAFKA_CLUSTER := deploy/local/kafka-cluster.sh
+KAFKA_CLUSTER_BOOTSTRAP := 127.0.0.1:19192,127.0.0.1:19193,127.0.0.1:19194
 # The local Redis Cluster (make up-cluster): 3 masters; the index reaches it through any node.
 export DNC_CLUSTER_PORTS ?= 17000 17001 17002
 CLUSTER_URL := redis://127.0.0.1:$(firstword $(DNC_CLUSTER_PORTS))/0
@@ -23,7 +25,7 @@ export DNC_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(or $(DNC_KAFKA_PORT),19092)
 export DNC_REDIS_URL ?= redis://127.0.0.1:$(or $(DNC_REDIS_PORT),16379)/0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all deps up down up-cluster down-cluster run topics test test-unit test-deploy \
+.PHONY: all deps up down up-cluster down-cluster up-kafka-cluster down-kafka-cluster run topics test test-unit test-deploy \
         test-integration test-cluster test-e2e test-faults lint fmt types schemas bench clean \
         tools helm
 
@@ -71,13 +73,15 @@ $(HELM_STAMP):
 
 helm: $(HELM_STAMP)
 
+# One broker cannot replicate: its topics are under-replicated on purpose (dev only).
 up: deps
 	@$(STACK) up
-	@$(BIN)/dnc topics ensure
+	@$(BIN)/dnc topics ensure --allow-under-replicated
 
 down:
 	@$(STACK) down
 	@$(CLUSTER) down
+	@$(KAFKA_CLUSTER) down
 
 # A 3-master Redis Cluster on 127.0.0.1:17000-17002 beside the stack (data in .local/cluster).
 up-cluster: up
@@ -86,8 +90,17 @@ up-cluster: up
 down-cluster:
 	@$(CLUSTER) down
 
+# Three Kafka nodes (KRaft, broker + controller each) shaped like production: replication 3,
+# min.insync.replicas=2. Brokers 127.0.0.1:19192-19194 (data in .local/kafka-cluster).
+up-kafka-cluster: deps
+	@$(KAFKA_CLUSTER) up
+	@DNC_KAFKA_BOOTSTRAP=$(KAFKA_CLUSTER_BOOTSTRAP) $(BIN)/dnc topics ensure
+
+down-kafka-cluster:
+	@$(KAFKA_CLUSTER) down
+
 topics: deps
-	@$(BIN)/dnc topics ensure
+	@$(BIN)/dnc topics ensure --allow-under-replicated
 
 # Kafka, Redis and every role on localhost; Ctrl-C stops the roles (`make down` the stack).
 run: up

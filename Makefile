@@ -26,7 +26,7 @@ export DNC_REDIS_URL ?= redis://127.0.0.1:$(or $(DNC_REDIS_PORT),16379)/0
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: all deps up down up-cluster down-cluster up-kafka-cluster down-kafka-cluster run topics test test-unit test-deploy \
-        test-integration test-cluster test-e2e test-faults lint fmt types schemas bench clean \
+        test-integration test-cluster test-kafka-cluster test-e2e test-faults lint fmt types schemas bench clean \
         tools helm
 
 all: lint types test
@@ -128,13 +128,15 @@ schemas: deps
 	$(BIN)/dnc schemas write
 
 # Every test: unit, deploy files, integration (real Kafka + Redis, then again on the Redis
-# Cluster), browser, and the short fault suite. Plain `pytest` collects the same tiers.
-test: up up-cluster tools helm
+# Cluster, then again on the three-broker Kafka cluster), browser, and the short fault suite. Plain `pytest` collects the same tiers.
+test: up up-cluster up-kafka-cluster tools helm
 	DNC_REQUIRE_PROMTOOL=1 $(BIN)/pytest tests/unit -q
 	$(BIN)/pytest tests/deploy -q
 	$(BIN)/pytest tests/integration -q -p no:cacheprovider --require-integration
 	$(CLUSTER_TEST_ENV) $(BIN)/pytest tests/integration -q -p no:cacheprovider \
 	  --require-integration $(CLUSTER_DESELECT)
+	DNC_KAFKA_BOOTSTRAP=$(KAFKA_CLUSTER_BOOTSTRAP) $(BIN)/pytest tests/integration -q \
+	  -p no:cacheprovider --require-integration
 	$(BIN)/pytest tests/e2e -q -p no:cacheprovider
 	$(BIN)/pytest tests/faults -q -p no:cacheprovider -m "not long"
 
@@ -155,6 +157,11 @@ test-integration: up tools
 test-cluster: up-cluster tools
 	$(CLUSTER_TEST_ENV) $(BIN)/pytest tests/integration -q -p no:cacheprovider \
 	  --require-integration $(CLUSTER_DESELECT)
+
+# The integration tier on the three-broker Kafka cluster (replication 3, min ISR 2).
+test-kafka-cluster: up up-kafka-cluster tools
+	DNC_KAFKA_BOOTSTRAP=$(KAFKA_CLUSTER_BOOTSTRAP) $(BIN)/pytest tests/integration -q \
+	  -p no:cacheprovider --require-integration
 
 test-e2e: up tools
 	$(BIN)/pytest tests/e2e -q

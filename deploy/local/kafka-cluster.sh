@@ -15,7 +15,7 @@
 # cluster (the fault suite's) sits beside this one:
 #   DNC_KAFKA_CLUSTER_DIR, DNC_KAFKA_CLUSTER_PORTS ("19192 19193 19194"),
 #   DNC_KAFKA_CLUSTER_CONTROLLER_PORTS ("19195 19196 19197"), DNC_KAFKA_CLUSTER_HEAP (512m),
-#   DNC_KAFKA_LIBS (the jars stack.sh fetched, .local/kafka/libs).
+#   DNC_KAFKA_LIBS (the jars stack.sh fetched, $DNC_STACK_DIR/kafka/libs or .local/kafka/libs).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -23,7 +23,7 @@ STATE=${DNC_KAFKA_CLUSTER_DIR:-$ROOT/.local/kafka-cluster}
 read -r -a PORTS <<<"${DNC_KAFKA_CLUSTER_PORTS:-19192 19193 19194}"
 read -r -a CPORTS <<<"${DNC_KAFKA_CLUSTER_CONTROLLER_PORTS:-19195 19196 19197}"
 HEAP=${DNC_KAFKA_CLUSTER_HEAP:-512m}
-LIBS=${DNC_KAFKA_LIBS:-$ROOT/.local/kafka/libs}
+LIBS=${DNC_KAFKA_LIBS:-${DNC_STACK_DIR:-$ROOT/.local}/kafka/libs}
 NODES=(1 2 3)
 
 say() { printf '[kafka-cluster] %s\n' "$*"; }
@@ -80,7 +80,10 @@ start_node() {  # $1 = node
     return 0
   fi
   if port_open "$port"; then
-    die "something that is not this cluster's node $1 listens on 127.0.0.1:$port"
+    # Like stack.sh: a node started elsewhere (another checkout) is used, never stopped;
+    # wait_healthy still checks that it belongs to a cluster of three.
+    say "something already listens on 127.0.0.1:$port; using it as node $1 (not ours, 'down' leaves it alone)"
+    return 0
   fi
   mkdir -p "$dir/data" "$dir/logs"
   properties "$1" >"$dir/server.properties"

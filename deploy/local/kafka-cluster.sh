@@ -145,19 +145,27 @@ wait_healthy() {
   die "the brokers did not all see each other within 90 s (logs: $STATE/node*/logs/server.out)"
 }
 
-stop_node() {  # $1 = node
-  local file pid
-  file="$(node_dir "$1")/pid"
-  if pid_alive "$file"; then
-    pid=$(cat "$file")
-    say "stopping node $1 (pid $pid)"
-    kill "$pid"
+# All nodes at once: stopped one after the other, the last one waits for a controller
+# quorum that is already gone, and has to be killed after 30 s.
+stop_nodes() {
+  local n file pid pids=()
+  for n in "${NODES[@]}"; do
+    file="$(node_dir "$n")/pid"
+    if pid_alive "$file"; then
+      pid=$(cat "$file")
+      say "stopping node $n (pid $pid)"
+      kill "$pid"
+      pids+=("$pid")
+    else
+      say "node $n was not started by this script; leaving it alone"
+    fi
+    rm -f "$file"
+  done
+  for pid in "${pids[@]}"; do
     for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -0 "$pid" 2>/dev/null && { say "node $1 did not stop in 30 s; killing it"; kill -9 "$pid"; }
-  else
-    say "node $1 was not started by this script; leaving it alone"
-  fi
-  rm -f "$file"
+    kill -0 "$pid" 2>/dev/null && { say "pid $pid did not stop in 30 s; killing it"; kill -9 "$pid"; }
+  done
+  return 0
 }
 
 case "${1:-}" in
@@ -168,7 +176,7 @@ case "${1:-}" in
     wait_healthy
     ;;
   down)
-    for n in "${NODES[@]}"; do stop_node "$n"; done
+    stop_nodes
     ;;
   start)
     check_node "${2:-}"

@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 STACK := deploy/local/stack.sh
 CLUSTER := deploy/local/cluster.sh
 POSTGRES := deploy/local/postgres.sh
+KAFKA_CLUSTER := deploy/local/kafka-cluster.sh
+KAFKA_CLUSTER_BOOTSTRAP := 127.0.0.1:19192,127.0.0.1:19193,127.0.0.1:19194
 # The local Redis Cluster (make up-cluster): 3 masters; the index reaches it through any node.
 export DNC_CLUSTER_PORTS ?= 17000 17001 17002
 CLUSTER_URL := redis://127.0.0.1:$(firstword $(DNC_CLUSTER_PORTS))/0
@@ -28,9 +30,10 @@ export DNC_POSTGRES_PORT ?= 15432
 export DNC_POSTGRES_URL ?= postgresql://dnc@127.0.0.1:$(DNC_POSTGRES_PORT)/dnc
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all deps up down up-cluster down-cluster up-postgres down-postgres run topics test test-unit test-deploy \
-        test-integration test-cluster test-e2e test-faults lint fmt types schemas bench clean \
-        tools helm screenshots
+.PHONY: all deps up down up-cluster down-cluster up-postgres down-postgres up-kafka-cluster \
+        down-kafka-cluster run topics test test-unit test-deploy test-integration test-cluster \
+        test-kafka-cluster test-e2e test-faults lint fmt types schemas bench clean tools helm \
+        screenshots
 
 all: lint types test
 
@@ -83,14 +86,16 @@ $(HELM_STAMP):
 
 helm: $(HELM_STAMP)
 
+# One broker cannot replicate: its topics are under-replicated on purpose (dev only).
 up: deps
 	@$(STACK) up
-	@$(BIN)/dnc topics ensure
+	@$(BIN)/dnc topics ensure --allow-under-replicated
 
 down:
 	@$(STACK) down
 	@$(CLUSTER) down
 	@$(POSTGRES) down
+	@$(KAFKA_CLUSTER) down
 
 # PostgreSQL on 127.0.0.1:$(DNC_POSTGRES_PORT) (data in .local/postgres), for the list view's
 # PostgreSQL backend; `make test` always starts it.
@@ -107,8 +112,17 @@ up-cluster: up
 down-cluster:
 	@$(CLUSTER) down
 
+# Three Kafka nodes (KRaft, broker + controller each) shaped like production: replication 3,
+# min.insync.replicas=2. Brokers 127.0.0.1:19192-19194 (data in .local/kafka-cluster).
+up-kafka-cluster: deps
+	@$(KAFKA_CLUSTER) up
+	@DNC_KAFKA_BOOTSTRAP=$(KAFKA_CLUSTER_BOOTSTRAP) $(BIN)/dnc topics ensure
+
+down-kafka-cluster:
+	@$(KAFKA_CLUSTER) down
+
 topics: deps
-	@$(BIN)/dnc topics ensure
+	@$(BIN)/dnc topics ensure --allow-under-replicated
 
 # Kafka, Redis and every role on localhost; Ctrl-C stops the roles (`make down` the stack).
 run: up
@@ -142,13 +156,16 @@ schemas: deps
 	$(BIN)/dnc schemas write
 
 # Every test: unit, deploy files, integration (real Kafka + Redis, then again on the Redis
-# Cluster), browser, and the short fault suite. Plain `pytest` collects the same tiers.
-test: up up-cluster up-postgres tools helm
+# Cluster, then again on the three-broker Kafka cluster), browser, and the short fault
+# suite. Plain `pytest` collects the same tiers.
+test: up up-cluster up-kafka-cluster up-postgres tools helm
 	DNC_REQUIRE_PROMTOOL=1 $(BIN)/pytest tests/unit -q
 	$(BIN)/pytest tests/deploy -q
 	$(BIN)/pytest tests/integration -q -p no:cacheprovider --require-integration
 	$(CLUSTER_TEST_ENV) $(BIN)/pytest tests/integration -q -p no:cacheprovider \
 	  --require-integration $(CLUSTER_DESELECT)
+	DNC_KAFKA_BOOTSTRAP=$(KAFKA_CLUSTER_BOOTSTRAP) $(BIN)/pytest tests/integration -q \
+	  -p no:cacheprovider --require-integration
 	$(BIN)/pytest tests/e2e -q -p no:cacheprovider
 	$(BIN)/pytest tests/faults -q -p no:cacheprovider -m "not long"
 
@@ -169,6 +186,11 @@ test-integration: up up-postgres tools
 test-cluster: up-cluster tools
 	$(CLUSTER_TEST_ENV) $(BIN)/pytest tests/integration -q -p no:cacheprovider \
 	  --require-integration $(CLUSTER_DESELECT)
+
+# The integration tier on the three-broker Kafka cluster (replication 3, min ISR 2).
+test-kafka-cluster: up up-kafka-cluster tools
+	DNC_KAFKA_BOOTSTRAP=$(KAFKA_CLUSTER_BOOTSTRAP) $(BIN)/pytest tests/integration -q \
+	  -p no:cacheprovider --require-integration
 
 test-e2e: up tools
 	$(BIN)/pytest tests/e2e -q

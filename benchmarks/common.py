@@ -89,7 +89,12 @@ def bench_settings(
         redis_url=redis_url,
         app_id=f"{run_id}.{app}",
         topics=Topics(**names),
-        topic_layout=TopicLayout(input_partitions=6, outbound_partitions=6, list_partitions=6),
+        topic_layout=TopicLayout(
+            input_partitions=6,
+            outbound_partitions=6,
+            list_partitions=6,
+            allow_under_replicated=True,
+        ),
         index=IndexSettings(prefix=f"{run_id}.{index}", buckets=buckets),
         gate=gate or GateSettings(),
         log_json=False,

@@ -35,7 +35,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from dnc.kafka.clients import ensure_topics, topic_specs
+from dnc.kafka.clients import ensure_topics, topic_names
 from dnc.settings import IndexSettings, Settings, TopicLayout, Topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,7 +110,13 @@ def unique_settings(kafka: str, redis_url: str, **overrides: Any) -> Settings:
         "redis_url": redis_url,
         "app_id": f"t{uid}",
         "topics": topics,
-        "topic_layout": TopicLayout(input_partitions=2, outbound_partitions=3, list_partitions=3),
+        # Tests run on one broker as well as on three (make up-kafka-cluster).
+        "topic_layout": TopicLayout(
+            input_partitions=2,
+            outbound_partitions=3,
+            list_partitions=3,
+            allow_under_replicated=True,
+        ),
         "index": IndexSettings(prefix=f"t{uid}", buckets=256, cluster=cluster_mode()),
         "shutdown_deadline_s": 5.0,
         "log_json": False,
@@ -137,7 +143,7 @@ async def delete_topics(settings: Settings) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
-        names = [s.name for s in topic_specs(settings)]
+        names = topic_names(settings)
         existing = set(await admin.list_topics())
         doomed = [n for n in names if n in existing]
         if doomed:

@@ -4,6 +4,7 @@
 #   deploy/local/stack.sh up       start what is not already running and healthy
 #   deploy/local/stack.sh down     stop only what 'up' started (pid files under .local/)
 #   deploy/local/stack.sh status   say what runs where
+#   deploy/local/stack.sh libs     fetch the Kafka jars only (once; Maven Central)
 #
 # Data and logs live under .local/ (gitignored). Ports come from the environment so that
 # a second stack (e.g. a Redis Cluster for the scale-out tests) can sit beside this one.
@@ -153,12 +154,18 @@ case "${1:-}" in
     stop_pid kafka "$KAFKA_DIR/pid"
     stop_pid redis "$REDIS_DIR/pid"
     ;;
+  libs)
+    # The Kafka jars alone (deploy/local/kafka-cluster.sh runs its nodes from them).
+    mkdir -p "$STATE"
+    check_java
+    kafka_libs
+    ;;
   status)
     port_open "$KAFKA_PORT" && say "kafka: 127.0.0.1:$KAFKA_PORT" || say "kafka: down"
     port_open "$REDIS_PORT" && say "redis: 127.0.0.1:$REDIS_PORT" || say "redis: down"
     ;;
   *)
-    echo "usage: $0 up|down|status" >&2
+    echo "usage: $0 up|down|status|libs" >&2
     exit 2
     ;;
 esac

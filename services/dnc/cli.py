@@ -157,11 +157,28 @@ def status(
 
 
 @topics_app.command("ensure")
-def topics_ensure() -> None:
-    """Create every contract topic that does not exist yet (idempotent)."""
+def topics_ensure(
+    allow_under_replicated: bool = typer.Option(
+        False,
+        "--allow-under-replicated",
+        help="Create topics even with a replication factor below min.insync.replicas + 1 "
+        "(a one-broker development cluster); refused otherwise.",
+    ),
+) -> None:
+    """Create every contract topic that does not exist yet (idempotent), with the
+    replication the cluster allows (up to 3)."""
+    from dnc.errors import ConfigurationError
     from dnc.kafka.clients import ensure_topics
 
-    created = asyncio.run(ensure_topics(_settings()))
+    settings = _settings()
+    if allow_under_replicated:
+        layout = settings.topic_layout.model_copy(update={"allow_under_replicated": True})
+        settings = settings.model_copy(update={"topic_layout": layout})
+    try:
+        created = asyncio.run(ensure_topics(settings))
+    except ConfigurationError as e:
+        typer.echo(f"dnc topics ensure: {e}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"created: {', '.join(created)}" if created else "all topics exist")
 
 

@@ -45,7 +45,12 @@ class TopicLayout(BaseModel):
     # dnc.commands and dnc.changes must have the same count: the list writer for command
     # partition p is the only producer of changelog partition p (see README, "Writers").
     list_partitions: int = Field(default=6, ge=1)
-    replication_factor: int = Field(default=1, ge=1)
+    # None: as many replicas as the cluster allows, up to 3 (min(3, brokers)).
+    replication_factor: int | None = Field(default=None, ge=1)
+    # A replication factor below the brokers' min.insync.replicas + 1 stops every write
+    # (or every transaction) as soon as one broker is down; `dnc topics ensure` refuses it
+    # unless this says a development cluster (one broker) is meant.
+    allow_under_replicated: bool = False
 
 
 StopScope = Literal["sender", "all_senders"]
@@ -292,8 +297,10 @@ class Settings(BaseSettings):
             # Groups are nested models (DNC_<GROUP>__<FIELD>); channel_signals is a dict
             # field of its own, given whole as JSON.
             if isinstance(value, dict) and name != "channel_signals":
+                # An unset optional field (None) is its default: left out, as at the top level.
                 for sub, subvalue in value.items():
-                    env[f"{key}__{sub.upper()}"] = _env_value(subvalue)
+                    if subvalue is not None:
+                        env[f"{key}__{sub.upper()}"] = _env_value(subvalue)
             elif value is not None:
                 env[key] = _env_value(value)
         return env

@@ -423,7 +423,7 @@ def test_compose_runs_every_role_from_one_image(compose: dict[str, Any]) -> None
     for role in ROLES:
         assert role in dnc, f"no compose service runs `dnc {role}`"
         assert dnc[role]["command"] == [role]
-    assert dnc["topics"]["command"] == ["topics", "ensure"]
+    assert dnc["topics"]["command"] == ["topics", "ensure", "--allow-under-replicated"]
     assert dnc["topics"]["restart"] == "no"
     assert dnc["topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"
     for name, service in dnc.items():

@@ -58,7 +58,12 @@ class Fleet:
 
 async def test_instances_come_and_go_mid_stream(make_settings: Any, tmp_path: Path) -> None:
     settings: Settings = await make_settings(
-        topic_layout=TopicLayout(input_partitions=4, outbound_partitions=6, list_partitions=6)
+        topic_layout=TopicLayout(
+            input_partitions=4,
+            outbound_partitions=6,
+            list_partitions=6,
+            allow_under_replicated=True,
+        )
     )
     t = settings.topics
     expect: dict[str, str | None] = {}  # message id → "allow", "block" or None (a race)

@@ -19,6 +19,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka import errors as kerr
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from dnc.domain.channels import Channel
 from dnc.domain.reviews import REVIEW_PARTITIONS
@@ -109,9 +110,9 @@ async def close_consumer(consumer: AIOKafkaConsumer, deadline_s: float) -> bool:
     return False
 
 
-def topic_specs(settings: Settings) -> list[NewTopic]:
+def topic_specs(settings: Settings, replication_factor: int) -> list[NewTopic]:
     t, layout = settings.topics, settings.topic_layout
-    rf = layout.replication_factor
+    rf = replication_factor
     month = str(30 * 24 * 3600 * 1000)
     wrapped = {"max.message.bytes": str(WRAPPED_TOPIC_MAX_BYTES)}
     day = str(24 * 3600 * 1000)
@@ -173,19 +174,98 @@ def channel_topics(topics: Topics) -> list[str]:
     return [template.format(channel=c.value.lower()) for c in Channel]
 
 
+def topic_names(settings: Settings) -> list[str]:
+    return [s.name for s in topic_specs(settings, 1)]
+
+
+# Production clusters keep three copies; more adds cost without surviving more at once
+# than min.insync.replicas allows.
+PREFERRED_REPLICATION = 3
+
+
+def choose_replication(
+    requested: int | None, brokers: int, min_insync: int, *, allow_under_replicated: bool
+) -> int:
+    """The replication factor for new topics: ``requested``, or min(3, brokers).
+
+    A factor of at most ``min_insync`` means one broker down stops every acks=all write
+    to the topic (the gate and the list writer stop); refused unless allowed explicitly.
+    """
+    rf = requested if requested is not None else min(PREFERRED_REPLICATION, brokers)
+    if rf > brokers:
+        raise ConfigurationError(
+            f"replication factor {rf} needs {rf} brokers, the cluster has {brokers} "
+            "(lower DNC_TOPIC_LAYOUT__REPLICATION_FACTOR or add brokers)"
+        )
+    if rf < min_insync + 1 and not allow_under_replicated:
+        raise ConfigurationError(
+            f"replication factor {rf} is below min.insync.replicas ({min_insync}) + 1: one "
+            f"broker down (of {brokers}) would stop every write to these topics. "
+            "Use a cluster of at least 3 brokers with min.insync.replicas=2, or, for a "
+            "development cluster, pass --allow-under-replicated "
+            "(DNC_TOPIC_LAYOUT__ALLOW_UNDER_REPLICATED=true)"
+        )
+    return rf
+
+
+def _topic_min_insync(spec: NewTopic, broker_default: int) -> int:
+    override = (spec.topic_configs or {}).get("min.insync.replicas")
+    return int(override) if override is not None else broker_default
+
+
+async def _cluster_shape(admin: AIOKafkaAdminClient) -> tuple[int, int]:
+    """(live brokers, the brokers' min.insync.replicas)."""
+    cluster = await admin.describe_cluster()
+    brokers = [b["node_id"] for b in cluster["brokers"]]
+    resource = ConfigResource(
+        ConfigResourceType.BROKER, str(brokers[0]), {"min.insync.replicas": None}
+    )
+    responses = await admin.describe_configs([resource])
+    for response in responses:
+        for _err, _msg, _type, _name, entries in response.resources:
+            for entry in entries:
+                if entry[0] == "min.insync.replicas":
+                    return len(brokers), int(entry[1])
+    raise ConfigurationError(
+        f"broker {brokers[0]} did not report min.insync.replicas (describe configs)"
+    )
+
+
+async def _specs_for_cluster(admin: AIOKafkaAdminClient, settings: Settings) -> list[NewTopic]:
+    layout = settings.topic_layout
+    brokers, broker_min_isr = await _cluster_shape(admin)
+    rf = choose_replication(
+        layout.replication_factor,
+        brokers,
+        broker_min_isr,
+        allow_under_replicated=layout.allow_under_replicated,
+    )
+    specs = topic_specs(settings, rf)
+    # A topic may ask for more in-sync replicas than the brokers' default (compacted ones).
+    strictest = max(_topic_min_insync(s, broker_min_isr) for s in specs)
+    choose_replication(rf, brokers, strictest, allow_under_replicated=layout.allow_under_replicated)
+    return specs
+
+
 async def ensure_topics(settings: Settings, wait_s: float = 60.0) -> list[str]:
     """Create every contract topic that does not exist; return the names created, once
     each has its partitions' leaders (a consumer started right after finds them).
 
-    The broker answers a create with an error code per topic rather than raising: a time-out
+    New topics get the replication the cluster allows (see ``choose_replication``);
+    existing topics are never changed, and nothing is checked when none is missing. The
+    broker answers a create with an error code per topic rather than raising: a time-out
     means the controller is still creating it (waited for), anything else is refused with
-    the topic and the broker's reason."""
+    the topic and the broker's reason.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     created: list[str] = []
     try:
         existing = set(await admin.list_topics())
-        missing = [s for s in topic_specs(settings) if s.name not in existing]
+        if all(name in existing for name in topic_names(settings)):
+            return created
+        specs = await _specs_for_cluster(admin, settings)
+        missing = [s for s in specs if s.name not in existing]
         for spec in missing:
             response = await admin.create_topics([spec])
             for topic, code, *message in response.topic_errors:

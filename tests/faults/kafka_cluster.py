@@ -1,0 +1,153 @@
+"""A private three-node Kafka cluster for the failover scenarios
+(``deploy/local/kafka-cluster.sh`` on 127.0.0.1:49092-49094, controllers 49095-49097,
+state under ``.local/faults-kafka-cluster``; ``DNC_FAULTS_CLUSTER_*`` move them).
+
+Like ``stack.py``: the tests kill only nodes this module started, found by the pid the
+script recorded for this state folder, never by name, and never the shared cluster
+(19192-19194).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+from tests.faults.stack import ROOT, SHARED_LIBS, pid_alive
+from tests.ports import port_open
+
+SCRIPT = ROOT / "deploy/local/kafka-cluster.sh"
+SHARED_BROKER_PORTS = {19192, 19193, 19194}
+
+
+def _ports(name: str, default: str) -> list[int]:
+    return [int(p) for p in os.environ.get(name, default).split()]
+
+
+@dataclass
+class KafkaCluster:
+    state: Path = field(
+        default_factory=lambda: Path(
+            os.environ.get("DNC_FAULTS_CLUSTER_DIR", ROOT / ".local/faults-kafka-cluster")
+        )
+    )
+    ports: list[int] = field(
+        default_factory=lambda: _ports("DNC_FAULTS_CLUSTER_PORTS", "49092 49093 49094")
+    )
+    controller_ports: list[int] = field(
+        default_factory=lambda: _ports("DNC_FAULTS_CLUSTER_CONTROLLER_PORTS", "49095 49096 49097")
+    )
+    started_here: bool = False
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DNC_")}
+        env.update(
+            DNC_KAFKA_CLUSTER_DIR=str(self.state),
+            DNC_KAFKA_CLUSTER_PORTS=" ".join(map(str, self.ports)),
+            DNC_KAFKA_CLUSTER_CONTROLLER_PORTS=" ".join(map(str, self.controller_ports)),
+            DNC_KAFKA_CLUSTER_HEAP=os.environ.get("DNC_FAULTS_KAFKA_HEAP", "512m"),
+            DNC_KAFKA_LIBS=os.environ.get("DNC_KAFKA_LIBS", str(SHARED_LIBS)),
+        )
+        return env
+
+    def _script(self, *args: str, timeout: float = 300) -> str:
+        result = subprocess.run(
+            ["bash", str(SCRIPT), *args],
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"kafka-cluster.sh {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stdout}{result.stderr}"
+            )
+        return result.stdout
+
+    def up(self) -> None:
+        assert not SHARED_BROKER_PORTS & set(self.ports), "refusing the shared cluster's ports"
+        self.started_here = not any(port_open(p) for p in self.ports)
+        if self.started_here:
+            # Disposable: an empty log each time, or restarts recover every earlier run.
+            shutil.rmtree(self.state, ignore_errors=True)
+        self._script("up")
+
+    def down(self) -> None:
+        self._script("down", timeout=120)
+
+    def node_pid(self, node: int) -> int:
+        pid = int(self._script("pid", str(node)).strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        if str(self.state) not in cmdline:
+            raise RuntimeError(f"pid {pid} is not this cluster's node {node}: {cmdline[:200]}")
+        return pid
+
+    def kill_node(self, node: int, sig: signal.Signals = signal.SIGKILL) -> None:
+        pid = self.node_pid(node)
+        os.kill(pid, sig)
+        deadline = time.monotonic() + 60
+        while pid_alive(pid) and _not_zombie(pid):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+            time.sleep(0.05)
+
+    def start_node(self, node: int) -> None:
+        self._script("start", str(node))
+
+    async def wait_all_in_sync(self, topics: list[str], timeout: float = 120) -> None:
+        """Every partition of ``topics`` has all three replicas in sync again."""
+        deadline = time.monotonic() + timeout
+        behind: list[str] = []
+        while time.monotonic() < deadline:
+            behind = []
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+            try:
+                await admin.start()
+                for t in await admin.describe_topics(topics):
+                    for p in t["partitions"]:
+                        if len(p["isr"]) < len(p["replicas"]):
+                            behind.append(f"{t['topic']}/{p['partition']}")
+                if not behind:
+                    return
+            except Exception as exc:  # a node still starting: ask again
+                behind = [repr(exc)]
+            finally:
+                await admin.close()
+            await asyncio.sleep(0.5)
+        raise RuntimeError(f"replicas not back in sync after {timeout}s: {behind[:10]}")
+
+
+async def busiest_leader(bootstrap: str, topics: list[str]) -> tuple[int, dict[int, int]]:
+    """The node that leads most partitions of ``topics``, and the count per node."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    await admin.start()
+    try:
+        leaders = Counter(
+            p["leader"] for t in await admin.describe_topics(topics) for p in t["partitions"]
+        )
+    finally:
+        await admin.close()
+    node, _ = leaders.most_common(1)[0]
+    return node, dict(leaders)
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -43,10 +43,14 @@ async def test_the_page_on_a_phone(page: Page, tenant: Tenant, width: int) -> No
     # The list is a list of cards: each row's cells one under the other, with their names.
     first = rows(page).first
     await expect(first.locator("td[data-label='Sender']")).to_be_visible()
-    label = await first.locator("td[data-label='Sender']").evaluate(
-        "td => getComputedStyle(td, '::before').content"
+    # Polled in the page: a list refresh may replace the row between finding and reading
+    # it, and a detached cell has no computed style at all.
+    await page.wait_for_function(
+        """() => {
+          const td = document.querySelector("#rows tr[data-key] td[data-label='Sender']");
+          return td && getComputedStyle(td, '::before').content === '"Sender: "';
+        }"""
     )
-    assert label == '"Sender: "'
     box = await first.bounding_box()
     assert box is not None and box["width"] <= width
 

@@ -19,6 +19,20 @@ PG_DB=dnc
 PG_DIR=$STATE/postgres
 DATA=$PG_DIR/data
 
+# As root the cluster belongs to the 'postgres' user, who must be able to walk into the
+# checkout. A clone in a private directory (mktemp -d, a home directory of mode 700) does
+# not let it: the cluster then lives under /var/tmp, one per checkout (named by a hash of
+# its state folder), rather than loosening permissions outside the checkout.
+choose_dir() {
+  if [ "$(id -u)" -eq 0 ] && id postgres >/dev/null 2>&1; then
+    mkdir -p "$STATE"
+    if ! runuser -u postgres -- test -x "$STATE" 2>/dev/null; then
+      PG_DIR=/var/tmp/dnc-postgres-$(printf %s "$STATE" | sha1sum | cut -c1-12)
+      DATA=$PG_DIR/data
+    fi
+  fi
+}
+
 say() { printf '[postgres] %s\n' "$*"; }
 die() { printf '[postgres] error: %s\n' "$*" >&2; exit 1; }
 
@@ -47,7 +61,7 @@ need_postgres() {
 # user the Debian package creates; otherwise to whoever runs this script.
 as_owner() {
   if [ "$(id -u)" -eq 0 ]; then
-    runuser -u postgres -- "$@"
+    (cd / && runuser -u postgres -- "$@")  # the checkout may be closed to it
   else
     "$@"
   fi
@@ -67,7 +81,7 @@ init_cluster() {
   if [ "$(id -u)" -eq 0 ]; then
     chown postgres: "$PG_DIR"
     # The postgres user must reach the data directory through the worktree's parents.
-    as_owner test -x "$PG_DIR" || die "user postgres cannot enter $PG_DIR; make its parents world-searchable (chmod o+x)"
+    as_owner test -x "$PG_DIR" || die "user postgres cannot enter $PG_DIR"
   fi
   as_owner "$(pg_bin)/initdb" -D "$DATA" -U "$PG_USER" --auth=trust -E UTF8 --locale=C.UTF-8 \
     >"$PG_DIR/initdb.log" 2>&1 || { cat "$PG_DIR/initdb.log" >&2; die "initdb failed"; }
@@ -85,6 +99,7 @@ EOF
 }
 
 up() {
+  choose_dir
   if running && port_open "$PG_PORT"; then
     say "postgres already running on 127.0.0.1:$PG_PORT ($(url))"
     return 0
@@ -94,6 +109,7 @@ up() {
     return 0
   fi
   need_postgres
+  choose_dir
   init_cluster
   say "starting postgres on 127.0.0.1:$PG_PORT"
   # setsid: the server must outlive the shell that started it (make, CI step).
@@ -114,6 +130,7 @@ up() {
 }
 
 down() {
+  choose_dir
   if running; then
     say "stopping postgres"
     as_owner "$(pg_bin)/pg_ctl" -D "$DATA" -m fast -w -t 30 stop >/dev/null \

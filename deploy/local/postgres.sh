@@ -147,8 +147,9 @@ case "${1:-}" in
     ;;
   status) port_open "$PG_PORT" && say "postgres: $(url)" || say "postgres: down" ;;
   url) url ;;
+  dir) choose_dir; echo "$PG_DIR" ;;
   *)
-    echo "usage: $0 up|down|status|url" >&2
+    echo "usage: $0 up|down|status|url|dir" >&2
     exit 2
     ;;
 esac

@@ -27,8 +27,10 @@ def private() -> Iterator[tuple[Path, int]]:
     state.mkdir(parents=True)
     port = free_port()
     yield state, port
+    where = Path(_run(state, port, "dir").strip())
     _run(state, port, "down")
     shutil.rmtree(state, ignore_errors=True)
+    shutil.rmtree(where, ignore_errors=True)  # elsewhere when the checkout is closed to it
 
 
 def _run(state: Path, port: int, command: str) -> str:
@@ -40,8 +42,9 @@ def _run(state: Path, port: int, command: str) -> str:
     return done.stdout
 
 
-def _server_pid(state: Path) -> str:
-    return (state / "postgres/data/postmaster.pid").read_text().split()[0]
+def _server_pid(state: Path, port: int) -> str:
+    where = Path(_run(state, port, "dir").strip())
+    return (where / "data/postmaster.pid").read_text().split()[0]
 
 
 def test_up_is_idempotent_down_stops_only_its_own_and_data_survives(
@@ -52,14 +55,14 @@ def test_up_is_idempotent_down_stops_only_its_own_and_data_survives(
     assert _run(state, port, "url").strip() == url
 
     assert "postgres is up" in _run(state, port, "up")
-    pid = _server_pid(state)
+    pid = _server_pid(state, port)
     with psycopg.connect(url) as conn:
         conn.execute("CREATE TABLE kept (n int)")
         conn.execute("INSERT INTO kept VALUES (7)")
 
     again = _run(state, port, "up")
     assert "already running" in again
-    assert _server_pid(state) == pid  # the running server was reused, not restarted
+    assert _server_pid(state, port) == pid  # the running server was reused, not restarted
 
     assert "stopping postgres" in _run(state, port, "down")
     assert not port_open(port)

@@ -24,6 +24,7 @@ from dnc.api.view.sorting import SORT_COLUMNS, sort_value
 from dnc.domain.entries import Entry, EntryKey, Source
 from dnc.errors import ConfigurationError
 from tests.unit.test_api_view_history import OTHER, PHONE, TOKEN, record
+from tests.unit.test_api_view_sorting import walk_sorted
 from tests.unit.test_api_view_store import change, matches, random_entry, random_query
 
 T0 = 1_795_671_087_123
@@ -266,15 +267,7 @@ def test_sorted_pages_and_the_overview_answer_alike(view: ViewStore) -> None:
                     key=lambda e: (sort_value(e, column), store.key_hash(e.key)),
                     reverse=descending,
                 )
-                limit = rng.randrange(1, 7)
-                walked: list[Entry] = []
-                after = None
-                while True:
-                    got = view.sorted_page(q, limit, order, after)
-                    walked += got
-                    if len(got) < limit:
-                        break
-                    after = (sort_value(got[-1], column), store.key_hash(got[-1].key))
+                walked = walk_sorted(view.sorted_page, q, rng.randrange(1, 7), order)
                 assert walked == expected, order
     accounts = sorted({k.account for k in model})[:2]
     mine = [e for e in model.values() if e.key.account in accounts]

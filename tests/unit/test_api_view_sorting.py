@@ -5,13 +5,16 @@ repeated across pages — and a cursor is only accepted by the order that made i
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from dnc.api.view import store
+from dnc.api.view.query import EntryQuery
 from dnc.api.view.sorting import (
     SORT_COLUMNS,
+    SortPosition,
     decode_sorted_cursor,
     encode_sorted_cursor,
     parse_sort,
@@ -28,6 +31,26 @@ def writer(tmp_path: Path) -> store.ViewWriter:
     w = store.ViewWriter(tmp_path / "v.sqlite3", {"topic": "t"})
     w.open()
     return w
+
+
+def walk_sorted(
+    fetch: Callable[[EntryQuery, int, tuple[str, bool], SortPosition | None], list[Entry]],
+    q: EntryQuery,
+    limit: int,
+    order: tuple[str, bool],
+) -> list[Entry]:
+    """Every page of ``q`` in ``order``, each after the cursor the previous one gave."""
+    walked: list[Entry] = []
+    after = None
+    while True:
+        got = fetch(q, limit, order, after)
+        walked += got
+        if len(got) < limit:
+            return walked
+        cursor = encode_sorted_cursor(
+            order, (sort_value(got[-1], order[0]), store.key_hash(got[-1].key))
+        )
+        after = decode_sorted_cursor(cursor, order)
 
 
 def test_every_order_pages_through_the_model(writer: store.ViewWriter) -> None:
@@ -48,18 +71,9 @@ def test_every_order_pages_through_the_model(writer: store.ViewWriter) -> None:
                     key=lambda e: (sort_value(e, column), store.key_hash(e.key)),
                     reverse=descending,
                 )
-                limit = rng.randrange(1, 7)
-                walked: list[Entry] = []
-                after = None
-                while True:
-                    got = sorted_page(conn, q, limit, order, after)
-                    walked += got
-                    if len(got) < limit:
-                        break
-                    cursor = encode_sorted_cursor(
-                        order, (sort_value(got[-1], column), store.key_hash(got[-1].key))
-                    )
-                    after = decode_sorted_cursor(cursor, order)
+                walked = walk_sorted(
+                    lambda *a: sorted_page(conn, *a), q, rng.randrange(1, 7), order
+                )
                 assert walked == expected, order
     conn.close()
 

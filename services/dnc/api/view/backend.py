@@ -12,19 +12,20 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from dnc.api.view import history as view_history
-from dnc.api.view import overview as view_overview
 from dnc.api.view import sorting as view_sorting
 from dnc.api.view import store
 from dnc.api.view.query import EntryQuery
+from dnc.api.view.reads import Reads
 from dnc.domain.entries import Entry, EntryKey
 from dnc.settings import Settings
 
 Changes = Iterable[tuple[bytes, bytes | None]]
+T = TypeVar("T")
 
 
 class ViewStore(Protocol):
@@ -106,7 +107,7 @@ class ViewStore(Protocol):
     def overview(self, accounts: list[str], days: int, now: int) -> dict[str, Any]: ...
 
 
-class SqliteStore:
+class SqliteStore(Reads):
     """The view in a SQLite file of this instance's own (``dnc.api.view.store``)."""
 
     def __init__(self, path: Path, identity: dict[str, str]) -> None:
@@ -159,51 +160,8 @@ class SqliteStore:
                 self._readers.append(conn)
         return conn
 
-    def page(self, q: EntryQuery, limit: int, after: store.Position | None) -> list[Entry]:
-        return store.page(self._reader(), q, limit, after)
-
-    def count(self, q: EntryQuery) -> int:
-        return store.count(self._reader(), q)
-
-    def keys(self, q: EntryQuery) -> list[EntryKey]:
-        return store.keys(self._reader(), q)
-
-    def get(self, wanted: Sequence[EntryKey]) -> dict[EntryKey, Entry]:
-        return store.get(self._reader(), wanted)
-
-    def history_page(
-        self,
-        accounts: Sequence[str],
-        contacts: Sequence[str],
-        limit: int,
-        after: view_history.Position | None,
-    ) -> list[view_history.HistoryItem]:
-        return view_history.page(self._reader(), accounts, contacts, limit, after)
-
-    def history_keys(self, account: str, contacts: Sequence[str]) -> list[list[Any]]:
-        return view_history.keys(self._reader(), account, contacts)
-
-    def history_of_matching(
-        self, q: EntryQuery, limit: int, after: view_history.ExportPosition | None
-    ) -> list[view_history.HistoryItem]:
-        return store.history_of_matching(self._reader(), q, limit, after)
-
-    def history_of_people(
-        self, people: Sequence[tuple[str, str]]
-    ) -> list[view_history.HistoryItem]:
-        return view_history.of_people(self._reader(), people)
-
-    def sorted_page(
-        self,
-        q: EntryQuery,
-        limit: int,
-        sort: tuple[str, bool],
-        after: view_sorting.SortPosition | None,
-    ) -> list[Entry]:
-        return view_sorting.sorted_page(self._reader(), q, limit, sort, after)
-
-    def overview(self, accounts: list[str], days: int, now: int) -> dict[str, Any]:
-        return view_overview.overview(self._reader(), accounts, days, now)
+    def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        return fn(self._reader(), *args)
 
 
 def make_store(settings: Settings, path: Path, identity: dict[str, str]) -> ViewStore:

@@ -27,12 +27,9 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from dnc.api.view import history as view_history
-from dnc.api.view import overview as view_overview
-from dnc.api.view import sorting as view_sorting
 from dnc.api.view import store
-from dnc.api.view.query import EntryQuery
 from dnc.api.view.reader import Cursor, Reader
-from dnc.domain.entries import Entry, EntryKey
+from dnc.api.view.reads import Reads
 from dnc.errors import ConfigurationError
 
 T = TypeVar("T")
@@ -127,7 +124,7 @@ class _Qmark:
         return self._conn.execute(query.replace("?", "%s"), parameters)
 
 
-class PostgresStore:
+class PostgresStore(Reads):
     """The view in PostgreSQL: one writer connection, a pool for the readers."""
 
     def __init__(
@@ -252,52 +249,6 @@ class PostgresStore:
             raise RuntimeError("PostgresStore is not open")
         with self._pool.connection() as conn:
             return fn(_Qmark(conn), *args)
-
-    def page(self, q: EntryQuery, limit: int, after: store.Position | None) -> list[Entry]:
-        return self._read(store.page, q, limit, after)
-
-    def count(self, q: EntryQuery) -> int:
-        return self._read(store.count, q)
-
-    def keys(self, q: EntryQuery) -> list[EntryKey]:
-        return self._read(store.keys, q)
-
-    def get(self, wanted: Sequence[EntryKey]) -> dict[EntryKey, Entry]:
-        return self._read(store.get, wanted)
-
-    def history_page(
-        self,
-        accounts: Sequence[str],
-        contacts: Sequence[str],
-        limit: int,
-        after: view_history.Position | None,
-    ) -> list[view_history.HistoryItem]:
-        return self._read(view_history.page, accounts, contacts, limit, after)
-
-    def history_keys(self, account: str, contacts: Sequence[str]) -> list[list[Any]]:
-        return self._read(view_history.keys, account, contacts)
-
-    def history_of_matching(
-        self, q: EntryQuery, limit: int, after: view_history.ExportPosition | None
-    ) -> list[view_history.HistoryItem]:
-        return self._read(store.history_of_matching, q, limit, after)
-
-    def history_of_people(
-        self, people: Sequence[tuple[str, str]]
-    ) -> list[view_history.HistoryItem]:
-        return self._read(view_history.of_people, people)
-
-    def sorted_page(
-        self,
-        q: EntryQuery,
-        limit: int,
-        sort: tuple[str, bool],
-        after: view_sorting.SortPosition | None,
-    ) -> list[Entry]:
-        return self._read(view_sorting.sorted_page, q, limit, sort, after)
-
-    def overview(self, accounts: list[str], days: int, now: int) -> dict[str, Any]:
-        return self._read(view_overview.overview, accounts, days, now)
 
 
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:

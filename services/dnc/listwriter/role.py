@@ -388,14 +388,9 @@ class ListWriter(PipelineRole):
         if closed.reason == "redis_unreachable":
             closed.clear()
         tps = [TopicPartition(self.topics.changes, p) for p in ready]
-        try:
-            ends = await self._offsets.end_offsets(tps)
-        except Exception as exc:
-            # Brokers away: the next idle turn asks again (a batch would wait too).
-            if classify(exc) is not Failure.RETRY:
-                raise
-            log.warning("listwriter: changelog ends unavailable (%s)", describe(exc))
-            return
+        # Brokers away: the pipeline runs idle work under its failure policy (backs off and
+        # asks again next turn), as it does a batch.
+        ends = await self._offsets.end_offsets(tps)
         for tp in tps:
             owned = self.owned.get(tp.partition)
             if owned is None or not owned.ready:

@@ -153,10 +153,39 @@ class FaultStack:
                 return
             except Exception as exc:
                 last = exc
+                if self._kafka_exited():
+                    raise RuntimeError(
+                        f"the fault suite's broker exited while starting: {last!r}\n"
+                        f"{self.kafka_diagnosis()}"
+                    ) from None
                 await asyncio.sleep(0.3)
             finally:
                 await admin.close()
-        raise RuntimeError(f"fault suite broker not ready after {timeout}s: {last!r}")
+        raise RuntimeError(
+            f"fault suite broker not ready after {timeout}s: {last!r}\n{self.kafka_diagnosis()}"
+        )
+
+    def _kafka_exited(self) -> bool:
+        try:
+            pid = int(self.kafka_pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return False  # not started by stack.sh (a broker someone else runs)
+        return not (pid_alive(pid) and _not_zombie(pid))
+
+    def kafka_diagnosis(self, lines: int = 40) -> str:
+        """Whether the broker process lives and the end of its log: its start-up steps say
+        which one a slow start waits in (loading logs, registering with the controller…)."""
+        try:
+            pid = int(self.kafka_pid_file.read_text().strip())
+            state = f"pid {pid} {'running' if pid_alive(pid) and _not_zombie(pid) else 'gone'}"
+        except (OSError, ValueError) as exc:
+            state = f"no pid: {exc}"
+        try:
+            tail = (self.state / "kafka/logs/server.out").read_text(errors="replace")
+            tail = "\n".join(tail.splitlines()[-lines:])
+        except OSError as exc:
+            tail = f"(no broker log: {exc})"
+        return f"broker {state}; the end of its log:\n{tail}"
 
 
 def _not_zombie(pid: int) -> bool:

@@ -253,15 +253,26 @@ class Bench:
         tp = raw["throughput"]
         gate, passthrough = tp[f"gate@{one}"], tp["passthrough"]
         ratio = gate["rate"] / passthrough["rate"]
+        cpu_ratio = gate["cpu_us_per_msg"] / passthrough["cpu_us_per_msg"]
         rows = [
             Row(
                 f"gate ÷ passthrough throughput ({one} entries, 5% blocked)",
                 f"{ratio:.2f} (gate {kmsg(gate['rate'])})",
                 f"passthrough {kmsg(passthrough['rate'])}; CPU/msg {gate['cpu_us_per_msg']:.1f}"
                 f" vs {passthrough['cpu_us_per_msg']:.1f} µs; medians of {a.rounds}",
-                "≥ 0.8",
-                ratio >= 0.8,
-            )
+                "≥ 0.85",
+                ratio >= 0.85,
+            ),
+            # The machine-independent headline: both processes' CPU time per message in
+            # the same run, so a slower or busier machine moves both sides alike.
+            Row(
+                f"gate ÷ passthrough CPU per message ({one} entries)",
+                f"{cpu_ratio:.2f}×",
+                f"gate {gate['cpu_us_per_msg']:.2f} µs, passthrough "
+                f"{passthrough['cpu_us_per_msg']:.2f} µs (process CPU time); medians of {a.rounds}",
+                "≤ 1.3×",
+                cpu_ratio <= 1.3,
+            ),
         ]
         if "latency" in raw:
             lat = raw["latency"]
@@ -278,6 +289,18 @@ class Bench:
                     ok,
                 )
             )
+            steps = [(k, v) for k, v in lat.get("stages", {}).items() if " → " in k]
+            if steps:
+                rows.append(
+                    Row(
+                        "  its stages, p50 / p99 ms (each step)",
+                        "; ".join(f"{k} {v['p50']:.0f} / {v['p99']:.0f}" for k, v in steps),
+                        "stop → command: ingest; command → change: list writer (Redis is "
+                        "written right after its commit); change → blocked: the gate learns",
+                        "",
+                        None,
+                    )
+                )
         mem = raw["memory"]
         delta = raw["indexes"][one].get("used_memory_delta")
         lookup = (mem["g"] + mem["gc"]) / n

@@ -124,19 +124,27 @@ class FaultStack:
         pid = self.kafka_pid()
         os.kill(pid, sig)
         deadline = time.monotonic() + 60
-        while pid_alive(pid) and _not_zombie(pid):
+        while not self._kafka_gone(pid):
             if time.monotonic() > deadline:
                 os.kill(pid, signal.SIGKILL)
             time.sleep(0.05)
 
     def wait_kafka_gone(self, pid: int, timeout: float = 60) -> None:
-        """Wait until a broker killed by someone else has exited: until then its listening
-        socket may still be open, and stack.sh would take it for a running broker."""
+        """Wait until a broker killed by someone else has exited."""
         deadline = time.monotonic() + timeout
-        while pid_alive(pid) and _not_zombie(pid):
+        while not self._kafka_gone(pid):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the fault suite's broker (pid {pid}) did not exit")
+                raise RuntimeError(
+                    f"the fault suite's broker (pid {pid}) did not exit within {timeout}s"
+                )
             time.sleep(0.05)
+
+    def _kafka_gone(self, pid: int) -> bool:
+        """Every thread of the broker has ended and its port is closed. The main thread
+        turns zombie first and the listening socket is only closed with the last thread:
+        on a busy machine a thread stuck in I/O keeps the port open for seconds, and
+        stack.sh then takes it for a running broker and starts none (CI lost a run so)."""
+        return not _threads_alive(pid) and not port_open(self.kafka_port)
 
     def start_kafka(self) -> None:
         self._script("up")
@@ -186,6 +194,22 @@ class FaultStack:
         except OSError as exc:
             tail = f"(no broker log: {exc})"
         return f"broker {state}; the end of its log:\n{tail}"
+
+
+def _threads_alive(pid: int) -> bool:
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return False
+    for task in tasks:
+        try:
+            # The state follows the command name, which is in parentheses.
+            state = task.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # it ended while we looked
+        if state not in ("Z", "X"):
+            return True
+    return False
 
 
 def _not_zombie(pid: int) -> bool:

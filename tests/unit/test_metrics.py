@@ -45,6 +45,9 @@ def exercised(metrics: RoleMetrics) -> RoleMetrics:
     metrics.batch_seconds.observe(0.004)
     metrics.transaction_seconds.observe(0.002)
     metrics.producers_replaced.inc()
+    metrics.producer_start_failures.inc()
+    metrics.producers_failing.set(1)
+    metrics.partitions_stalled.set(0)
     metrics.fail_closed.enter("redis_unreachable")
     if isinstance(metrics, ListWriterMetrics):
         metrics.index_lag.labels(metrics.role, "0").set(3)
@@ -202,3 +205,29 @@ def test_a_revoked_partition_s_gauges_go_with_it() -> None:
         ]
         == 7
     )
+
+
+@pytest.mark.parametrize("kind", [RoleMetrics, ListWriterMetrics, GateMetrics])
+def test_metrics_turned_off_record_nothing_and_serve_nothing(kind: type[RoleMetrics]) -> None:
+    m = exercised(kind("gate" if kind is RoleMetrics else kind().role, enabled=False))
+    m.forget("t.outbound", 0)
+    if isinstance(m, ListWriterMetrics):
+        m.forget_changelog(0)
+    # Only what is read at scrape time is left (the role reads those states itself).
+    assert {name for name, _ in samples(m)} <= {
+        "dnc_role_up",
+        "dnc_role_ready",
+        "dnc_fail_closed",
+        "dnc_fail_closed_period_seconds",
+        "dnc_fail_closed_seconds_total",
+    }
+    assert m.fail_closed.reason == "redis_unreachable"
+    m.serve(0)
+    assert m.port is None
+
+
+def test_metrics_enabled_is_a_setting_the_roles_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DNC_METRICS_ENABLED", "false")
+    assert Settings().metrics_enabled is False
+    monkeypatch.delenv("DNC_METRICS_ENABLED")
+    assert Settings().metrics_enabled is True

@@ -23,6 +23,9 @@ from aiokafka import TopicPartition
 
 log = logging.getLogger(__name__)
 
+# While a partition is stuck, how often to say so again.
+STUCK_LOG_EVERY_S = 30.0
+
 
 class ProgressWatch:
     def __init__(self, stall_after_s: float) -> None:
@@ -71,7 +74,7 @@ class Heartbeat:
         self.path = Path(path) if path else None
         self.interval_s = interval_s
         self._beat_at = -interval_s
-        self._warned_at = -interval_s
+        self._warned_at = -STUCK_LOG_EVERY_S
 
     def forget(self) -> None:
         # A file left by a previous container must not pass the next start-up probe.
@@ -83,7 +86,7 @@ class Heartbeat:
         if self.path is None or now - self._beat_at < self.interval_s:
             return False
         if stuck:
-            if now - self._warned_at >= self.interval_s:
+            if now - self._warned_at >= STUCK_LOG_EVERY_S:
                 self._warned_at = now
                 log.error(
                     "%s: %s: records waiting and nothing committed for too long, with no "

@@ -8,11 +8,13 @@ import subprocess
 import urllib.error
 import urllib.request
 from contextlib import AsyncExitStack
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from dnc.api.observe import ApiMetrics
 from dnc.errors import InvalidValue, MissingField, NotJson
 from dnc.kafka.deadletter import error_kind
 from dnc.lifecycle import Role
@@ -231,3 +233,35 @@ def test_metrics_enabled_is_a_setting_the_roles_read(monkeypatch: pytest.MonkeyP
     assert Settings().metrics_enabled is False
     monkeypatch.delenv("DNC_METRICS_ENABLED")
     assert Settings().metrics_enabled is True
+
+
+def test_the_api_s_metrics_with_its_import_jobs_pass_promtool() -> None:
+    view = SimpleNamespace(lag=lambda: 3, caught_up=True)
+    reviews = SimpleNamespace(select_all_open=list, oldest_open_age_s=lambda: None)
+    api = ApiMetrics(SimpleNamespace(view=view, reviews=reviews))  # type: ignore[arg-type]
+    api.requests.labels("GET", "/v1/check", "200").inc()
+    api.latency.labels("GET", "/v1/check").observe(0.002)
+    imports = api.imports
+    imports.begun()
+    imports.read(20_000, 3)
+    imports.ended("finished", 12.5)
+    imports.begun()
+    imports.ended("failed", 0.4)
+    text = generate_latest(api.registry)
+    done = subprocess.run(
+        [promtool(), "check", "metrics"], input=text, capture_output=True, check=False
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr).decode()
+    assert (done.stdout + done.stderr).strip() == b"", (done.stdout + done.stderr).decode()
+    got = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text.decode())
+        for s in family.samples
+    }
+    assert got["dnc_api_imports_started_total", ()] == 2
+    assert got["dnc_api_imports_finished_total", (("outcome", "failed"),)] == 1
+    assert got["dnc_api_imports_finished_total", (("outcome", "cancelled"),)] == 0
+    assert got["dnc_api_import_rows_total", (("result", "accepted"),)] == 19_997
+    assert got["dnc_api_import_rows_total", (("result", "rejected"),)] == 3
+    assert got["dnc_api_import_duration_seconds_count", (("outcome", "finished"),)] == 1
+    assert got["dnc_api_imports_running", ()] == 0

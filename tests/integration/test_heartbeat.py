@@ -13,6 +13,7 @@ import pytest
 from aiokafka import TopicPartition
 
 from dnc.gate.role import Gate
+from dnc.listwriter.role import ListWriter
 from dnc.settings import IndexSettings, Settings
 from tests.integration.test_recovery import private_redis
 from tests.kit import eventually, outbound, produce, reading, running
@@ -39,8 +40,8 @@ def beating(settings: Settings, beat: Path) -> Settings:
     )
 
 
-def stalled(gate: Gate) -> float | None:
-    return gate.metrics.registry.get_sample_value("dnc_partitions_stalled", {"role": "gate"})
+def stalled(role: Gate | ListWriter) -> float | None:
+    return role.metrics.registry.get_sample_value("dnc_partitions_stalled", {"role": role.name})
 
 
 async def test_a_partition_stuck_without_a_reason_stops_the_heartbeat_until_it_moves(
@@ -116,3 +117,28 @@ async def test_waiting_for_redis_the_metric_shows_keeps_the_heartbeat_fresh(
                 await asyncio.sleep(0.1)
             assert stalled(gate) == 0
             assert len(allowed.records) == 1
+
+
+async def test_a_catch_up_that_hangs_stops_the_list_writer_s_heartbeat(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    beat = tmp_path / "heartbeat"
+    release = asyncio.Event()
+    real_apply = ListWriter._apply_changes
+
+    async def apply_changes(writer: ListWriter, *args: Any) -> None:
+        await release.wait()  # a catch-up that hangs, saying nothing
+        await real_apply(writer, *args)
+
+    monkeypatch.setattr(ListWriter, "_apply_changes", apply_changes)
+    async with running(beating(settings, beat), "listwriter") as roles:
+        writer = roles["listwriter"]
+        parts = settings.topic_layout.list_partitions
+        await eventually(lambda: stalled(writer) == parts, timeout=15, what="stalled catch-ups")
+        assert writer.metrics.fail_closed.reason is None
+        await eventually(
+            lambda: age(beat) > STALL_AFTER_S, timeout=15, what="no heartbeat"
+        )  # never touched, or gone stale
+        release.set()
+        await eventually(lambda: age(beat) < 1.0, timeout=15, what="the heartbeat once caught up")
+        assert stalled(writer) == 0

@@ -258,9 +258,11 @@ async function exportEntries(selectedOnly) {
   const withHistory = history ? ' with their history' : '';
   const as = history && format === 'csv' ? 'a .zip of two CSV files (entries.csv, history.csv)' : format.toUpperCase();
   try {
+    // The file lists the entries in the order the page shows them (the API sorts).
+    const sort = sortOrder() !== DEFAULT_SORT ? { sort: sortOrder() } : {};
     if (selectedOnly) {
       const keys = [...state.selected.values()].map(keyBody);
-      const params = { format };
+      const params = { format, ...sort };
       if (history) params.history = 'true';
       const headers = await download('/v1/entries/export', { method: 'POST', params, json: { keys } });
       const missing = Number(headers.get('X-DNC-Missing') || 0);
@@ -269,6 +271,7 @@ async function exportEntries(selectedOnly) {
     } else {
       const params = filterParams();
       params.set('format', format);
+      if (sort.sort) params.set('sort', sort.sort);
       if (history) params.set('history', 'true');
       await download('/v1/entries/export', { params });
       announce(`Exported ${plural(state.total, 'contact')}${withHistory} as ${as}.`);

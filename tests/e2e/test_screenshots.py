@@ -1,5 +1,6 @@
 """`make screenshots` (issue 17): the script seeds a demo list through the API and saves
-the README's images — the list at desktop width, on a phone and in the dark theme, and the import wizard."""
+the README's images — the list at desktop width, on a phone and in the dark theme, and
+the import wizard."""
 
 from __future__ import annotations
 

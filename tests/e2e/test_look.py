@@ -1,7 +1,7 @@
-"""The page's look (issue 17, "Look"): source and channel as badges in the list and the
-check, icons from the page's own inline SVG sprite beside the buttons' words (no icon
-font, nothing from another origin), the favicon, and the theme the system asks for. The
-axe audit (test_accessibility.py) checks the contrast of both themes."""
+"""The page's look (issue 17, "Look"): source and channel as badges in the list, the
+check and the overview; icons from the page's own inline SVG sprite beside the buttons'
+words (no icon font, nothing from another origin); the favicon; and the theme the system
+asks for. The axe audit (test_accessibility.py) checks the contrast of both themes."""
 
 from __future__ import annotations
 
@@ -43,6 +43,8 @@ async def test_badges_icons_and_favicon(page: Page, tenant: Tenant, stack: Stack
             .map((b) => getComputedStyle(b).backgroundColor)"""
     )
     assert len(set(colours)) == 2, colours  # two sources, two colours
+    overview = page.locator("#overview-sources dt .badge.source-MANUAL")
+    await expect(overview).to_have_text("Added manually")  # the overview uses the same badges
 
     # Icons: every one names a symbol of the page's sprite, and is hidden from screen
     # readers (the button's words name it); the row's delete button is named in words.

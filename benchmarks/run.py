@@ -111,7 +111,15 @@ class Bench:
     ) -> Any:
         app = f"{role}-{size_name(size)}-{n}-{time.monotonic_ns()}"
         s = self.settings(size, app, gate=gate, metrics=metrics)
-        return await run_child_async(s, "drain", role, str(self.args.messages))
+        extra: list[str] = []
+        if self.args.profile:
+            # One pyinstrument profile per drain, named by what ran: the same window that
+            # is measured (from the first committed batch), so gate and passthrough compare.
+            folder = Path(self.args.profile)
+            await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+            label = f"{role}-{size_name(size)}-{'filter' if gate is None else 'nofilter'}"
+            extra = ["--profile", str(folder / f"{label}-{n}-{'m' if metrics else 'nom'}.txt")]
+        return await run_child_async(s, "drain", role, str(self.args.messages), *extra)
 
     async def throughput(self) -> dict[str, Any]:
         await self.produce_traffic()
@@ -478,6 +486,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--render", help="print the table of an earlier run's JSON; measure nothing")
     p.add_argument("--skip-others", action="store_true", help="no import/check benchmarks")
+    p.add_argument(
+        "--profile", metavar="DIR", help="write a pyinstrument profile of every drain to DIR"
+    )
     p.add_argument("--scale-rounds", type=int, default=1, help="1 vs 2 gates; 0 = skip")
     p.add_argument(
         "--only-scaling", action="store_true", help="only the 1 vs 2 gate instances figure"

@@ -91,7 +91,9 @@ def _phone_table() -> dict[str, _CcEntry]:
                 )
             )
             npfp = md.national_prefix_for_parsing
-            matcher = re.compile(npfp).match if npfp else None
+            # Most codes' pattern is plain "0" (91 of 215), which the caller's leading-zero
+            # test already decides: no regex call per message for them.
+            matcher = re.compile(npfp).match if npfp and npfp != "0" else None
             table[str(cc)] = (len(str(cc)), lengths, matcher)
         _PHONE_TABLE = table
     return _PHONE_TABLE

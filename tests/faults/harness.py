@@ -242,6 +242,7 @@ class Report:
     unclean_shutdowns: int = 0  # SIGTERM at the end did not give exit code 0
     kills: dict[str, int] = field(default_factory=dict)
     effective_p50_ms: float | None = None
+    effective_p99_ms: float | None = None
     effective_max_ms: float | None = None
     duration_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -695,6 +696,7 @@ class Workload:
         lat = sorted((self.effective[c] - self.stop_sent[c]) * 1000 for c in self.effective)
         if lat:
             report.effective_p50_ms = round(statistics.median(lat), 1)
+            report.effective_p99_ms = round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 1)
             report.effective_max_ms = round(lat[-1], 1)
         return report
 

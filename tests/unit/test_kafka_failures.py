@@ -158,3 +158,42 @@ async def test_idle_work_waits_out_a_kafka_outage_and_stops_on_a_bug() -> None:
 
     with pytest.raises(ValueError, match="a bug"):
         await pipeline(ValueError("a bug"))._idle()
+
+
+async def test_batches_left_in_flight_by_a_failed_flush_report_no_unhandled_error() -> None:
+    """A hung broker: the first batch's wait is cut by the step time-out, the others fail
+    later (fenced) with no one waiting; asyncio must not log them as unhandled errors."""
+    import asyncio
+    import gc
+
+    from dnc.kafka.clients import BatchWriter, make_producer
+    from dnc.settings import Settings
+
+    loop = asyncio.get_running_loop()
+    unhandled: list[dict[str, object]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+    producer = make_producer(Settings())  # never started: send_batch is replaced
+    futures: list[asyncio.Future[object]] = []
+
+    async def send_batch(*_args: object, **_kwargs: object) -> asyncio.Future[object]:
+        futures.append(loop.create_future())
+        return futures[-1]
+
+    producer.send_batch = send_batch  # type: ignore[method-assign]
+    out = BatchWriter(producer)
+    for partition in range(3):
+        out.append("t", partition, b"k", b"v")
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await out.flush()
+        for f in futures[1:]:
+            f.set_exception(kerr.ProducerFenced())
+        await asyncio.sleep(0)  # the done callbacks run
+        futures.clear()
+        gc.collect()
+        assert unhandled == []
+    finally:
+        loop.set_exception_handler(previous)
+        await producer.stop()

@@ -369,20 +369,33 @@ class BatchWriter:
         pending = self._full
         pending.extend((b, t, p) for (t, p), b in self._open.items())
         self._full, self._open = [], {}
-        futures = []
-        for builder, topic, partition in pending:
-            count = builder.record_count()
-            futures.append(
-                (await self._producer.send_batch(builder, topic, partition=partition), count)
-            )
+        futures: list[tuple[asyncio.Future[Any], int]] = []
         sent = []
-        for future, count in futures:
-            md = await future
-            sent.append(Sent(md.topic, md.partition, md.offset, count))
+        try:
+            for builder, topic, partition in pending:
+                count = builder.record_count()
+                futures.append(
+                    (await self._producer.send_batch(builder, topic, partition=partition), count)
+                )
+            for future, count in futures:
+                md = await future
+                sent.append(Sent(md.topic, md.partition, md.offset, count))
+        except BaseException:
+            # The transaction fails (or its step timed out, a broker hanging): batches
+            # still in flight fail later, fenced or timed out, with no one waiting. Their
+            # outcome is taken here, or asyncio logs each as an unhandled error.
+            for future, _count in futures:
+                future.add_done_callback(_outcome_taken)
+            raise
         return sent
 
     def __bool__(self) -> bool:
         return bool(self._open or self._full)
+
+
+def _outcome_taken(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def tps(topic: str, partitions: Iterable[int]) -> list[TopicPartition]:

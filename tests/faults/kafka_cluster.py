@@ -188,17 +188,20 @@ async def busiest_leader(bootstrap: str, topics: list[str]) -> tuple[int, dict[i
     return node, dict(leaders)
 
 
-async def coordinators(bootstrap: str, transactional_ids: list[str]) -> dict[str, int]:
-    """The transaction coordinator (FindCoordinator, key type TRANSACTION) of each id."""
+async def coordinators(
+    bootstrap: str, keys: list[str], kind: CoordinationType = CoordinationType.TRANSACTION
+) -> dict[str, int]:
+    """The coordinator (FindCoordinator; of transactional ids, or of consumer groups) of
+    each key."""
     client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
     await client.bootstrap()
     found: dict[str, int] = {}
     try:
-        for tid in transactional_ids:
+        for key in keys:
             deadline = time.monotonic() + 60
             while True:
                 try:
-                    found[tid] = await client.coordinator_lookup(CoordinationType.TRANSACTION, tid)
+                    found[key] = await client.coordinator_lookup(kind, key)
                     break
                 except KafkaError as exc:  # __transaction_state still being created or loaded
                     if not exc.retriable or time.monotonic() > deadline:

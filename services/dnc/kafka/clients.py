@@ -53,8 +53,16 @@ def make_producer(settings: Settings, transactional_id: str | None = None) -> AI
         linger_ms=2,
         max_batch_size=MAX_BATCH_BYTES,
         max_request_size=MAX_REQUEST_BYTES,
-        request_timeout_ms=30000,
+        # A broker that hangs (paused, stuck disk) fails a request after this long, and
+        # the pipeline then replaces the producer (``Settings.kafka_step_timeout_s``).
+        request_timeout_ms=request_timeout_ms(settings),
     )
+
+
+def request_timeout_ms(settings: Settings) -> int:
+    """The clients' request time-out: the pipeline's step time-out, so that one setting
+    bounds how long a hung broker can hold a request (and the role) up."""
+    return int(settings.kafka_step_timeout_s * 1000)
 
 
 def make_consumer(
@@ -81,6 +89,9 @@ def make_consumer(
         session_timeout_ms=10000,
         heartbeat_interval_ms=1000,
         max_poll_interval_ms=300000,
+        # Not aiokafka's 40 s: end offsets, committed offsets and fetches on a role's
+        # processing path give up on a hung broker when a transaction step would.
+        request_timeout_ms=extra.pop("request_timeout_ms", request_timeout_ms(settings)),
         **extra,
     )
 

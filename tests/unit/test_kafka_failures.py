@@ -197,3 +197,22 @@ async def test_batches_left_in_flight_by_a_failed_flush_report_no_unhandled_erro
     finally:
         loop.set_exception_handler(previous)
         await producer.stop()
+
+
+async def test_one_setting_bounds_how_long_a_hung_broker_holds_a_request() -> None:
+    """A paused broker answers nothing: every request to it waits the client's request
+    time-out. The consumers were on aiokafka's fixed 40 s; they follow the step time-out
+    now, as the producers do."""
+    from dnc.kafka.clients import make_consumer, make_producer
+    from dnc.settings import Settings
+
+    settings = Settings(kafka_step_timeout_s=7)
+    consumer = make_consumer(settings, group_id="g")
+    producer = make_producer(settings, "t")
+    other = make_consumer(settings, group_id=None, request_timeout_ms=50_000)
+    try:
+        assert consumer._client._request_timeout_ms == 7000
+        assert producer.client._request_timeout_ms == 7000
+        assert other._client._request_timeout_ms == 50_000
+    finally:
+        await producer.stop()

@@ -257,8 +257,8 @@ async def test_the_busiest_leader_killed_and_restarted_under_load(
 
 
 # The short suite's failover scenario (make test): 78 s with the cluster's start and stop
-# (3 min 5 s under a load average of 20). The transaction coordinator's node leads partitions too, so its loss also moves
-# partition leaders.
+# (3 min 5 s under a load average of 20). The transaction coordinator's node leads
+# partitions too, so its loss also moves partition leaders.
 async def test_the_transaction_coordinator_killed_mid_stream(
     kafka_cluster: KafkaCluster, tmp_path: Path
 ) -> None:

@@ -267,9 +267,10 @@ class Settings(BaseSettings):
     # heartbeat_interval_s and exec probes check its age. Empty = off (local runs, tests).
     heartbeat_file: str = ""
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
-    # A Kafka transaction step (produce, offsets, commit, abort) still waiting after this
-    # long is taken for a broker outage: the partition's producer is replaced and the
-    # batch redone from the committed offset.
+    # A Kafka transaction step (produce, offsets, commit, abort, opening a producer) still
+    # waiting after this long is taken for a broker outage: the partition's producer is
+    # replaced and the batch redone from the committed offset. Also the request time-out
+    # of the pipeline's clients: it bounds how long a hung (not dead) broker stalls a role.
     kafka_step_timeout_s: float = Field(default=30.0, gt=0)
     # A partition whose transactional producer has failed to start for this long while the
     # brokers answer gives up: the role leaves its consumer group and exits non-zero, so

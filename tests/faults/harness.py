@@ -242,6 +242,7 @@ class Report:
     unclean_shutdowns: int = 0  # SIGTERM at the end did not give exit code 0
     kills: dict[str, int] = field(default_factory=dict)
     effective_p50_ms: float | None = None
+    effective_p99_ms: float | None = None
     effective_max_ms: float | None = None
     duration_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -383,8 +384,14 @@ class Workload:
         invalid_ratio: float = 0.03,
         other_sender_ratio: float = 0.2,
         seed: int | None = None,
+        sends_in_background: bool = False,
     ) -> None:
         self.settings = settings
+        # A broker that hangs holds the producer's full batch for its partitions until it
+        # answers; sent in the background, the other partitions' traffic goes on (so the
+        # gate's own stall can be told from the workload's).
+        self.sends_in_background = sends_in_background
+        self._sending: set[asyncio.Task[None]] = set()
         self.name = name
         self.rng = random.Random(seed)
         # UK mobile numbers of the range reserved for drama (possible numbers, no one's).
@@ -429,13 +436,15 @@ class Workload:
 
     async def close(self) -> None:
         self._closing = True
-        for t in self._tasks:
+        for t in [*self._tasks, *self._sending]:
             t.cancel()
         # Each step bounded: with a broker that is down, the producer waits for batches it
         # cannot deliver, and a client task that does not end when cancelled must not hang
         # the suite (wait_for would wait for the cancellation to finish).
         await _bounded(
-            asyncio.gather(*self._tasks, return_exceptions=True), 30, f"{self.name}: tasks"
+            asyncio.gather(*self._tasks, *self._sending, return_exceptions=True),
+            30,
+            f"{self.name}: tasks",
         )
         if self._producer is not None:
             await _bounded(self._producer.stop(), 30, f"{self.name}: the workload producer")
@@ -487,7 +496,13 @@ class Workload:
             owed += per_tick
             while owed >= 1:
                 owed -= 1
-                await self._send_one()
+                if self.sends_in_background:
+                    task = asyncio.create_task(self._send_one())
+                    self._sending.add(task)
+                    task.add_done_callback(_sent_in_background)
+                    task.add_done_callback(self._sending.discard)
+                else:
+                    await self._send_one()
             await asyncio.sleep(tick)
 
     async def _send_one(self) -> None:
@@ -509,14 +524,23 @@ class Workload:
             sent = Sent(mid, contact, sender, valid=True, target=target, t_send=monotonic())
             key = contact.encode()
         self.sent[mid] = sent
-        fut = await self._producer.send(self.settings.topics.outbound, orjson.dumps(value), key=key)
+        try:
+            fut = await self._producer.send(
+                self.settings.topics.outbound, orjson.dumps(value), key=key
+            )
+        except BaseException:
+            sent.failed = True  # never sent: not counted
+            raise
         fut.add_done_callback(lambda f, s=sent: _record_offset(s, f))
         self._futures.append((sent, fut))
 
     async def flush(self) -> int:
         """Wait for every produce to be acknowledged; return how many failed."""
         assert self._producer is not None
-        flushed = await _bounded(self._producer.flush(), 180, f"{self.name}: flush")
+        sending = asyncio.gather(*self._sending, return_exceptions=True)
+        flushed = await _bounded(sending, 180, f"{self.name}: background sends")
+        if flushed:
+            flushed = await _bounded(self._producer.flush(), 180, f"{self.name}: flush")
         if not flushed:
             raise AssertionError(f"{self.name}: the workload's messages were not sent in 180s")
         await asyncio.gather(*(f for _, f in self._futures), return_exceptions=True)
@@ -698,6 +722,7 @@ class Workload:
         lat = sorted((self.effective[c] - self.stop_sent[c]) * 1000 for c in self.effective)
         if lat:
             report.effective_p50_ms = round(statistics.median(lat), 1)
+            report.effective_p99_ms = round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 1)
             report.effective_max_ms = round(lat[-1], 1)
         return report
 
@@ -758,6 +783,12 @@ async def adds_in_changes(settings: Settings) -> Counter[str]:
     return adds
 
 
+def _sent_in_background(task: asyncio.Task[None]) -> None:
+    # A send that failed is marked failed (not counted); its error needs no other report.
+    if not task.cancelled():
+        task.exception()
+
+
 def _record_offset(sent: Sent, fut: asyncio.Future[Any]) -> None:
     if fut.cancelled() or fut.exception() is not None:
         sent.failed = True
@@ -810,6 +841,7 @@ async def scenario(
     decide_timeout_s: float = 180.0,
     seed: int | None = None,
     log_level: str = "INFO",
+    sends_in_background: bool = False,
 ) -> AsyncIterator[Run]:
     """Start the roles (and ``extra_roles``, e.g. the api with the ``api`` settings) and the
     workload; the body injects the faults while traffic and opt-outs flow; afterwards wait
@@ -833,7 +865,14 @@ async def scenario(
     report = Report(name, planned_rounds)
     report.extra["seed"] = seed
     roles = RoleSet(settings, log_dir(name), (*ROLES, *extra_roles), argv=argv, instances=instances)
-    load = Workload(settings, name, watch_redis_url=watch_redis_url, rate=rate, seed=seed)
+    load = Workload(
+        settings,
+        name,
+        watch_redis_url=watch_redis_url,
+        rate=rate,
+        seed=seed,
+        sends_in_background=sends_in_background,
+    )
     run = Run(name, settings, roles, load, random.Random(seed), report)
     roles.start()
     await load.start()

@@ -10,6 +10,8 @@ script recorded for this state folder, never by name, and never the shared clust
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import shutil
 import signal
@@ -20,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.client import AIOKafkaClient, CoordinationType
+from aiokafka.errors import KafkaError
 
 from tests.faults.stack import ROOT, SHARED_LIBS, pid_alive
 from tests.ports import port_open
@@ -105,11 +109,47 @@ class KafkaCluster:
                 os.kill(pid, signal.SIGKILL)
             time.sleep(0.05)
 
+    def signal_node(self, node: int, sig: signal.Signals) -> None:
+        """Send ``sig`` (SIGSTOP, SIGCONT) to one of this cluster's nodes; no wait."""
+        os.kill(self.node_pid(node), sig)
+
+    def stop_node(self, node: int) -> float:
+        """SIGTERM (a controlled shutdown: leaderships move first); seconds until it exited.
+        A node still there after 60 s is killed (``kill_node``)."""
+        started = time.monotonic()
+        self.kill_node(node, signal.SIGTERM)
+        return time.monotonic() - started
+
     def start_node(self, node: int) -> None:
         self._script("start", str(node))
 
-    async def wait_all_in_sync(self, topics: list[str], timeout: float = 120) -> None:
-        """Every partition of ``topics`` has all three replicas in sync again."""
+    def resume_all(self) -> None:
+        """SIGCONT to every node of ours still running (after a scenario that paused one)."""
+        for node in (1, 2, 3):
+            # Not running: start_node brings it back.
+            with contextlib.suppress(RuntimeError, ProcessLookupError):
+                os.kill(self.node_pid(node), signal.SIGCONT)
+
+    def quorum_leader(self) -> tuple[int, int]:
+        """The active controller (KRaft quorum leader) and its epoch, as the nodes' own
+        ``quorum-state`` files record it (the newest epoch any node knows)."""
+        known = []
+        for node in (1, 2, 3):
+            path = self.state / f"node{node}/data/__cluster_metadata-0/quorum-state"
+            try:
+                state = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue  # being rewritten: the other nodes know the leader too
+            if state.get("leaderId", -1) >= 0:
+                known.append((int(state["leaderEpoch"]), int(state["leaderId"])))
+        if not known:
+            raise RuntimeError(f"no node of {self.state} knows a quorum leader")
+        epoch, leader = max(known)
+        return leader, epoch
+
+    async def wait_all_in_sync(self, topics: list[str] | None = None, timeout: float = 120) -> None:
+        """Every partition of ``topics`` (None: of every topic, the internal ones included)
+        has all its replicas in sync again: no under-replicated partition."""
         deadline = time.monotonic() + timeout
         behind: list[str] = []
         while time.monotonic() < deadline:
@@ -117,7 +157,10 @@ class KafkaCluster:
             admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
             try:
                 await admin.start()
-                for t in await admin.describe_topics(topics):
+                names = topics if topics is not None else await admin.list_topics()
+                for t in await admin.describe_topics(names):
+                    if t["error_code"]:
+                        behind.append(f"{t['topic']}: error {t['error_code']}")
                     for p in t["partitions"]:
                         if len(p["isr"]) < len(p["replicas"]):
                             behind.append(f"{t['topic']}/{p['partition']}")
@@ -143,6 +186,30 @@ async def busiest_leader(bootstrap: str, topics: list[str]) -> tuple[int, dict[i
         await admin.close()
     node, _ = leaders.most_common(1)[0]
     return node, dict(leaders)
+
+
+async def coordinators(
+    bootstrap: str, keys: list[str], kind: CoordinationType = CoordinationType.TRANSACTION
+) -> dict[str, int]:
+    """The coordinator (FindCoordinator; of transactional ids, or of consumer groups) of
+    each key."""
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    await client.bootstrap()
+    found: dict[str, int] = {}
+    try:
+        for key in keys:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    found[key] = await client.coordinator_lookup(kind, key)
+                    break
+                except KafkaError as exc:  # __transaction_state still being created or loaded
+                    if not exc.retriable or time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.5)
+    finally:
+        await client.close()
+    return found
 
 
 def _not_zombie(pid: int) -> bool:

@@ -158,3 +158,61 @@ async def test_idle_work_waits_out_a_kafka_outage_and_stops_on_a_bug() -> None:
 
     with pytest.raises(ValueError, match="a bug"):
         await pipeline(ValueError("a bug"))._idle()
+
+
+async def test_batches_left_in_flight_by_a_failed_flush_report_no_unhandled_error() -> None:
+    """A hung broker: the first batch's wait is cut by the step time-out, the others fail
+    later (fenced) with no one waiting; asyncio must not log them as unhandled errors."""
+    import asyncio
+    import gc
+
+    from dnc.kafka.clients import BatchWriter, make_producer
+    from dnc.settings import Settings
+
+    loop = asyncio.get_running_loop()
+    unhandled: list[dict[str, object]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+    producer = make_producer(Settings())  # never started: send_batch is replaced
+    futures: list[asyncio.Future[object]] = []
+
+    async def send_batch(*_args: object, **_kwargs: object) -> asyncio.Future[object]:
+        futures.append(loop.create_future())
+        return futures[-1]
+
+    producer.send_batch = send_batch  # type: ignore[method-assign]
+    out = BatchWriter(producer)
+    for partition in range(3):
+        out.append("t", partition, b"k", b"v")
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await out.flush()
+        for f in futures[1:]:
+            f.set_exception(kerr.ProducerFenced())
+        await asyncio.sleep(0)  # the done callbacks run
+        futures.clear()
+        gc.collect()
+        assert unhandled == []
+    finally:
+        loop.set_exception_handler(previous)
+        await producer.stop()
+
+
+async def test_one_setting_bounds_how_long_a_hung_broker_holds_a_request() -> None:
+    """A paused broker answers nothing: every request to it waits the client's request
+    time-out. The consumers were on aiokafka's fixed 40 s; they follow the step time-out
+    now, as the producers do."""
+    from dnc.kafka.clients import make_consumer, make_producer
+    from dnc.settings import Settings
+
+    settings = Settings(kafka_step_timeout_s=7)
+    consumer = make_consumer(settings, group_id="g")
+    producer = make_producer(settings, "t")
+    other = make_consumer(settings, group_id=None, request_timeout_ms=50_000)
+    try:
+        assert consumer._client._request_timeout_ms == 7000
+        assert producer.client._request_timeout_ms == 7000
+        assert other._client._request_timeout_ms == 50_000
+    finally:
+        await producer.stop()

@@ -53,8 +53,16 @@ def make_producer(settings: Settings, transactional_id: str | None = None) -> AI
         linger_ms=2,
         max_batch_size=MAX_BATCH_BYTES,
         max_request_size=MAX_REQUEST_BYTES,
-        request_timeout_ms=30000,
+        # A broker that hangs (paused, stuck disk) fails a request after this long, and
+        # the pipeline then replaces the producer (``Settings.kafka_step_timeout_s``).
+        request_timeout_ms=request_timeout_ms(settings),
     )
+
+
+def request_timeout_ms(settings: Settings) -> int:
+    """The clients' request time-out: the pipeline's step time-out, so that one setting
+    bounds how long a hung broker can hold a request (and the role) up."""
+    return int(settings.kafka_step_timeout_s * 1000)
 
 
 def make_consumer(
@@ -81,6 +89,9 @@ def make_consumer(
         session_timeout_ms=10000,
         heartbeat_interval_ms=1000,
         max_poll_interval_ms=300000,
+        # Not aiokafka's 40 s: end offsets, committed offsets and fetches on a role's
+        # processing path give up on a hung broker when a transaction step would.
+        request_timeout_ms=extra.pop("request_timeout_ms", request_timeout_ms(settings)),
         **extra,
     )
 
@@ -369,20 +380,33 @@ class BatchWriter:
         pending = self._full
         pending.extend((b, t, p) for (t, p), b in self._open.items())
         self._full, self._open = [], {}
-        futures = []
-        for builder, topic, partition in pending:
-            count = builder.record_count()
-            futures.append(
-                (await self._producer.send_batch(builder, topic, partition=partition), count)
-            )
+        futures: list[tuple[asyncio.Future[Any], int]] = []
         sent = []
-        for future, count in futures:
-            md = await future
-            sent.append(Sent(md.topic, md.partition, md.offset, count))
+        try:
+            for builder, topic, partition in pending:
+                count = builder.record_count()
+                futures.append(
+                    (await self._producer.send_batch(builder, topic, partition=partition), count)
+                )
+            for future, count in futures:
+                md = await future
+                sent.append(Sent(md.topic, md.partition, md.offset, count))
+        except BaseException:
+            # The transaction fails (or its step timed out, a broker hanging): batches
+            # still in flight fail later, fenced or timed out, with no one waiting. Their
+            # outcome is taken here, or asyncio logs each as an unhandled error.
+            for future, _count in futures:
+                future.add_done_callback(_outcome_taken)
+            raise
         return sent
 
     def __bool__(self) -> bool:
         return bool(self._open or self._full)
+
+
+def _outcome_taken(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def tps(topic: str, partitions: Iterable[int]) -> list[TopicPartition]:

@@ -150,9 +150,13 @@ class PartitionProducers:
                 self.settings, self.settings.transactional_id(self.role, tp.topic, tp.partition)
             )
             try:
-                await producer.start()
-                assert self.consumer is not None
-                committed = await self.consumer.committed(tp)
+                # Bounded: InitProducerId waits on the transaction coordinator and the
+                # committed offset on the group coordinator; either may be a hung broker,
+                # and a new attempt finds the coordinators again.
+                async with asyncio.timeout(self.settings.kafka_step_timeout_s):
+                    await producer.start()
+                    assert self.consumer is not None
+                    committed = await self.consumer.committed(tp)
             except asyncio.CancelledError:
                 self._set_failing(tp, False)
                 self._close_later(producer)

@@ -25,7 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient, CoordinationType
 from aiokafka.errors import KafkaError
 
-from tests.faults.stack import ROOT, SHARED_LIBS, pid_alive
+from tests.faults.stack import ROOT, SHARED_LIBS, process_gone
 from tests.ports import port_open
 
 SCRIPT = ROOT / "deploy/local/kafka-cluster.sh"
@@ -104,7 +104,7 @@ class KafkaCluster:
         pid = self.node_pid(node)
         os.kill(pid, sig)
         deadline = time.monotonic() + 60
-        while pid_alive(pid) and _not_zombie(pid):
+        while not process_gone(pid, self.ports[node - 1]):
             if time.monotonic() > deadline:
                 os.kill(pid, signal.SIGKILL)
             time.sleep(0.05)
@@ -210,11 +210,3 @@ async def coordinators(
     finally:
         await client.close()
     return found
-
-
-def _not_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
-        return False

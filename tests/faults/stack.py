@@ -144,7 +144,7 @@ class FaultStack:
         turns zombie first and the listening socket is only closed with the last thread:
         on a busy machine a thread stuck in I/O keeps the port open for seconds, and
         stack.sh then takes it for a running broker and starts none (CI lost a run so)."""
-        return not _threads_alive(pid) and not port_open(self.kafka_port)
+        return process_gone(pid, self.kafka_port)
 
     def start_kafka(self) -> None:
         self._script("up")
@@ -194,6 +194,12 @@ class FaultStack:
         except OSError as exc:
             tail = f"(no broker log: {exc})"
         return f"broker {state}; the end of its log:\n{tail}"
+
+
+def process_gone(pid: int, port: int) -> bool:
+    """A killed server has really gone: every thread ended and its port closed (see
+    ``FaultStack._kafka_gone``)."""
+    return not _threads_alive(pid) and not port_open(port)
 
 
 def _threads_alive(pid: int) -> bool:

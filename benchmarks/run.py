@@ -56,6 +56,8 @@ from benchmarks.report import Row, kmsg, metrics_cost_row, render, write
 from dnc.settings import GateSettings, Settings
 
 DIRECT_LOAD_ABOVE = 2_000_000
+# The three brokers of `make up-kafka-cluster` (replication 3, min.insync.replicas 2).
+KAFKA_CLUSTER = "127.0.0.1:19192,127.0.0.1:19193,127.0.0.1:19194"
 
 
 def size_name(n: int) -> str:
@@ -176,6 +178,33 @@ class Bench:
             )
         return {"ready_seconds": ready, **result}
 
+    async def on_kafka_cluster(self) -> dict[str, Any]:
+        """The throughput and latency figures again with every topic on the three-broker
+        cluster (same Redis, same sizes and rounds), in a child run of this benchmark."""
+        a = self.args
+        self.log(f"the same figures on the three-broker cluster {a.kafka_cluster}")
+        out = ARTIFACTS / self.run_id / "kafka-cluster.json"
+        await asyncio.to_thread(out.parent.mkdir, parents=True, exist_ok=True)
+        argv = [
+            *(sys.executable, "-m", "benchmarks.run", "--entries", str(a.entries)),
+            *("--sizes", str(a.entries), "--messages", str(a.messages)),
+            *("--rounds", str(a.rounds), "--latency-samples", str(a.latency_samples)),
+            *("--latency-spacing", str(a.latency_spacing), "--command-ops", "0"),
+            *("--scale-rounds", "0", "--skip-no-filter", "--skip-no-metrics", "--skip-others"),
+            *("--raw-out", str(out)),
+        ]
+        env = {**os.environ, "DNC_KAFKA_BOOTSTRAP": a.kafka_cluster}
+        done = await asyncio.to_thread(
+            subprocess.run, argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0 and not out.exists():
+            raise RuntimeError(
+                f"the run on the three-broker cluster failed ({done.returncode}):\n"
+                + done.stderr[-3000:]
+            )
+        raw: dict[str, Any] = json.loads(await asyncio.to_thread(out.read_text))
+        return raw
+
     async def commands(self) -> dict[str, Any]:
         """The list writer's command path (what an import costs it): import-like commands
         on ``dnc.commands``, timed until the index has processed them all."""
@@ -260,6 +289,8 @@ class Bench:
                 self.raw["latency"] = await self.latency(capacity)
             if self.args.command_ops:
                 self.raw["commands"] = await self.commands()
+            if self.args.kafka_cluster:
+                self.raw["kafka_cluster"] = await self.on_kafka_cluster()
         finally:
             self.log("dropping this run's topics and keys")
             await drop_run(self.run_id)
@@ -417,6 +448,39 @@ class Bench:
                     "(information)",
                 )
             )
+        if "kafka_cluster" in raw:
+            rows += self.cluster_rows(raw["kafka_cluster"])
+        return rows
+
+    def cluster_rows(self, cluster: dict[str, Any]) -> list[Row]:
+        """The cluster child's figures beside this run's single-broker ones."""
+        one = size_name(self.args.entries)
+        single = self.raw["throughput"]
+        tp = cluster["throughput"]
+        gate, passthrough = tp[f"gate@{one}"], tp["passthrough"]
+        ratio = gate["rate"] / passthrough["rate"]
+        rows = [
+            Row(
+                f"three brokers (RF 3, min ISR 2): gate ÷ passthrough ({one})",
+                f"{ratio:.2f} (gate {kmsg(gate['rate'])})",
+                f"passthrough {kmsg(passthrough['rate'])}; CPU/msg {gate['cpu_us_per_msg']:.1f} vs "
+                f"{passthrough['cpu_us_per_msg']:.1f} µs; one broker, same run: gate "
+                f"{kmsg(single[f'gate@{one}']['rate'])}, passthrough "
+                f"{kmsg(single['passthrough']['rate'])}",
+                "(information)",
+            )
+        ]
+        lat = cluster.get("latency")
+        if lat:
+            rows.append(
+                Row(
+                    "three brokers: opt-out produced → gate blocks, p50 / p99",
+                    f"{lat['p50_ms']:.0f} / {lat['p99_ms']:.0f} ms",
+                    f"gate at {kmsg(lat['rate_sent'])}; {lat['samples']} STOPs, "
+                    f"{lat['missed']} missed, max {lat['max_ms']:.0f} ms",
+                    "(information)",
+                )
+            )
         return rows
 
     def scaling_row(self) -> Row:
@@ -489,6 +553,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--profile", metavar="DIR", help="write a pyinstrument profile of every drain to DIR"
     )
+    p.add_argument(
+        "--kafka-cluster",
+        nargs="?",
+        const=KAFKA_CLUSTER,
+        metavar="BOOTSTRAP",
+        help="also measure gate ÷ passthrough and opt-out latency on a three-broker cluster "
+        f"(make up-kafka-cluster: {KAFKA_CLUSTER}) in the same run",
+    )
+    p.add_argument("--raw-out", metavar="FILE", help=argparse.SUPPRESS)  # the cluster child
     p.add_argument("--scale-rounds", type=int, default=1, help="1 vs 2 gates; 0 = skip")
     p.add_argument(
         "--only-scaling", action="store_true", help="only the 1 vs 2 gate instances figure"
@@ -509,6 +582,8 @@ def main() -> None:
     bench = Bench(args)
     rows = asyncio.run(bench.run())
     path = write(rows, bench.raw, command)
+    if args.raw_out:
+        Path(args.raw_out).write_text(json.dumps(bench.raw))
     print(render(rows))
     intent = bench.raw.get("others", {}).get("intent")
     if intent and not intent["returncode"]:

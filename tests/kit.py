@@ -373,6 +373,7 @@ async def eventually(
 @contextlib.asynccontextmanager
 async def running(settings: Settings, *roles: str) -> AsyncIterator[dict[str, Any]]:
     """Run roles in this process (each `start`ed, `run` as a task, `stop`ped at the end)."""
+    from dnc.api.view.writerrole import ViewWriterRole
     from dnc.gate.role import Gate
     from dnc.ingest.role import Ingest
     from dnc.listwriter.role import ListWriter
@@ -381,6 +382,7 @@ async def running(settings: Settings, *roles: str) -> AsyncIterator[dict[str, An
         "ingest": Ingest,
         "listwriter": ListWriter,
         "gate": Gate,
+        "viewwriter": ViewWriterRole,
     }
     started: dict[str, Any] = {}
     tasks: list[asyncio.Task[None]] = []

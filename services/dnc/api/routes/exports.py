@@ -18,7 +18,7 @@ from dnc.api.routes.entries import MAX_KEYS, EntryKeyIn
 from dnc.api.view.query import EntryQuery
 from dnc.domain.entries import Entry
 from dnc.domain.timestamps import format_ms, now_ms
-from dnc.errors import IndexNotReady
+from dnc.errors import IndexNotReady, ViewUnavailable
 from dnc.files import exports
 
 router = APIRouter(prefix="/v1/entries", tags=["export"])
@@ -57,6 +57,7 @@ async def export_matching(
     history: Annotated[bool, _HISTORY] = False,
 ) -> StreamingResponse:
     _complete(c)
+    await c.view.ensure_readable()  # a 503 now, not a stream that breaks after its headers
     return await _respond(
         c.view.stream(q, chunk=1000),
         format,
@@ -107,6 +108,8 @@ async def export_selected(
 
 def _complete(c: ApiContext) -> None:
     """An export must not silently miss entries the view has not read yet."""
+    if c.view.error is not None:
+        raise ViewUnavailable(c.view.error)
     if not c.view.caught_up:
         raise IndexNotReady("the list view is still reading the changelog; try again shortly")
 

@@ -76,11 +76,8 @@ async def test_api_instances_read_the_view_one_viewwriter_keeps(
         page = await listing(one, account="acme")
         assert page["total"] == 2
 
-
         async def history_shown() -> bool:
-            r = await one.get(
-                "/v1/history", params={"contact": "jane@example.com"}, headers=auth()
-            )
+            r = await one.get("/v1/history", params={"contact": "jane@example.com"}, headers=auth())
             assert r.status_code == 200, r.text
             return [i["action"] for i in r.json()["history"]] == ["add"]
 

@@ -7,6 +7,7 @@ that ``dnc viewwriter`` keeps for every instance."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -87,34 +88,26 @@ class View(ABC):
     # here (False), not an error; the same shape as CommandWriter.wait_effective.
     async def wait_for(self, offsets: dict[int, int], timeout: float) -> bool:  # noqa: ASYNC109
         """True once the view holds ``dnc.changes`` up to ``offsets`` (partition → next)."""
-        if self._progress is None:
-            return False
-        try:
-            async with self._progress:
-                await asyncio.wait_for(
-                    self._progress.wait_for(lambda: self._reached(offsets)), timeout
-                )
-        except TimeoutError:
-            return self._reached(offsets)
-        return True
+        return await self._wait_until(lambda: self._reached(offsets), timeout)
 
     async def wait_for_history(self, partitions: Sequence[int], timeout: float) -> bool:  # noqa: ASYNC109
         """True once the view holds ``dnc.history`` partitions up to their current end
         (after an effective write: its history records are committed, so within it)."""
-        if self._progress is None or self._consumer is None:
+        if self._consumer is None:
             return False
         tps = [tp for tp in self._htps if tp.partition in set(partitions)]
         ends = {tp.partition: o for tp, o in (await self._consumer.end_offsets(tps)).items()}
+        return await self._wait_until(lambda: self._reached(ends, self.history_offsets), timeout)
 
-        def held() -> bool:
-            return self._reached(ends, self.history_offsets)
-
-        try:
+    async def _wait_until(self, held: Callable[[], bool], timeout: float) -> bool:  # noqa: ASYNC109
+        """``held()`` once it is true (the view's progress notifies), or as it is at the end
+        of ``timeout``."""
+        if self._progress is None:
+            return False
+        with contextlib.suppress(TimeoutError):
             async with self._progress:
                 await asyncio.wait_for(self._progress.wait_for(held), timeout)
-        except TimeoutError:
-            return held()
-        return True
+        return held()
 
     async def end_lag(self) -> int:
         """Records behind the changelog's current end, asking the broker (readiness)."""

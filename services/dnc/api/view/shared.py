@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from aiokafka import TopicPartition
@@ -114,6 +114,8 @@ class SharedView(View):
                 if self.error is None:
                     log.warning("view: %s", exc)
                 self.error = str(exc)
+                async with self._progress:
+                    self._progress.notify_all()  # writers stop waiting for the view
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 interval = WAITING_POLL_S if self._waiting else IDLE_POLL_S
@@ -128,23 +130,16 @@ class SharedView(View):
     def _where(self) -> str:
         return self._store.where if self._store is not None else "the list view's database"
 
-    async def wait_for(self, offsets: dict[int, int], timeout: float) -> bool:  # noqa: ASYNC109
-        if self.error is not None:
-            return self._reached(offsets)  # the write is effective; the list shows it later
+    async def _wait_until(self, held: Callable[[], bool], timeout: float) -> bool:  # noqa: ASYNC109
+        # The database down: the write is effective without the view, so it does not wait
+        # (the list shows it once the database is back).
         self._waiting += 1
         self._wake.set()
         try:
-            return await super().wait_for(offsets, timeout)
+            await super()._wait_until(lambda: held() or self.error is not None, timeout)
         finally:
             self._waiting -= 1
-
-    async def wait_for_history(self, partitions: Sequence[int], timeout: float) -> bool:  # noqa: ASYNC109
-        self._waiting += 1
-        self._wake.set()
-        try:
-            return await super().wait_for_history(partitions, timeout)
-        finally:
-            self._waiting -= 1
+        return held()
 
     def lag(self) -> int | None:
         if not self._ends:

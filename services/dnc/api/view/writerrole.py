@@ -51,6 +51,8 @@ class _Moves(ConsumerRebalanceListener):  # type: ignore[misc]
         self.writer = writer
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        if revoked:
+            log.info("viewwriter: giving back %s", _named(revoked))
         async with self.writer.applying:
             for tp in revoked:
                 self.writer.held.pop(tp, None)
@@ -61,6 +63,11 @@ class _Moves(ConsumerRebalanceListener):  # type: ignore[misc]
         assert consumer is not None
         consumer.pause(*assigned)
         self.writer.unsynced.update(assigned)
+        log.info("viewwriter: given %s", _named(assigned))
+
+
+def _named(tps: list[TopicPartition]) -> str:
+    return ", ".join(sorted(f"{tp.topic}/{tp.partition}" for tp in tps)) or "nothing"
 
 
 class ViewWriterRole(Role):

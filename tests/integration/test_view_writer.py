@@ -12,11 +12,14 @@ import pytest
 from pydantic import SecretStr
 
 from dnc.api.view.backend import view_identity, view_schema
-from dnc.api.view.pgstore import PostgresStore
+from dnc.api.view.pgstore import Move, PostgresStore
+from dnc.api.view.query import EntryQuery
 from dnc.api.view.store import CHANGES, HISTORY
+from dnc.domain.entries import Entry, EntryKey, Source
 from dnc.settings import Settings, ViewSettings
 from tests.apikit import MakeSettings, add, api_client, api_settings, auth, listing
 from tests.kit import eventually, reading, running
+from tests.unit.test_api_view_store import change
 
 pytestmark = pytest.mark.integration
 
@@ -118,3 +121,30 @@ async def test_a_restarted_viewwriter_resumes_from_its_stored_offsets(
                 await eventually(lambda: applied_once(view, expected), 30, "every record once")
     finally:
         view.close()
+
+
+def test_a_batch_from_an_offset_another_writer_moved_is_kept_not_at_all(postgres_url: str) -> None:
+    """The fence of two writers that both believe they own a partition (a rebalance)."""
+    identity = {"topic": "t"}
+    one = PostgresStore(postgres_url, identity, schema="dnc_view_t")
+    two = PostgresStore(postgres_url, identity, schema="dnc_view_t")
+    try:
+        one.open_shared()
+        two.open_shared()
+        key = EntryKey("acme", "441234567890", None, None)
+        other = EntryKey("acme", "449999999999", None, None)
+        first = [change(Entry(key, Source.MANUAL, 1, None))]
+        assert one.apply_fenced(first, [], {(CHANGES, 0): Move(None, 1, 1)}) == 0
+        # The other writer read "nothing stored" before: its claim is refused, whole.
+        late = [change(Entry(other, Source.MANUAL, 1, None))]
+        assert two.apply_fenced(late, [], {(CHANGES, 0): Move(None, 1, 1)}) is None
+        assert two.apply_fenced(late, [], {(CHANGES, 0): Move(0, 1, 1)}) is None
+        # From the stored offset it goes on.
+        assert two.apply_fenced(late, [], {(CHANGES, 0): Move(1, 2, 1)}) == 0
+        assert one.apply_fenced(late, [], {(CHANGES, 0): Move(1, 2, 1)}) is None
+        assert one.applied() == {(CHANGES, 0): (2, 2)}
+        one.open_readers()
+        assert set(one.keys(EntryQuery(accounts=("acme",)))) == {key, other}
+    finally:
+        one.close()
+        two.close()

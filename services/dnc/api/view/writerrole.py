@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from contextlib import AsyncExitStack, suppress
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import IllegalStateError
@@ -84,6 +86,8 @@ class ViewWriterRole(Role):
         self.applying = asyncio.Lock()
         self.error: str | None = None  # the last database error, until a batch is applied
         self._opened = False  # the schema is migrated and the tables are this view's
+        self._heartbeat = Path(settings.heartbeat_file) if settings.heartbeat_file else None
+        self._beat_at = 0.0
         self._stop = asyncio.Event()
 
     async def _open(self, exits: AsyncExitStack) -> None:
@@ -112,6 +116,7 @@ class ViewWriterRole(Role):
 
     async def _serve(self) -> None:
         while not self._stop.is_set():
+            self._beat()
             try:
                 if not self._opened:
                     # Here, not in _open: a database that is down delays the view, it does
@@ -133,6 +138,18 @@ class ViewWriterRole(Role):
                 async with self.applying:
                     self._resync(list(self.held))
                 await self._pause(RETRY_S)
+
+    def _beat(self) -> None:
+        """Touch the heartbeat file (the liveness probe): the loop goes round, database up
+        or down; only a stuck loop lets it go stale."""
+        now = time.monotonic()
+        if self._heartbeat is None or now - self._beat_at < self.settings.heartbeat_interval_s:
+            return
+        self._beat_at = now
+        try:
+            self._heartbeat.touch()
+        except OSError as exc:
+            log.warning("viewwriter: cannot touch heartbeat file %s: %s", self._heartbeat, exc)
 
     async def _pause(self, seconds: float) -> None:
         with suppress(TimeoutError):

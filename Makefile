@@ -89,6 +89,7 @@ helm: $(HELM_STAMP)
 # One broker cannot replicate: its topics are under-replicated on purpose (dev only).
 up: deps
 	@$(STACK) up
+	@if [ "$${DNC_VIEW__BACKEND:-sqlite}" = postgres ]; then $(POSTGRES) up; fi
 	@$(BIN)/dnc topics ensure --allow-under-replicated
 
 down:
@@ -125,11 +126,13 @@ topics: deps
 	@$(BIN)/dnc topics ensure --allow-under-replicated
 
 # Kafka, Redis and every role on localhost; Ctrl-C stops the roles (`make down` the stack).
+# DNC_VIEW__BACKEND=postgres: the list view in the local PostgreSQL, kept by `dnc viewwriter`.
 run: up
 	@echo "Local stack:"; $(STACK) status
 	@echo "Roles:"
 	@DNC_API__KEYS="$${DNC_API__KEYS:-$$($(BIN)/python deploy/local/dev_keys.py)}" \
 	  DNC_API__UNSUBSCRIBE_KEYS="$${DNC_API__UNSUBSCRIBE_KEYS:-$$($(BIN)/python deploy/local/dev_keys.py --unsubscribe)}" \
+	  DNC_VIEW__POSTGRES_URL="$${DNC_VIEW__POSTGRES_URL:-$(DNC_POSTGRES_URL)}" \
 	  DNC_LOG_JSON=$${DNC_LOG_JSON:-false} DNC_METRICS_PORT=$${DNC_METRICS_PORT:-9400} $(BIN)/dnc dev
 
 # README images (docs/screenshots: the list at desktop width and on a phone, the import

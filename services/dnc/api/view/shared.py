@@ -21,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 
 from dnc.api.view import store
 from dnc.api.view.backend import view_identity, view_schema
@@ -107,9 +108,9 @@ class SharedView(View):
                 self.error = None
                 if not self._caught_up and self._reached(self._start_targets):
                     self._caught_up = self._reached(self._history_targets, self.history_offsets)
-                if time.monotonic() - asked > ENDS_EVERY_S and self._consumer is not None:
+                if time.monotonic() - asked > ENDS_EVERY_S:
                     asked = time.monotonic()
-                    self._ends = dict(await self._consumer.end_offsets(self._tps + self._htps))
+                    await self._refresh_ends()
             except ViewUnavailable as exc:  # retriable: reads answer 503 meanwhile
                 if self.error is None:
                     log.warning("view: %s", exc)
@@ -120,6 +121,16 @@ class SharedView(View):
             with contextlib.suppress(TimeoutError):
                 interval = WAITING_POLL_S if self._waiting else IDLE_POLL_S
                 await asyncio.wait_for(self._wake.wait(), interval)
+
+    async def _refresh_ends(self) -> None:
+        """The logs' ends, for the lag metric only: a broker that does not answer leaves the
+        last ones (readiness asks the broker itself)."""
+        if self._consumer is None:
+            return
+        try:
+            self._ends = dict(await self._consumer.end_offsets(self._tps + self._htps))
+        except KafkaError as exc:
+            log.warning("view: the logs' ends are unknown for now: %r", exc)
 
     async def ensure_readable(self) -> None:
         if self._pg is None or self._read_pool is None:

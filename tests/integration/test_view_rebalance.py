@@ -69,7 +69,7 @@ async def test_viewwriter_instances_come_and_go_mid_stream(
     def alive() -> list[Process]:
         return [p for p in writers if p.alive]
 
-    async with running(settings, "listwriter"), api_client(settings) as (_, ctx):
+    async with running(settings, "listwriter"), api_client(settings, view_writer=False) as (_, ctx):
         n = 0
 
         async def changes(count: int) -> None:

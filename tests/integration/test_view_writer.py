@@ -65,8 +65,8 @@ async def test_api_instances_read_the_view_one_viewwriter_keeps(
     settings = await pg_settings(make_settings, tmp_path, postgres_url)
     async with (
         running(settings, "listwriter", "viewwriter"),
-        api_client(settings) as (one, _),
-        api_client(settings) as (two, _),
+        api_client(settings, view_writer=False) as (one, _),
+        api_client(settings, view_writer=False) as (two, _),
     ):
         added = await add(one, contact="+44 1234 567890", channel="sms")
         assert added["status"] == "effective"
@@ -103,15 +103,21 @@ async def test_a_restarted_viewwriter_resumes_from_its_stored_offsets(
     view = view_store(settings)
     try:
         async with running(settings, "listwriter"):
-            async with running(settings, "viewwriter"), api_client(settings) as (client, _):
+            async with (
+                running(settings, "viewwriter"),
+                api_client(settings, view_writer=False) as (client, _),
+            ):
                 for i in range(3):
                     await add(client, contact=f"44100000000{i}")
             # Written while no view writer runs: effective, listed once it is back.
-            async with api_client(settings) as (client, _):
+            async with api_client(settings, view_writer=False) as (client, _):
                 for i in range(3, 6):
                     added = await add(client, contact=f"44100000000{i}")
                     assert added["status"] == "effective"
-            async with running(settings, "viewwriter"), api_client(settings) as (client, _):
+            async with (
+                running(settings, "viewwriter"),
+                api_client(settings, view_writer=False) as (client, _),
+            ):
 
                 async def all_listed() -> bool:
                     return (await listing(client, account="acme"))["total"] == 6

@@ -32,6 +32,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: all deps up down up-cluster down-cluster up-postgres down-postgres up-kafka-cluster \
         down-kafka-cluster run topics test test-unit test-deploy test-integration test-cluster \
+        test-postgres-view \
         test-kafka-cluster test-e2e test-faults lint fmt types schemas bench clean tools helm \
         screenshots
 
@@ -158,13 +159,15 @@ types: deps
 schemas: deps
 	$(BIN)/dnc schemas write
 
-# Every test: unit, deploy files, integration (real Kafka + Redis, then again on the Redis
-# Cluster, then again on the three-broker Kafka cluster), browser, and the short fault
-# suite. Plain `pytest` collects the same tiers.
+# Every test: unit, deploy files, integration (real Kafka + Redis, then the API tier again on
+# the PostgreSQL list view, then everything again on the Redis Cluster and on the three-broker
+# Kafka cluster), browser, and the short fault suite. Plain `pytest` collects the same tiers.
 test: up up-cluster up-kafka-cluster up-postgres tools helm
 	DNC_REQUIRE_PROMTOOL=1 $(BIN)/pytest tests/unit -q
 	$(BIN)/pytest tests/deploy -q
 	$(BIN)/pytest tests/integration -q -p no:cacheprovider --require-integration
+	DNC_TEST_VIEW_BACKEND=postgres $(BIN)/pytest $(VIEW_TESTS) -q -p no:cacheprovider \
+	  --require-integration
 	$(CLUSTER_TEST_ENV) $(BIN)/pytest tests/integration -q -p no:cacheprovider \
 	  --require-integration $(CLUSTER_DESELECT)
 	DNC_KAFKA_BOOTSTRAP=$(KAFKA_CLUSTER_BOOTSTRAP) $(BIN)/pytest tests/integration -q \
@@ -183,6 +186,13 @@ test-deploy: deps helm
 
 test-integration: up up-postgres tools
 	$(BIN)/pytest tests/integration -q --require-integration
+
+# The API tier (and the CLI, its client) on the PostgreSQL list view: every in-process API
+# gets a view writer beside it (tests/kit.py, api_view_writer).
+VIEW_TESTS := tests/integration/test_api_*.py tests/integration/test_cli.py
+test-postgres-view: up up-postgres tools
+	DNC_TEST_VIEW_BACKEND=postgres $(BIN)/pytest $(VIEW_TESTS) -q -p no:cacheprovider \
+	  --require-integration
 
 # The integration tier with the index on the local Redis Cluster (the test_cluster_* files
 # run only here; they start clusters of their own where they kill or reshard masters).

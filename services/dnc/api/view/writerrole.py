@@ -59,6 +59,7 @@ class _Moves(ConsumerRebalanceListener):  # type: ignore[misc]
             for tp in revoked:
                 self.writer.held.pop(tp, None)
                 self.writer.unsynced.discard(tp)
+                self.writer.metrics.forget(tp.topic, tp.partition)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         consumer = self.writer.consumer
@@ -128,13 +129,17 @@ class ViewWriterRole(Role):
                 if self.unsynced:
                     await self._sync()
                 await self._step()
+                if self.error is not None:
+                    log.info("viewwriter: the list view's database answers again")
                 self.error = None
+                self.metrics.ready = not self.unsynced
             except ViewUnavailable as exc:
                 # Retriable by policy: what was not applied is read again from the stored
                 # offsets once the database answers.
                 if self.error is None:
                     log.warning("viewwriter: %s; retrying every %.0fs", exc, RETRY_S)
                 self.error = str(exc)
+                self.metrics.ready = False
                 async with self.applying:
                     self._resync(list(self.held))
                 await self._pause(RETRY_S)
@@ -234,6 +239,7 @@ class ViewWriterRole(Role):
                 (self._log(tp), tp.partition): Move(self.held[tp], o, counts[tp])
                 for tp, o in moved.items()
             }
+            started = time.perf_counter()
             bad = await asyncio.to_thread(self.store.apply_fenced, records, history, moves)
             if bad is None:
                 log.info("viewwriter: another instance applied %s first; re-reading", moves)
@@ -242,3 +248,24 @@ class ViewWriterRole(Role):
             if bad:
                 log.warning("viewwriter: %d records could not be read (skipped)", bad)
             self.held.update(moved)
+            self._measured(moved, counts, bad, time.perf_counter() - started)
+
+    def _measured(
+        self,
+        moved: dict[TopicPartition, int],
+        counts: dict[TopicPartition, int],
+        bad: int,
+        seconds: float,
+    ) -> None:
+        """The same metrics as the pipeline roles' (dnc_records_consumed, lag, batch time)."""
+        assert self.consumer is not None
+        self.metrics.batch_seconds.observe(seconds)
+        for tp, offset in moved.items():
+            self.metrics.committed(tp.topic, {"applied": counts[tp]}, {})
+            end = self.consumer.last_stable_offset(tp)
+            if end is None or end < 0:
+                end = self.consumer.highwater(tp)
+            if end is not None and end >= 0:
+                self.metrics.lag(tp.topic, tp.partition, end - offset)
+        if bad:
+            self.metrics.committed(self.changes, {"unreadable": bad}, {})

@@ -159,9 +159,9 @@ types: deps
 schemas: deps
 	$(BIN)/dnc schemas write
 
-# Every test: unit, deploy files, integration (real Kafka + Redis, then the API tier again on
-# the PostgreSQL list view, then everything again on the Redis Cluster and on the three-broker
-# Kafka cluster), browser, and the short fault suite. Plain `pytest` collects the same tiers.
+# Every test: unit, deploy files, integration (real Kafka + Redis, then the API tier and the
+# page again on the PostgreSQL list view, then everything again on the Redis Cluster and on
+# the three-broker Kafka cluster), browser, and the short fault suite. Plain `pytest` collects the same tiers.
 test: up up-cluster up-kafka-cluster up-postgres tools helm
 	DNC_REQUIRE_PROMTOOL=1 $(BIN)/pytest tests/unit -q
 	$(BIN)/pytest tests/deploy -q
@@ -187,9 +187,9 @@ test-deploy: deps helm
 test-integration: up up-postgres tools
 	$(BIN)/pytest tests/integration -q --require-integration
 
-# The API tier (and the CLI, its client) on the PostgreSQL list view: every in-process API
-# gets a view writer beside it (tests/kit.py, api_view_writer).
-VIEW_TESTS := tests/integration/test_api_*.py tests/integration/test_cli.py
+# The API tier, the CLI (its client) and the page on the PostgreSQL list view: every
+# in-process API gets a view writer beside it (tests/kit.py, api_view_writer).
+VIEW_TESTS := tests/integration/test_api_*.py tests/integration/test_cli.py tests/e2e
 test-postgres-view: up up-postgres tools
 	DNC_TEST_VIEW_BACKEND=postgres $(BIN)/pytest $(VIEW_TESTS) -q -p no:cacheprovider \
 	  --require-integration

@@ -161,7 +161,8 @@ schemas: deps
 
 # Every test: unit, deploy files, integration (real Kafka + Redis, then the API tier and the
 # page again on the PostgreSQL list view, then everything again on the Redis Cluster and on
-# the three-broker Kafka cluster), browser, and the short fault suite. Plain `pytest` collects the same tiers.
+# the three-broker Kafka cluster), browser, and the short fault suite. Plain `pytest`
+# collects the same tiers.
 test: up up-cluster up-kafka-cluster up-postgres tools helm
 	DNC_REQUIRE_PROMTOOL=1 $(BIN)/pytest tests/unit -q
 	$(BIN)/pytest tests/deploy -q

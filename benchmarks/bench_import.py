@@ -253,6 +253,11 @@ async def run(args: argparse.Namespace, run_id: str, work: Path) -> dict[str, An
             if i
         ],
         "import_seconds": round(marks[3][1] - marks[0][1], 2),
+        # Relative to reading the same file in the same run (upload, parse, normalise,
+        # check): a slower machine moves both alike.
+        "analyze_seconds": round(marks[1][1] - marks[0][1], 2),
+        "import_over_analyze": round((marks[3][1] - marks[0][1]) / (marks[1][1] - marks[0][1]), 2),
+        "view_after_seconds": round(marks[4][1] - marks[3][1], 2),
         # Analyze + apply until effective, per data row: what the import costs each
         # process, whatever else the machine was doing.
         "cpu_us_per_row": {

@@ -64,6 +64,7 @@ def bench_settings(
     traffic: str = "main",
     buckets: int = 16384,
     gate: GateSettings | None = None,
+    metrics: bool = True,
 ) -> Settings:
     """Settings of one role instance in the run ``run_id``.
 
@@ -97,6 +98,7 @@ def bench_settings(
         ),
         index=IndexSettings(prefix=f"{run_id}.{index}", buckets=buckets),
         gate=gate or GateSettings(),
+        metrics_enabled=metrics,
         log_json=False,
         log_level="WARNING",
     )

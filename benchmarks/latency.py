@@ -5,6 +5,12 @@ message to that contact. A sample's latency runs from just before the STOP's pro
 to the ``CreateTime`` of the first blocked probe, which the gate's producer stamps when the
 gate decides (same machine, same clock). Also reported: when that record became visible
 to a ``read_committed`` reader downstream (after the gate's transaction commit).
+
+The delay is also broken into stages, so that a long tail has a name: the STOP's command
+on ``dnc.commands`` (its ``CreateTime``: ingest decided; when a ``read_committed`` reader
+got it: ingest committed), its change on ``dnc.changes`` (list writer decided /
+committed; the list writer writes Redis right after that commit), and the blocked probe
+(the gate decided). Each stage's time is measured from the STOP's produce call.
 """
 
 from __future__ import annotations
@@ -39,12 +45,15 @@ class Sample:
     seen_ms: float | None = None  # when a read_committed reader got it
     probe_sent_ms: float | None = None  # when the probe that was blocked was sent
     probes: int = 0
+    # Stage → epoch ms: command_created, command_committed, change_created, change_committed
+    stages: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
 class State:
     pending: dict[str, Sample] = field(default_factory=dict)  # contact → sample
     samples: list[Sample] = field(default_factory=list)
+    open: dict[str, Sample] = field(default_factory=dict)  # contact → sample, stages missing
     sent: int = 0
     stopping: bool = False
 
@@ -154,6 +163,72 @@ async def _watch_blocked(settings: Settings, state: State) -> None:
         await consumer.stop()
 
 
+STAGES = ("command_created", "command_committed", "change_created", "change_committed")
+
+
+async def _watch_stages(settings: Settings, state: State) -> None:
+    """When each STOP's command and change were decided (``CreateTime``) and committed
+    (seen by a ``read_committed`` reader). Matched by the contact's digits in the record."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        auto_offset_reset="latest",
+        fetch_max_wait_ms=5,
+    )
+    await consumer.start()
+    try:
+        t = settings.topics
+        await consumer._client.force_metadata_update()
+        tps = [
+            TopicPartition(topic, p)
+            for topic in (t.commands, t.changes)
+            for p in consumer.partitions_for_topic(topic) or set()
+        ]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        while not state.stopping:
+            batch = await consumer.getmany(timeout_ms=20)
+            now = time.time() * 1000
+            for tp, records in batch.items():
+                kind = "command" if tp.topic == t.commands else "change"
+                for r in records:
+                    data = (r.key or b"") + (r.value or b"")
+                    for contact, s in list(state.open.items()):
+                        if contact.encode() in data and f"{kind}_created" not in s.stages:
+                            s.stages[f"{kind}_created"] = float(r.timestamp)
+                            s.stages[f"{kind}_committed"] = now
+                            if len(s.stages) == len(STAGES):
+                                del state.open[contact]
+    finally:
+        await consumer.stop()
+
+
+def stage_figures(samples: list[Sample]) -> dict[str, dict[str, float]]:
+    """p50 / p99 / max of each stage from the STOP, and of each step between stages."""
+    names = (*STAGES, "blocked")
+    rows: dict[str, list[float]] = {}
+    for s in samples:
+        if s.blocked_ms is None or any(n not in s.stages for n in STAGES):
+            continue
+        at = {**s.stages, "blocked": s.blocked_ms}
+        prev, prev_ms = "stop", s.stop_ms
+        for n in names:
+            rows.setdefault(n, []).append(at[n] - s.stop_ms)
+            rows.setdefault(f"{prev} → {n}", []).append(at[n] - prev_ms)
+            prev, prev_ms = n, at[n]
+        if s.probe_sent_ms is not None:
+            # The blocked probe's own wait in the gate's queue: long when the gate lags
+            # behind its input; short while change → blocked is long when it learned late.
+            rows.setdefault("blocked probe sent → blocked", []).append(
+                s.blocked_ms - s.probe_sent_ms
+            )
+    return {
+        k: {"p50": percentile(v, 50), "p99": percentile(v, 99), "max": max(v), "n": len(v)}
+        for k, v in rows.items()
+    }
+
+
 async def _inject(settings: Settings, state: State, samples: int, spacing_s: float) -> None:
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
@@ -175,6 +250,7 @@ async def _inject(settings: Settings, state: State, samples: int, spacing_s: flo
             sample = Sample(contact, time.time() * 1000)
             state.samples.append(sample)
             state.pending[contact] = sample
+            state.open[contact] = sample
             await producer.send_and_wait(settings.topics.inbound_messages, orjson.dumps(stop))
             await asyncio.sleep(spacing_s)
         for _ in range(int(SAMPLE_TIMEOUT_S / 0.05)):  # the last samples
@@ -223,6 +299,7 @@ async def measure(
     tasks = [
         asyncio.create_task(_load(settings, rate, state)),
         asyncio.create_task(_watch_blocked(settings, state)),
+        asyncio.create_task(_watch_stages(settings, state)),
     ]
     started = time.perf_counter()
     try:
@@ -248,4 +325,5 @@ async def measure(
         "max_ms": max(effective, default=float("nan")),
         "seen_p50_ms": percentile(seen, 50),
         "seen_p99_ms": percentile(seen, 99),
+        "stages": stage_figures(done),
     }

@@ -17,6 +17,7 @@ from aiokafka.structs import ConsumerRecord
 from dnc.kafka import clients as kafka
 from dnc.kafka.clients import BatchWriter, Sent
 from dnc.kafka.pipeline import TransactionalPipeline
+from dnc.metrics import RoleMetrics
 from dnc.settings import Settings
 
 
@@ -33,6 +34,7 @@ class Passthrough:
             poll_timeout_ms=gs.poll_timeout_ms,
             retry_backoff_s=0.05,
             max_backoff_s=0.5,
+            metrics=RoleMetrics("gate", enabled=settings.metrics_enabled),
         )
         self.partitions = 1
         self.counts = {"allowed": 0}

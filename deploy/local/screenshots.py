@@ -3,7 +3,8 @@
 Against a running API (after `make run`: http://127.0.0.1:8080 with the development key),
 it adds a small demo list — by hand and by an import, so the list shows several sources,
 channels and senders — then signs in with Debian's Chromium and saves, in docs/screenshots:
-the list at desktop width, the list on a phone, and the import wizard's analysis.
+the list at desktop width, on a phone and in the dark theme, and the import wizard's
+analysis.
 Seeding twice is harmless: entries already listed stay as they are.
 
     python deploy/local/screenshots.py [--url URL] [--key KEY] [--out DIR]
@@ -112,11 +113,21 @@ async def shoot(url: str, key: str, out: Path) -> list[Path]:
                 device_scale_factor=2,
                 is_mobile=True,
                 has_touch=True,
+                color_scheme="light",
             )
             await sign_in(phone, key)
             await phone.locator("#list-section").scroll_into_view_if_needed()
             saved.append(out / "list-phone.png")
             await phone.screenshot(path=saved[-1])
+
+            # The dark theme, as a system set to dark shows it.
+            dark = await browser.new_page(
+                base_url=url, viewport={"width": 1440, "height": 900}, color_scheme="dark"
+            )
+            await sign_in(dark, key)
+            await dark.locator("#list-section").scroll_into_view_if_needed()
+            saved.append(out / "list-dark.png")
+            await dark.screenshot(path=saved[-1])
 
             await desktop.get_by_role("button", name="Import").click()
             wizard = desktop.get_by_role("dialog", name="Import contacts")

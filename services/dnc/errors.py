@@ -87,6 +87,12 @@ class ConfigurationError(DncError):
     """The deployment is wrong (topic partition counts, index layout). Stop and say why."""
 
 
+class ProducerCannotStart(DncError):
+    """A partition's transactional producer kept failing to start while the brokers
+    answered. Stop: the role leaves its consumer group and another instance takes the
+    partition (waiting here would hold its records back for good)."""
+
+
 def _show(value: object, limit: int = 80) -> str:
     """repr() of a value, shortened so that a hostile 10 MB field does not flood logs."""
     text = repr(value)

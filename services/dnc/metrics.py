@@ -10,6 +10,10 @@ batch's writer (``tally``), and the pipeline adds the tallies to the counters on
 partition's transaction committed, so a batch that is redone is counted once. What is a
 state rather than an event (up, ready, failing closed and since when) is read when
 Prometheus scrapes, from plain attributes the event loop keeps current.
+
+``DNC_METRICS_ENABLED=false`` turns a role's metrics off: every family is then a no-op
+(``_Off``) and nothing is served; the states above are still kept, because the role
+itself reads them (readiness, the heartbeat's stall check).
 """
 
 from __future__ import annotations
@@ -73,14 +77,38 @@ class FailClosed:
         return current, period, totals
 
 
+class _Off:
+    """A metric family or child that records nothing (metrics turned off)."""
+
+    def labels(self, *labels: str) -> _Off:
+        return self
+
+    def inc(self, amount: float = 1) -> None:
+        return None
+
+    def set(self, value: float) -> None:
+        return None
+
+    def observe(self, value: float) -> None:
+        return None
+
+    def remove(self, *labels: str) -> None:
+        return None
+
+
+_OFF = _Off()
+
+
 class RoleMetrics:
-    def __init__(self, role: str) -> None:
+    def __init__(self, role: str, *, enabled: bool = True) -> None:
         self.role = role
+        self.enabled = enabled
         self.registry = CollectorRegistry()
         r = self.registry
         self.up = False
         self.ready = False
         self.fail_closed = FailClosed()
+        Counter, Gauge, Histogram = self.families()  # noqa: N806 - stand-ins for the classes
         self.records = Counter(
             "dnc_records_consumed",
             "input records processed and committed, by what became of them",
@@ -120,6 +148,27 @@ class RoleMetrics:
             ["role"],
             registry=r,
         ).labels(role)
+        self.producer_start_failures = Counter(
+            "dnc_producer_start_failures",
+            "failed starts of a partition's transactional producer (retried with back-off; "
+            "after DNC_PRODUCER_START_LIMIT_S with the brokers answering, the role exits)",
+            ["role"],
+            registry=r,
+        ).labels(role)
+        self.producers_failing = Gauge(
+            "dnc_producers_failing",
+            "owned partitions whose transactional producer is failing to start",
+            ["role"],
+            registry=r,
+        ).labels(role)
+        self.partitions_stalled = Gauge(
+            "dnc_partitions_stalled",
+            "owned partitions with records waiting and no batch committed for "
+            "DNC_STALL_AFTER_S, without a reason in dnc_fail_closed (while above 0 the "
+            "heartbeat file is not touched)",
+            ["role"],
+            registry=r,
+        ).labels(role)
         r.register(_States(self))
         self._children: dict[Any, Any] = {}
         self._server: Any = None
@@ -145,6 +194,13 @@ class RoleMetrics:
         _remove(self.consumer_lag, self.role, topic, str(partition))
         self._children.pop((id(self.consumer_lag), (topic, str(partition))), None)
 
+    def families(self) -> tuple[Any, Any, Any]:
+        """Counter, Gauge and Histogram, or stand-ins that record nothing (turned off)."""
+        if self.enabled:
+            return Counter, Gauge, Histogram
+        off = _off_family
+        return off, off, off
+
     def _child(self, family: Any, *labels: str) -> Any:
         key = (id(family), labels)
         child = self._children.get(key)
@@ -156,7 +212,7 @@ class RoleMetrics:
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         """``/metrics`` on ``port`` (0: any free port, see ``self.port``), in a thread."""
-        if self._server is not None:
+        if self._server is not None or not self.enabled:
             return
         self._server, self._thread = start_http_server(port, addr, registry=self.registry)
         self.port = self._server.server_port
@@ -171,15 +227,20 @@ class RoleMetrics:
             self._thread = None
 
 
+def _off_family(*args: Any, **kwargs: Any) -> _Off:
+    return _OFF
+
+
 def _remove(family: Any, *labels: str) -> None:
     with contextlib.suppress(KeyError):  # never set
         family.remove(*labels)
 
 
 class ListWriterMetrics(RoleMetrics):
-    def __init__(self, role: str = "listwriter") -> None:
-        super().__init__(role)
+    def __init__(self, role: str = "listwriter", *, enabled: bool = True) -> None:
+        super().__init__(role, enabled=enabled)
         r = self.registry
+        Counter, Gauge, Histogram = self.families()  # noqa: N806
         self.index_lag = Gauge(
             "dnc_index_lag_records",
             "changelog records of a partition the Redis index has not applied yet",
@@ -215,9 +276,10 @@ class ListWriterMetrics(RoleMetrics):
 
 
 class GateMetrics(RoleMetrics):
-    def __init__(self, role: str = "gate") -> None:
-        super().__init__(role)
+    def __init__(self, role: str = "gate", *, enabled: bool = True) -> None:
+        super().__init__(role, enabled=enabled)
         r = self.registry
+        Counter, Gauge, _ = self.families()  # noqa: N806
         self.filter_rebuilds = Counter(
             "dnc_gate_filter_rebuilds",
             "rebuilds of the gate's in-process contact filter",

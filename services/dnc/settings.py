@@ -271,9 +271,21 @@ class Settings(BaseSettings):
     # long is taken for a broker outage: the partition's producer is replaced and the
     # batch redone from the committed offset.
     kafka_step_timeout_s: float = Field(default=30.0, gt=0)
+    # A partition whose transactional producer has failed to start for this long while the
+    # brokers answer gives up: the role leaves its consumer group and exits non-zero, so
+    # another instance takes the partition. (Brokers that do not answer are an outage,
+    # waited out however long it lasts.)
+    producer_start_limit_s: float = Field(default=60.0, gt=0)
+    # A partition with records waiting and no batch committed for this long, with no
+    # reason shown by dnc_fail_closed, is stuck: the heartbeat file is no longer touched
+    # (the liveness probe restarts the process) and dnc_partitions_stalled says which role.
+    stall_after_s: float = Field(default=60.0, gt=0)
     log_level: str = "INFO"
     log_json: bool = True
     metrics_port: Annotated[int | None, NoDecode] = None
+    # False: the ingest, list writer and gate record no metrics and serve none (the
+    # benchmark's baseline for what metrics cost; the API keeps its /metrics).
+    metrics_enabled: bool = True
     # `dnc dev`: where each role's output goes (<dir>/<role>.log).
     dev_log_dir: str = ".local/logs"
 

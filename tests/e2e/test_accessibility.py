@@ -1,10 +1,11 @@
 """Accessibility (issue 17): an axe-core audit of every state of the page — signed out,
 the list, filters open, the add row, each import step, a check result, the dialogs — with
-no serious or critical violation, at desktop (1440 px) and phone (390 px) widths."""
+no serious or critical violation, at desktop (1440 px) and phone (390 px) widths, in the
+light theme and in the dark one (the system's setting, which the page follows)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from axe_playwright_python.async_playwright import Axe
@@ -27,16 +28,24 @@ async def audit(page: Page, state: str, found: dict[str, list[str]]) -> None:
             found.setdefault(state, []).append(f"{v['id']} ({v['impact']}): {targets}")
 
 
-@pytest.mark.parametrize("width", [1440, 390])
-async def test_every_state_of_the_page_passes_axe(page: Page, tenant: Tenant, width: int) -> None:
+@pytest.mark.parametrize(
+    ("width", "scheme"), [(1440, "light"), (390, "light"), (1440, "dark"), (390, "dark")]
+)
+async def test_every_state_of_the_page_passes_axe(
+    page: Page, tenant: Tenant, width: int, scheme: Literal["light", "dark"]
+) -> None:
     acme, globex = tenant.accounts
     await tenant.add("447700900971", channel="SMS", sender="ACME", accounts=[acme])
     await tenant.add("jane@example.com", accounts=[globex])
     await page.set_viewport_size({"width": width, "height": 900})
+    await page.emulate_media(color_scheme=scheme)
     found: dict[str, list[str]] = {}
 
     await page.goto("/")
     await expect(page.get_by_label("API key")).to_be_visible()
+    # The theme is the system's: a dark page on a dark system, a light one otherwise.
+    background = await page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == ("rgb(20, 23, 29)" if scheme == "dark" else "rgb(255, 255, 255)")
     await audit(page, "signed out", found)
     await page.get_by_role("button", name="Sign in").click()  # no key: a field error
     await audit(page, "sign-in error", found)

@@ -77,3 +77,25 @@ async def test_export_selected_and_filtered_as_csv_and_xlsx(page: Page, tenant: 
     name, table = await download(page, "Export all matching", "xlsx")
     assert name.endswith(".xlsx")
     assert keys(table) == sorted([a, b])
+
+
+async def test_exports_follow_the_sort_order_of_the_page(page: Page, tenant: Tenant) -> None:
+    acme, _ = tenant.accounts
+    # Added in this order, so newest first is the reverse of the contacts' A–Z order.
+    for contact, sender in ((A, "Mike"), (B, "alpha"), (C, "Zeta")):
+        await tenant.add(contact, sender=sender, accounts=[acme])
+    await sign_in(page, tenant)
+    await expect(rows(page)).to_have_count(3)
+    _, table = await download(page, "Export all matching", "csv")
+    assert [r[0] for r in table] == [C, B, A]  # newest first, as listed
+
+    await page.get_by_label("Sort by").select_option("-sender")
+    await expect(rows(page).first.locator("td.contact")).to_have_text(C)
+    _, table = await download(page, "Export all matching", "csv")
+    assert [r[1] for r in table] == ["Zeta", "Mike", "alpha"]  # without case, as the page
+
+    await page.get_by_label("Sort by").select_option("contact")
+    await expect(rows(page).first.locator("td.contact")).to_have_text(A)
+    await page.get_by_role("checkbox", name="Select every contact on this page").check()
+    _, table = await download(page, "Export selected (3)", "xlsx")
+    assert [r[0] for r in table] == [A, B, C]

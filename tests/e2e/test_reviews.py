@@ -85,3 +85,49 @@ async def test_an_old_reply_raises_the_ten_business_day_warning(page: Page, tena
     warning = page.locator("#reviews-warning")
     await expect(warning).to_be_visible()
     await expect(warning).to_contain_text("business days: opt-outs must be honoured within ten")
+
+
+async def test_the_check_says_in_words_why_a_reply_blocked(page: Page, tenant: Tenant) -> None:
+    globex = tenant.accounts[1]
+    # globex turns opt-outs read from replies into entries at once (policy auto). The
+    # policy is ingest's setting per account; this test's accounts are its own, and the
+    # session's in-process ingest reads the setting per message.
+    tenant.settings.intent.accounts[globex] = "auto"
+    try:
+        auto = kit.inbound(f"mo-{uuid.uuid4().hex[:8]}", "+" + PHONE, "Please stop texting me!!",
+                           account=globex)  # fmt: skip
+        await kit.produce(tenant.settings, tenant.settings.topics.inbound_messages, auto)
+        await tenant.wait_total(1, account=globex)
+    finally:
+        del tenant.settings.intent.accounts[globex]
+    # acme reviews them (the default): a person confirms the reply, for every sender.
+    await reply(tenant, MAYBE, "No more messages please")
+    await open_count(tenant, 1)
+    queued = (await tenant.client.get("/v1/reviews")).json()["reviews"][0]
+    r = await tenant.client.post(
+        f"/v1/reviews/{queued['review_id']}/confirm", json={"senders": "all"}
+    )
+    assert r.status_code == 200, r.text
+
+    await sign_in(page, tenant)
+    form = page.locator("#check-form")
+    history = page.locator("#check-history tbody tr")
+    await form.get_by_label("Contact information").fill(PHONE)
+    await form.get_by_role("button", name="Check").click()
+    await expect(history).to_have_count(1)
+    cause = history.first.locator("td").nth(4)
+    await expect(cause).to_have_text(
+        f"Opt-out in the person's own words (message {auto['message_id']}: "
+        "“Please stop texting me!!”, matched “stop texting” (English))"
+    )
+    await expect(page.locator("#check-result table.check-entries .badge").first).to_have_text("SMS")
+
+    await form.get_by_label("Contact information").fill(MAYBE)
+    await form.get_by_role("button", name="Check").click()
+    await expect(history.first).to_contain_text("Reviewed reply")
+    await expect(history.first.locator("td").nth(4)).to_have_text(
+        f"Reviewed reply (Confirmed by {tenant.name}: “No more messages please”; "
+        "blocks all senders on this channel)"
+    )
+    for raw in ("inbound_intent", "review (", "opt_out", "END_USER_MESSAGE"):
+        await expect(page.locator("#check-result")).not_to_contain_text(raw)

@@ -1,5 +1,6 @@
 """`make screenshots` (issue 17): the script seeds a demo list through the API and saves
-the README's images — the list at desktop width, on a phone, and the import wizard."""
+the README's images — the list at desktop width, on a phone and in the dark theme, and
+the import wizard."""
 
 from __future__ import annotations
 
@@ -43,7 +44,12 @@ async def test_the_readme_screenshots_are_made_from_a_seeded_list(
     # topics and Redis keys, so these accounts hold nothing else).
     stack.grant("dev", shots.DEV_KEY, ["acme", "acme-eu", "globex"])
     saved = await shots.shoot(stack.base_url, shots.DEV_KEY, out)
-    assert [p.name for p in saved] == ["list-desktop.png", "list-phone.png", "import-desktop.png"]
+    assert [p.name for p in saved] == [
+        "list-desktop.png",
+        "list-phone.png",
+        "list-dark.png",
+        "import-desktop.png",
+    ]
     assert png_size(saved[0]) == (1440, 900)
     assert png_size(saved[1]) == (780, 1688)  # 390 × 844 CSS px at 2×
     headers = {"Authorization": f"Bearer {shots.DEV_KEY}"}

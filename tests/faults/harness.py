@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ from dnc.errors import DncError
 from dnc.index import SingleIndex
 from dnc.kafka.clients import ensure_topics
 from dnc.settings import ApiSettings, Settings
-from tests.kit import ROOT, Process, eventually, inbound, outbound, settings_env
+from tests.kit import ROOT, Process, delete_topics, eventually, inbound, outbound, settings_env
 
 ACCOUNT = "acme"
 SENDER = "ACME"
@@ -431,14 +431,15 @@ class Workload:
         self._closing = True
         for t in self._tasks:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Each step bounded: with a broker that is down, the producer waits for batches it
+        # cannot deliver, and a client task that does not end when cancelled must not hang
+        # the suite (wait_for would wait for the cancellation to finish).
+        await _bounded(
+            asyncio.gather(*self._tasks, return_exceptions=True), 30, f"{self.name}: tasks"
+        )
         if self._producer is not None:
-            # Bounded: with a broker that is down, stop() waits for undeliverable batches.
-            try:
-                await asyncio.wait_for(self._producer.stop(), 30)
-            except TimeoutError:
-                print(f"[faults] {self.name}: the workload producer did not close in 30s")
-        await self._index.stop()
+            await _bounded(self._producer.stop(), 30, f"{self.name}: the workload producer")
+        await _bounded(self._index.stop(), 10, f"{self.name}: the workload's Redis client")
 
     def event(self, what: str) -> None:
         """Note a fault in the report's timeline (seconds since the workload started)."""
@@ -515,7 +516,9 @@ class Workload:
     async def flush(self) -> int:
         """Wait for every produce to be acknowledged; return how many failed."""
         assert self._producer is not None
-        await self._producer.flush()
+        flushed = await _bounded(self._producer.flush(), 180, f"{self.name}: flush")
+        if not flushed:
+            raise AssertionError(f"{self.name}: the workload's messages were not sent in 180s")
         await asyncio.gather(*(f for _, f in self._futures), return_exceptions=True)
         return sum(1 for s in self.sent.values() if s.failed)
 
@@ -871,3 +874,23 @@ async def scenario(
             report.extra["events"] = load.events
         RESULTS.append(report.as_dict())
         print(report.line())
+        # The scenario's topics go with it: a broker killed in a later scenario recovers
+        # every log it holds before it serves again, so leftovers would make each restart
+        # of the suite slower than the last.
+        try:
+            await _bounded(delete_topics(settings), 30, f"{name}: dropping its topics")
+        except Exception as exc:  # cleanup only: the scenario's own outcome stands
+            print(f"[faults] {name}: its topics were not dropped: {exc!r}")
+
+
+async def _bounded(aw: Awaitable[Any], seconds: float, what: str) -> bool:
+    """Await ``aw`` for at most ``seconds``; False (and a line in the output) if it did
+    not finish. Left running then, not awaited: see ``Workload.close``."""
+    task = asyncio.ensure_future(aw)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        print(f"[faults] {what}: did not finish in {seconds:.0f}s; left behind")
+        return False
+    task.result()
+    return True

@@ -124,19 +124,27 @@ class FaultStack:
         pid = self.kafka_pid()
         os.kill(pid, sig)
         deadline = time.monotonic() + 60
-        while pid_alive(pid) and _not_zombie(pid):
+        while not self._kafka_gone(pid):
             if time.monotonic() > deadline:
                 os.kill(pid, signal.SIGKILL)
             time.sleep(0.05)
 
     def wait_kafka_gone(self, pid: int, timeout: float = 60) -> None:
-        """Wait until a broker killed by someone else has exited: until then its listening
-        socket may still be open, and stack.sh would take it for a running broker."""
+        """Wait until a broker killed by someone else has exited."""
         deadline = time.monotonic() + timeout
-        while pid_alive(pid) and _not_zombie(pid):
+        while not self._kafka_gone(pid):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the fault suite's broker (pid {pid}) did not exit")
+                raise RuntimeError(
+                    f"the fault suite's broker (pid {pid}) did not exit within {timeout}s"
+                )
             time.sleep(0.05)
+
+    def _kafka_gone(self, pid: int) -> bool:
+        """Every thread of the broker has ended and its port is closed. The main thread
+        turns zombie first and the listening socket is only closed with the last thread:
+        on a busy machine a thread stuck in I/O keeps the port open for seconds, and
+        stack.sh then takes it for a running broker and starts none (CI lost a run so)."""
+        return not _threads_alive(pid) and not port_open(self.kafka_port)
 
     def start_kafka(self) -> None:
         self._script("up")
@@ -153,10 +161,55 @@ class FaultStack:
                 return
             except Exception as exc:
                 last = exc
+                if self._kafka_exited():
+                    raise RuntimeError(
+                        f"the fault suite's broker exited while starting: {last!r}\n"
+                        f"{self.kafka_diagnosis()}"
+                    ) from None
                 await asyncio.sleep(0.3)
             finally:
                 await admin.close()
-        raise RuntimeError(f"fault suite broker not ready after {timeout}s: {last!r}")
+        raise RuntimeError(
+            f"fault suite broker not ready after {timeout}s: {last!r}\n{self.kafka_diagnosis()}"
+        )
+
+    def _kafka_exited(self) -> bool:
+        try:
+            pid = int(self.kafka_pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return False  # not started by stack.sh (a broker someone else runs)
+        return not (pid_alive(pid) and _not_zombie(pid))
+
+    def kafka_diagnosis(self, lines: int = 40) -> str:
+        """Whether the broker process lives and the end of its log: its start-up steps say
+        which one a slow start waits in (loading logs, registering with the controller…)."""
+        try:
+            pid = int(self.kafka_pid_file.read_text().strip())
+            state = f"pid {pid} {'running' if pid_alive(pid) and _not_zombie(pid) else 'gone'}"
+        except (OSError, ValueError) as exc:
+            state = f"no pid: {exc}"
+        try:
+            tail = (self.state / "kafka/logs/server.out").read_text(errors="replace")
+            tail = "\n".join(tail.splitlines()[-lines:])
+        except OSError as exc:
+            tail = f"(no broker log: {exc})"
+        return f"broker {state}; the end of its log:\n{tail}"
+
+
+def _threads_alive(pid: int) -> bool:
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return False
+    for task in tasks:
+        try:
+            # The state follows the command name, which is in parentheses.
+            state = task.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # it ended while we looked
+        if state not in ("Z", "X"):
+            return True
+    return False
 
 
 def _not_zombie(pid: int) -> bool:

@@ -260,7 +260,7 @@ async def test_dry_run_from_the_command_line(
     assert written.code == 0, written.stderr
     lines = out.read_text(encoding="utf-8-sig").splitlines()
     assert lines[0] == "Row,Contact,Channel,Sender,Source,Added,Expires"
-    assert lines[1].startswith(f"1,{ALL},All channels,All senders,MANUAL,")
+    assert lines[1].startswith(f"1,{ALL},All channels,All senders,Added manually,")
     refused = await dnc("dry-run", str(audience), "-a", "other", "--channel", "SMS")
     assert refused.code == 1
     assert "forbidden" in refused.stderr

@@ -137,3 +137,27 @@ async def test_export_selected_entries(client: httpx.AsyncClient) -> None:
     )
     assert r.status_code == 422
     assert "12ab" in r.json()["error"]
+
+
+async def test_exports_are_written_in_the_listings_sort_order(client: httpx.AsyncClient) -> None:
+    await imported(client, ["acme"], 3)
+    by_contact = ["441234567890", "447700900123", "jane@example.com"]
+    for sort, order in (("contact", by_contact), ("-contact", by_contact[::-1])):
+        r = await client.get("/v1/entries/export", params={"sort": sort}, headers=auth())
+        assert r.status_code == 200, r.text
+        assert [row[0] for row in csv_rows(r.content)[1:]] == order, sort
+
+    # Selected entries too, whatever order the keys were sent in.
+    listed = (await client.get("/v1/entries", headers=auth())).json()["entries"]
+    r = await client.post(
+        "/v1/entries/export",
+        params={"sort": "-contact"},
+        json={"keys": sorted(listed, key=lambda e: e["contact"])},
+        headers=auth(),
+    )
+    assert r.status_code == 200, r.text
+    assert [row[0] for row in csv_rows(r.content)[1:]] == by_contact[::-1]
+
+    r = await client.get("/v1/entries/export", params={"sort": "colour"}, headers=auth())
+    assert r.status_code == 422
+    assert "colour" in r.json()["error"] and "is not a sort order" in r.json()["error"]

@@ -389,7 +389,14 @@ async def test_history_and_erase_from_the_command_line(
     assert lines[0].split("\t") == [
         "At", "Action", "Account", "Channel", "Sender", "Source", "Cause", "Details",
     ]  # fmt: skip
-    assert lines[1].split("\t")[1:7] == ["add", "acme", "SMS", "All senders", "MANUAL", "api"]
+    assert lines[1].split("\t")[1:7] == [
+        "Added",
+        "acme",
+        "SMS",
+        "All senders",
+        "Added manually",
+        "By hand or API",
+    ]
     assert "key=ops" in lines[1]
     refused = await dnc("erase", SHOWN, "-a", "acme")
     assert refused.code == 1

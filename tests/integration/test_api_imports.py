@@ -15,6 +15,7 @@ import openpyxl
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client.parser import text_string_to_metric_families
 
 from dnc.domain.timestamps import now_ms
 from dnc.settings import Settings
@@ -178,6 +179,21 @@ async def test_seed_example_imports_as_the_seed_implies(
     )
     again = await finished(client, r.json()["import_id"])
     assert (again["added"], again["already_present"]) == (0, 2)
+
+    # What an operator sees of both imports on the instance's /metrics.
+    text = (await client.get("/metrics")).text
+    got = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert got["dnc_api_imports_started_total", ()] == 2
+    assert got["dnc_api_imports_finished_total", (("outcome", "finished"),)] == 2
+    assert got["dnc_api_imports_finished_total", (("outcome", "failed"),)] == 0
+    assert got["dnc_api_import_rows_total", (("result", "accepted"),)] == 4
+    assert got["dnc_api_import_rows_total", (("result", "rejected"),)] == 0
+    assert got["dnc_api_import_duration_seconds_count", (("outcome", "finished"),)] == 2
+    assert got["dnc_api_imports_running", ()] == 0
 
 
 async def _origin_of(client: httpx.AsyncClient, contact: str) -> Any:

@@ -78,7 +78,7 @@ async def test_seed_example_through_the_cli(
     r = await dnc("import", str(seed), "--analyze-only", "--skip-rows", "1")
     assert r.code == 0, r.stderr
     assert "row 2: contact: '1234567890' is not a possible international phone number" in r.stderr
-    assert "default country" in r.stderr
+    assert "--default-country" in r.stderr  # the option, as it is typed
 
     # Invalid rows and no terminal to ask: nothing is imported without --yes.
     r = await dnc("import", str(seed), "-a", "acme", "--skip-rows", "1")
@@ -195,3 +195,50 @@ async def test_errors_and_exit_codes(dnc: Callable[..., Awaitable[Result]], tmp_
     r = await dnc("list", "--api", "http://127.0.0.1:9")
     assert r.code == 1
     assert "cannot reach the API" in r.stderr
+
+
+async def test_dry_run_output_is_in_words_not_codes(
+    dnc: Callable[..., Awaitable[Result]], tmp_path: Path
+) -> None:
+    for args in (("jane@example.com", "--channel", "EMAIL"), ("441234567890",)):
+        r = await dnc("add", *args, "-a", "acme")
+        assert r.code == 0, r.stderr
+    audience = tmp_path / "audience.csv"
+    audience.write_text("Name,Phone\r\nJane,jane@example.com\r\nTom,441234567890\r\nBob,12ab\r\n")
+
+    # The contact column by its header text needs the header row: the error names the
+    # options to type, not the API's field names.
+    r = await dnc(
+        "dry-run", str(audience), "-a", "acme", "--channel", "EMAIL", "--map", "Phone=contact"
+    )
+    assert r.code == 2
+    assert "--map: 'Phone' is not a column number" in r.stderr
+    assert "set --skip-rows to include the header row" in r.stderr
+    assert "skip_rows" not in r.stderr and "mapping:" not in r.stderr
+
+    r = await dnc(
+        "dry-run", str(audience), "-a", "acme", "--channel", "EMAIL",
+        "--map", "Phone=contact", "--skip-rows", "1",
+    )  # fmt: skip
+    assert r.code == 0, r.stderr
+    assert "rows 3: valid 2, duplicate 0, invalid 1; suppressed 2, deliverable 0" in r.stdout
+    assert "row 4: '12ab'" in r.stderr
+    lines = [line.split("\t") for line in r.stdout.splitlines()[1:]]
+    assert lines[0] == ["Row", "Contact", "Channel", "Sender", "Source", "Added", "Expires"]
+    shown = {row[1]: (row[2], row[3], row[4], row[6]) for row in lines[1:]}
+    assert shown == {
+        "jane@example.com": ("Email", "All senders", "Added manually", "Never"),
+        "441234567890": ("All channels", "All senders", "Added manually", "Never"),
+    }
+
+    out = tmp_path / "suppressed.csv"
+    r = await dnc(
+        "dry-run", str(audience), "-a", "acme", "--channel", "EMAIL",
+        "--map", "1=contact", "--skip-rows", "1", "--out", str(out),
+    )  # fmt: skip
+    assert r.code == 0, r.stderr
+    written = list(csv.reader(io.StringIO(out.read_text(encoding="utf-8-sig"))))
+    assert {(row[2], row[4]) for row in written[1:]} == {
+        ("Email", "Added manually"),
+        ("All channels", "Added manually"),
+    }

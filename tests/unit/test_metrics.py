@@ -8,11 +8,13 @@ import subprocess
 import urllib.error
 import urllib.request
 from contextlib import AsyncExitStack
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from dnc.api.observe import ApiMetrics
 from dnc.errors import InvalidValue, MissingField, NotJson
 from dnc.kafka.deadletter import error_kind
 from dnc.lifecycle import Role
@@ -45,6 +47,9 @@ def exercised(metrics: RoleMetrics) -> RoleMetrics:
     metrics.batch_seconds.observe(0.004)
     metrics.transaction_seconds.observe(0.002)
     metrics.producers_replaced.inc()
+    metrics.producer_start_failures.inc()
+    metrics.producers_failing.set(1)
+    metrics.partitions_stalled.set(0)
     metrics.fail_closed.enter("redis_unreachable")
     if isinstance(metrics, ListWriterMetrics):
         metrics.index_lag.labels(metrics.role, "0").set(3)
@@ -202,3 +207,61 @@ def test_a_revoked_partition_s_gauges_go_with_it() -> None:
         ]
         == 7
     )
+
+
+@pytest.mark.parametrize("kind", [RoleMetrics, ListWriterMetrics, GateMetrics])
+def test_metrics_turned_off_record_nothing_and_serve_nothing(kind: type[RoleMetrics]) -> None:
+    m = exercised(kind("gate" if kind is RoleMetrics else kind().role, enabled=False))
+    m.forget("t.outbound", 0)
+    if isinstance(m, ListWriterMetrics):
+        m.forget_changelog(0)
+    # Only what is read at scrape time is left (the role reads those states itself).
+    assert {name for name, _ in samples(m)} <= {
+        "dnc_role_up",
+        "dnc_role_ready",
+        "dnc_fail_closed",
+        "dnc_fail_closed_period_seconds",
+        "dnc_fail_closed_seconds_total",
+    }
+    assert m.fail_closed.reason == "redis_unreachable"
+    m.serve(0)
+    assert m.port is None
+
+
+def test_metrics_enabled_is_a_setting_the_roles_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DNC_METRICS_ENABLED", "false")
+    assert Settings().metrics_enabled is False
+    monkeypatch.delenv("DNC_METRICS_ENABLED")
+    assert Settings().metrics_enabled is True
+
+
+def test_the_api_s_metrics_with_its_import_jobs_pass_promtool() -> None:
+    view = SimpleNamespace(lag=lambda: 3, caught_up=True)
+    reviews = SimpleNamespace(select_all_open=list, oldest_open_age_s=lambda: None)
+    api = ApiMetrics(SimpleNamespace(view=view, reviews=reviews))  # type: ignore[arg-type]
+    api.requests.labels("GET", "/v1/check", "200").inc()
+    api.latency.labels("GET", "/v1/check").observe(0.002)
+    imports = api.imports
+    imports.begun()
+    imports.read(20_000, 3)
+    imports.ended("finished", 12.5)
+    imports.begun()
+    imports.ended("failed", 0.4)
+    text = generate_latest(api.registry)
+    done = subprocess.run(
+        [promtool(), "check", "metrics"], input=text, capture_output=True, check=False
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr).decode()
+    assert (done.stdout + done.stderr).strip() == b"", (done.stdout + done.stderr).decode()
+    got = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text.decode())
+        for s in family.samples
+    }
+    assert got["dnc_api_imports_started_total", ()] == 2
+    assert got["dnc_api_imports_finished_total", (("outcome", "failed"),)] == 1
+    assert got["dnc_api_imports_finished_total", (("outcome", "cancelled"),)] == 0
+    assert got["dnc_api_import_rows_total", (("result", "accepted"),)] == 19_997
+    assert got["dnc_api_import_rows_total", (("result", "rejected"),)] == 3
+    assert got["dnc_api_import_duration_seconds_count", (("outcome", "finished"),)] == 1
+    assert got["dnc_api_imports_running", ()] == 0

@@ -22,6 +22,61 @@ from dnc.api.context import ApiContext
 
 log = logging.getLogger("dnc.api.access")
 
+# An import runs from seconds (a few rows) to many minutes (millions).
+_IMPORT_SECONDS = (1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+IMPORT_OUTCOMES = ("finished", "failed", "cancelled")
+
+
+class ImportMetrics:
+    """The imports this API instance ran (``dnc.api.imports.jobs``)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.started = Counter(
+            "dnc_api_imports_started", "imports started on this instance", registry=registry
+        )
+        self.finished = Counter(
+            "dnc_api_imports_finished",
+            "imports ended on this instance, by outcome: finished (effective at the gate), "
+            "failed (an error; importing again is safe), cancelled (the API stopped)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.rows = Counter(
+            "dnc_api_import_rows",
+            "import rows read, by result: accepted (submitted for every account) or rejected",
+            ["result"],
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            "dnc_api_import_duration_seconds",
+            "an import from its start to its end (effective at the gate, when finished), "
+            "by outcome",
+            ["outcome"],
+            buckets=_IMPORT_SECONDS,
+            registry=registry,
+        )
+        self.running = Gauge(
+            "dnc_api_imports_running", "imports running on this instance", registry=registry
+        )
+        for outcome in IMPORT_OUTCOMES:  # every series from the start: rates need a zero
+            self.finished.labels(outcome)
+            self.seconds.labels(outcome)
+        for result in ("accepted", "rejected"):
+            self.rows.labels(result)
+
+    def begun(self) -> None:
+        self.started.inc()
+        self.running.inc()
+
+    def read(self, rows: int, rejected: int) -> None:
+        self.rows.labels("accepted").inc(rows - rejected)
+        self.rows.labels("rejected").inc(rejected)
+
+    def ended(self, outcome: str, seconds: float) -> None:
+        self.running.dec()
+        self.finished.labels(outcome).inc()
+        self.seconds.labels(outcome).observe(seconds)
+
 
 class ApiMetrics:
     def __init__(self, context: ApiContext) -> None:
@@ -61,6 +116,7 @@ class ApiMetrics:
             registry=self.registry,
         )
         oldest.set_function(lambda: context.reviews.oldest_open_age_s() or 0.0)
+        self.imports = ImportMetrics(self.registry)
 
 
 def new_request_id() -> str:

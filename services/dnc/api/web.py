@@ -15,11 +15,12 @@ from importlib import resources
 from typing import Annotated
 
 import jinja2
+import markupsafe
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import HTMLResponse
 
 from dnc.domain.channels import Channel
-from dnc.domain.labels import CHANNEL_LABELS, SOURCE_LABELS
+from dnc.domain.labels import ACTION_LABELS, CAUSE_LABELS, CHANNEL_LABELS, SOURCE_LABELS
 
 router = APIRouter(include_in_schema=False)
 
@@ -46,15 +47,25 @@ SECURITY_HEADERS = {
 }
 
 
+def icon(name: str) -> markupsafe.Markup:
+    """An icon of the sprite (``templates/icons.html``): decoration beside a button's words,
+    so hidden from assistive technology."""
+    return markupsafe.Markup(
+        '<svg class="i" aria-hidden="true" focusable="false"><use href="#i-{}"/></svg>'
+    ).format(name)
+
+
 @functools.cache
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader(_PACKAGE, "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.globals["icon"] = icon
+    return env
 
 
 @functools.cache
@@ -65,7 +76,12 @@ def render_page(max_file_bytes: int) -> str:
         sources=SOURCE_LABELS,
         channels=CHANNEL_LABELS,
         by_hand=[(c, CHANNEL_LABELS[c]) for c in BY_HAND],
-        labels={"sources": SOURCE_LABELS, "channels": CHANNEL_LABELS},
+        labels={
+            "sources": SOURCE_LABELS,
+            "channels": CHANNEL_LABELS,
+            "causes": CAUSE_LABELS,
+            "actions": ACTION_LABELS,
+        },
     )
 
 

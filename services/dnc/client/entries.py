@@ -36,6 +36,7 @@ from dnc.client.terminal import (
     print_json,
     show_table,
 )
+from dnc.client.words import NEVER, entry_cells
 
 commands = typer.Typer()
 
@@ -44,18 +45,20 @@ def _show(entries: list[dict[str, Any]]) -> None:
     """A table on a terminal; tab-separated lines (header first) for pipes and files,
     where a table's truncated cells would lose data."""
     header = ("Contact", "Sender", "Source", "Channel", "Account", "Added", "Expires")
-    rows = [
-        (
-            e["contact"],
-            e["sender"] or "All senders",
-            e["source"],
-            e["channel"] or "All channels",
-            e["account"],
-            e["added_at"],
-            e.get("expires_at") or "never",
+    rows = []
+    for e in entries:
+        sender, channel, source = entry_cells(e)
+        rows.append(
+            (
+                e["contact"],
+                sender,
+                source,
+                channel,
+                e["account"],
+                e["added_at"],
+                e.get("expires_at") or NEVER,
+            )
         )
-        for e in entries
-    ]
     show_table(header, rows)
 
 

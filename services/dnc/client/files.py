@@ -30,6 +30,7 @@ from dnc.client.options import (
     filter_params,
 )
 from dnc.client.terminal import USAGE, confirm, err, fail, out, print_json
+from dnc.client.words import option_words
 
 commands = typer.Typer()
 
@@ -45,11 +46,11 @@ def _summary(a: dict[str, Any]) -> None:
         markup=False,
     )
     for row in a["invalid_rows"][:20]:
-        err.print(f"  row {row['row']}: {row['error']}", markup=False)
+        err.print(f"  row {row['row']}: {option_words(row['error'])}", markup=False)
     if a["invalid"] > 20:
         err.print(f"  … and {a['invalid'] - 20} more invalid rows", markup=False)
     for hint in a["hints"]:
-        err.print(f"hint: {hint}", markup=False)
+        err.print(f"hint: {option_words(hint)}", markup=False)
 
 
 @commands.command("import")

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from dnc.client.terminal import ERROR, NOT_FOUND, USAGE, fail
+from dnc.client.words import option_words
 
 
 class Client:
@@ -46,7 +47,7 @@ class Client:
     def check(self, r: httpx.Response, ok: tuple[int, ...]) -> None:
         if r.status_code not in ok:
             text, code = _ANSWERS.get(r.status_code, (f"the API answered {r.status_code}: {{}}", 1))
-            fail(text.format(_message(r)), code)
+            fail(text.format(option_words(_message(r))), code)
 
 
 _ANSWERS = {

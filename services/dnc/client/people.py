@@ -14,6 +14,7 @@ import typer
 from dnc.client.http import Client
 from dnc.client.options import DEFAULT_API, Accounts, Api, Json, Key, Yes
 from dnc.client.terminal import OK, USAGE, confirm, err, fail, out, print_json, show_table
+from dnc.client.words import NEVER, action_words, cause_words, entry_cells, option_words
 from dnc.domain.spreadsheets import neutralise
 
 ALL_AT_ONCE = 1_000_000  # the API's largest suppressed list
@@ -58,15 +59,16 @@ def history(
     for r in records:
         e = r["entry"]
         kind, details = _cause(r["cause"])
+        sender, channel, source = entry_cells(e)
         rows.append(
             (
                 r["at"],
-                r["action"],
+                action_words(r["action"]),
                 r["account"],
-                e.get("channel") or "All channels",
-                e.get("sender") or "All senders",
-                e.get("source") or "",
-                kind,
+                channel if r["action"] != "erase" else "",
+                sender if r["action"] != "erase" else "",
+                source,
+                cause_words(kind),
                 details,
             )
         )
@@ -164,7 +166,9 @@ def dry_run(
         markup=False,
     )
     for row in result["invalid"][:20]:
-        err.print(f"  row {row['row']}: {row['value']!r} {row['reason']}", markup=False)
+        err.print(
+            f"  row {row['row']}: {row['value']!r} {option_words(row['reason'])}", markup=False
+        )
     if output is None and result["suppressed"]:
         rows = [_suppressed_row(s) for s in result["suppressed"]]
         show_table(("Row", "Contact", "Channel", "Sender", "Source", "Added", "Expires"), rows)
@@ -173,15 +177,18 @@ def dry_run(
 
 
 def _suppressed_row(s: dict[str, Any]) -> tuple[str, ...]:
+    """A suppressed contact and the entry that blocks it, in the words of the page and
+    the exports (the CSV of --out too): "Email", "Added manually", not EMAIL, MANUAL."""
     e = s["entry"]
+    sender, channel, source = entry_cells(e)
     return (
         str(s["row"]),
         s["contact"],
-        e["channel"] or "All channels",
-        e["sender"] or "All senders",
-        e["source"],
+        channel,
+        sender,
+        source,
         e["added_at"],
-        e.get("expires_at") or "",
+        e.get("expires_at") or NEVER,
     )
 
 

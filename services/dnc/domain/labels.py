@@ -34,6 +34,8 @@ CAUSE_LABELS: dict[str, str] = {
     "import": "Import",
     "journey": "Journey",
     "inbound_message": "Message from end user",
+    "inbound_intent": "Opt-out in the person's own words",
+    "review": "Reviewed reply",
     "url_unsubscribe": "Unsubscribe link",
     "channel_signal": "Channel signal",
     "expiry": "Expiry",

@@ -62,7 +62,7 @@ class Gate(PipelineRole):
     metrics: GateMetrics
 
     def __init__(self, settings: Settings, index: Index | None = None) -> None:
-        super().__init__(GateMetrics(self.name))
+        super().__init__(GateMetrics(self.name, enabled=settings.metrics_enabled))
         self.settings = settings
         self.topics = settings.topics
         self.index = index or make_index(settings)

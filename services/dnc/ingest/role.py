@@ -46,6 +46,7 @@ from dnc.kafka.clients import BatchWriter
 from dnc.kafka.deadletter import DeadLetters, error_kind
 from dnc.kafka.pipeline import TransactionalPipeline
 from dnc.kafka.role import PipelineRole
+from dnc.metrics import RoleMetrics
 from dnc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class Ingest(PipelineRole):
     name = "ingest"
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__()
+        super().__init__(RoleMetrics(self.name, enabled=settings.metrics_enabled))
         self.settings = settings
         t = settings.topics
         kw = settings.keywords

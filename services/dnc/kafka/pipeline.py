@@ -32,7 +32,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -42,6 +41,7 @@ from dnc.kafka import clients as kafka
 from dnc.kafka.clients import BatchWriter, Sent
 from dnc.kafka.failures import Failure, classify, describe
 from dnc.kafka.producers import PartitionProducers
+from dnc.kafka.progress import Heartbeat, ProgressWatch, stuck
 from dnc.metrics import RoleMetrics
 from dnc.settings import Settings
 
@@ -112,6 +112,7 @@ class TransactionalPipeline:
             role,
             on_ready=self._producer_ready,
             on_fatal=self._fail,
+            metrics=self.metrics,
             backoff_s=retry_backoff_s,
             max_backoff_s=max(max_backoff_s, 2.0),
         )
@@ -120,10 +121,10 @@ class TransactionalPipeline:
         self._stopping = asyncio.Event()
         self._started = False
         self._failures = 0
-        # The loop keeps turning while Kafka or Redis are down (poll timeouts, put-back
-        # records, back-off), so only a stuck loop lets the heartbeat go stale.
-        self._heartbeat = Path(settings.heartbeat_file) if settings.heartbeat_file else None
-        self._beat_at = 0.0
+        # Touched while the loop turns and no owned partition is stuck (dnc.kafka.progress).
+        self.heartbeat = Heartbeat(role, settings.heartbeat_file, settings.heartbeat_interval_s)
+        self.progress = ProgressWatch(settings.stall_after_s)
+        self._stuck: list[TopicPartition] = []
         self._ready_at = 0.0
         self._assigned_once = False
         self.batches = 0
@@ -134,7 +135,7 @@ class TransactionalPipeline:
         if self._started:
             return
         self._started = True
-        self._forget_heartbeat()
+        self.heartbeat.forget()
         self.consumer = kafka.make_consumer(
             self.settings, group_id=self.group_id, max_records=self.max_records
         )
@@ -160,7 +161,7 @@ class TransactionalPipeline:
         if not self._started:
             return
         self._started = False
-        self._forget_heartbeat()
+        self.heartbeat.forget()
         if self.consumer is not None:
             await kafka.close_consumer(self.consumer, CONSUMER_CLOSE_S)
         await self.producers.close_all(PRODUCERS_CLOSE_S)
@@ -182,9 +183,11 @@ class TransactionalPipeline:
                 owned = {}
                 consumer = self.consumer
                 assignment = consumer.assignment()
+                now = time.monotonic()
                 for tp, records in batch.items():
                     if tp not in assignment:
                         continue  # revoked meanwhile: the new owner starts at the commit
+                    self.progress.waiting(tp, now)
                     end = consumer.last_stable_offset(tp)
                     if end is not None:
                         self.metrics.lag(tp.topic, tp.partition, end - records[0].offset)
@@ -210,15 +213,9 @@ class TransactionalPipeline:
         if now - self._ready_at >= READY_REFRESH_S:
             self._ready_at = now
             self.metrics.ready = self._ready()
-        if self._heartbeat is None:
-            return
-        if now - self._beat_at < self.settings.heartbeat_interval_s:
-            return
-        self._beat_at = now
-        try:
-            self._heartbeat.touch()
-        except OSError as exc:
-            log.warning("%s: cannot touch heartbeat file %s: %s", self.role, self._heartbeat, exc)
+            self._stuck = stuck(self.progress.stalled(now), self.metrics.fail_closed.reason)
+            self.metrics.partitions_stalled.set(len(self._stuck))
+        self.heartbeat.beat(now, self._stuck)
 
     def _ready(self) -> bool:
         """Every owned partition is being processed and nothing is held back (an instance
@@ -228,11 +225,6 @@ class TransactionalPipeline:
             return False
         accepts = self.handler.accepts
         return all(tp in self.producers and accepts(tp) for tp in self.consumer.assignment())
-
-    def _forget_heartbeat(self) -> None:
-        # A file left by a previous container must not pass the next start-up probe.
-        if self._heartbeat is not None:
-            self._heartbeat.unlink(missing_ok=True)
 
     # --- one batch ----------------------------------------------------------------------
 
@@ -269,6 +261,7 @@ class TransactionalPipeline:
                 self.records += len(records)
                 writer = writers[tp]
                 metrics.committed(tp.topic, writer.tally, writer.dead)
+                self.progress.done(tp)
                 await self.handler.committed(tp, records, result)
                 continue
             policy = classify(result)
@@ -392,6 +385,7 @@ class TransactionalPipeline:
             await self.handler.revoked(revoked)
             for tp in revoked:
                 self.metrics.forget(tp.topic, tp.partition)
+                self.progress.forget(tp)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

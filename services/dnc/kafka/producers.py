@@ -16,6 +16,13 @@ the partition is revoked, or the error is fatal (then the role stops):
 3. The producer is installed (no await between 2 and 3: ``run()`` puts back records of a
    partition without a producer) and the handler is told the partition is (re)assigned.
 
+A producer that keeps failing to start (``Settings.producer_start_limit_s``) while the
+brokers answer a metadata request gives up with ``ProducerCannotStart``: the role stops,
+leaves its consumer group and exits non-zero, so another instance takes the partition
+(otherwise its records would be put back for ever). Brokers that do not answer are an
+outage: it is waited out, however long, and ``dnc_fail_closed`` says
+``kafka_unreachable``.
+
 A discarded producer is closed in the background: its in-flight requests can take up to
 the request time-out to fail, and nothing it does can commit any more (it is fenced).
 """
@@ -26,12 +33,15 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from dnc.errors import ProducerCannotStart
 from dnc.kafka import clients as kafka
 from dnc.kafka.failures import Failure, classify, describe
+from dnc.metrics import RoleMetrics
 from dnc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,6 +51,8 @@ log = logging.getLogger(__name__)
 DISCARD_DEADLINE_S = 30.0
 # A revoked partition's producer, closed inside the rebalance.
 REVOKE_DEADLINE_S = 10.0
+# Before giving a partition up: whether any broker answers a metadata request.
+BROKERS_ANSWER_S = 10.0
 
 
 class PartitionProducers:
@@ -51,11 +63,13 @@ class PartitionProducers:
         *,
         on_ready: Callable[[TopicPartition], Awaitable[None]],
         on_fatal: Callable[[BaseException], None],
+        metrics: RoleMetrics,
         backoff_s: float = 0.2,
         max_backoff_s: float = 5.0,
     ) -> None:
         self.settings = settings
         self.role = role
+        self.metrics = metrics
         self._on_ready = on_ready
         self._on_fatal = on_fatal
         self.backoff_s = backoff_s
@@ -100,6 +114,7 @@ class PartitionProducers:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for tp in tps:
+            self._set_failing(tp, False)
             producer = self.ready.pop(tp, None)
             if producer is not None:
                 await _close(producer, REVOKE_DEADLINE_S)
@@ -128,6 +143,7 @@ class PartitionProducers:
         if delay_s:
             await asyncio.sleep(delay_s)
         attempt = 0
+        failing_since: float | None = None
         while True:
             attempt += 1
             producer = kafka.make_producer(
@@ -138,14 +154,19 @@ class PartitionProducers:
                 assert self.consumer is not None
                 committed = await self.consumer.committed(tp)
             except asyncio.CancelledError:
-                self.failing.discard(tp)
+                self._set_failing(tp, False)
                 self._close_later(producer)
                 raise
             except Exception as exc:
                 self._close_later(producer)
                 if classify(exc) is Failure.FATAL:
                     raise
-                self.failing.add(tp)
+                self._set_failing(tp, True)
+                self.metrics.producer_start_failures.inc()
+                now = time.monotonic()
+                failing_since = now if failing_since is None else failing_since
+                if now - failing_since >= self.settings.producer_start_limit_s:
+                    await self._give_up_unless_outage(tp, attempt, now - failing_since, exc)
                 delay = min(self.backoff_s * 2 ** min(attempt - 1, 8), self.max_backoff_s)
                 log.warning(
                     "%s: producer for %s did not start (attempt %d: %s); retrying in %.1fs",
@@ -157,7 +178,7 @@ class PartitionProducers:
                 )
                 await asyncio.sleep(delay)
                 continue
-            self.failing.discard(tp)
+            self._set_failing(tp, False)
             if self.consumer is None or tp not in self.consumer.assignment():
                 self._close_later(producer)  # revoked meanwhile
                 return
@@ -168,6 +189,40 @@ class PartitionProducers:
                 log.info("%s: producer for %s started after %d attempts", self.role, tp, attempt)
             await self._on_ready(tp)
             return
+
+    async def _give_up_unless_outage(
+        self, tp: TopicPartition, attempt: int, failing_s: float, exc: Exception
+    ) -> None:
+        """Raise ``ProducerCannotStart`` if the brokers answer: the failure is this
+        partition's, and another instance may start its producer. Return if they do not
+        (an outage: every instance would fail alike, so keep waiting)."""
+        assert self.consumer is not None
+        try:
+            async with asyncio.timeout(BROKERS_ANSWER_S):
+                await self.consumer.topics()
+        except Exception as probe:
+            log.warning(
+                "%s: producer for %s has not started for %.0fs, and the brokers do not "
+                "answer either (%s): waiting out the outage",
+                self.role,
+                tp,
+                failing_s,
+                describe(probe),
+            )
+            return
+        raise ProducerCannotStart(
+            f"the producer for {tp.topic}:{tp.partition} has not started for "
+            f"{failing_s:.0f}s ({attempt} attempts, DNC_PRODUCER_START_LIMIT_S="
+            f"{self.settings.producer_start_limit_s:g}) although the brokers answer; "
+            "leaving the consumer group so that another instance takes the partition"
+        ) from exc
+
+    def _set_failing(self, tp: TopicPartition, failing: bool) -> None:
+        if failing:
+            self.failing.add(tp)
+        else:
+            self.failing.discard(tp)
+        self.metrics.producers_failing.set(len(self.failing))
 
     def _opened(self, tp: TopicPartition, task: asyncio.Task[None]) -> None:
         if self._opening.get(tp) is task:

@@ -76,7 +76,7 @@ class ListWriter(PipelineRole):
     metrics: ListWriterMetrics
 
     def __init__(self, settings: Settings, index: Index | None = None) -> None:
-        super().__init__(ListWriterMetrics(self.name))
+        super().__init__(ListWriterMetrics(self.name, enabled=settings.metrics_enabled))
         self.settings = settings
         self.index = index or make_index(settings)
         self._replay = ReplayBuilder(self.index)
@@ -151,7 +151,11 @@ class ListWriter(PipelineRole):
             return
         owned.ready = False
         assert self.pipeline.consumer is not None
-        self.pipeline.consumer.pause(TopicPartition(self.topics.commands, p))
+        commands = TopicPartition(self.topics.commands, p)
+        self.pipeline.consumer.pause(commands)
+        # Its commands wait until the catch-up is done: a catch-up that stops moving
+        # without a reason in dnc_fail_closed stops the heartbeat (dnc.kafka.progress).
+        self.pipeline.progress.waiting(commands, time.monotonic())
         task = self.spawn(self._catch_up(p), f"catch-up of partition {p}")
         self._catch_ups[p] = task
         task.add_done_callback(functools.partial(self._catch_up_done, p))
@@ -176,6 +180,8 @@ class ListWriter(PipelineRole):
             except Exception as exc:
                 if classify(exc) is not Failure.RETRY:
                     raise
+                if not isinstance(exc, DncError):
+                    self.metrics.fail_closed.enter("kafka_unreachable")  # commands wait
                 failures += 1
                 delay = min(CATCH_UP_BACKOFF_S * 2 ** min(failures - 1, 6), CATCH_UP_MAX_BACKOFF_S)
                 log.warning(
@@ -190,6 +196,7 @@ class ListWriter(PipelineRole):
 
     async def _catch_up_once(self, p: int) -> None:
         tp = TopicPartition(self.topics.changes, p)
+        commands = TopicPartition(self.topics.commands, p)
         started = time.monotonic()
         self.metrics.catch_ups.inc()
         remaining = self.metrics.catch_up_remaining.labels(self.name, str(p))
@@ -218,6 +225,7 @@ class ListWriter(PipelineRole):
                         if not records and new_position == position and position < end:
                             continue
                         await self._apply_changes(p, records, offset, new_position)
+                        self.pipeline.progress.progressed(commands, time.monotonic())
                         applied += len(records)
                         offset = new_position
                         remaining.set(max(end - new_position, 0))
@@ -236,6 +244,10 @@ class ListWriter(PipelineRole):
                 return
             owned.offset, owned.ready, owned.last_write = offset, True, time.monotonic()
             remaining.set(0)
+            self.pipeline.progress.done(commands)
+            closed = self.metrics.fail_closed
+            if closed.reason == "kafka_unreachable" and not self.pipeline.producers.failing:
+                closed.clear()
             log.info(
                 "listwriter: partition %d caught up at %s (%d changes in %.2fs)",
                 p,
@@ -246,7 +258,7 @@ class ListWriter(PipelineRole):
         finally:
             await consumer.stop()
         assert self.pipeline.consumer is not None
-        self.pipeline.consumer.resume(TopicPartition(self.topics.commands, p))
+        self.pipeline.consumer.resume(commands)
 
     async def _mark_commands_done(self, p: int, offset: int) -> None:
         """Commands whose changes were replayed were processed: say so in cmd:p, or an API

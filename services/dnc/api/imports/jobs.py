@@ -30,6 +30,7 @@ from redis.typing import EncodableT, FieldT
 from dnc.api.commands import Positions, merge
 from dnc.api.context import ApiContext
 from dnc.api.imports.commands import CommandBuilder
+from dnc.api.observe import ImportMetrics
 from dnc.domain.entries import Command
 from dnc.domain.events import ImportCompleted
 from dnc.domain.timestamps import format_ms, now_ms
@@ -83,8 +84,9 @@ def _ts(ms: int | None) -> str | None:
 class ImportJobs:
     """Uploads and imports of one API instance (state shared through Redis)."""
 
-    def __init__(self, context: ApiContext) -> None:
+    def __init__(self, context: ApiContext, metrics: ImportMetrics) -> None:
         self.ctx = context
+        self.metrics = metrics
         self.prefix = context.settings.index.prefix
         self._tasks: set[asyncio.Task[None]] = set()
         context.on_stop(self.stop)
@@ -246,6 +248,8 @@ class ImportJobs:
 
     async def _run(self, job: _Job) -> None:
         import_id, key, rows = job.import_id, self._job_key(job.import_id), job.rows
+        self.metrics.begun()
+        started, outcome = time.monotonic(), "failed"
         try:
             if rows is None:
                 rows = await asyncio.to_thread(count_rows, job.file, job.options)
@@ -286,7 +290,9 @@ class ImportJobs:
                 changes=orjson.dumps(changes),
             )
             log.info("import %s finished: %s", import_id, event.model_dump_json())
+            outcome = "finished"
         except asyncio.CancelledError:
+            outcome = "cancelled"
             with contextlib.suppress(Exception):
                 await self._update(key, state="failed", error="the API stopped during the import")
             raise
@@ -296,6 +302,8 @@ class ImportJobs:
             error = f"{why}; the rows submitted so far are imported, importing again is safe"
             with contextlib.suppress(Exception):
                 await self._update(key, state="failed", error=error, finished_at=now_ms())
+        finally:
+            self.metrics.ended(outcome, time.monotonic() - started)
 
     async def _submit(self, key: str, job: _Job) -> Positions:
         """Read and submit chunk after chunk; the next chunk is read (in a thread) while
@@ -319,6 +327,7 @@ class ImportJobs:
             while (item := await pending) is not None:
                 pending = asyncio.create_task(asyncio.to_thread(produce))
                 n_rows, invalid, commands = item
+                self.metrics.read(n_rows, len(invalid))
                 if commands:
                     positions = merge(positions, await writer.submit(commands))
                 room = INVALID_KEPT - len(kept)

@@ -16,6 +16,7 @@ from dnc.api.context import ApiContext
 from dnc.api.deps import api_context, entry_query, principal
 from dnc.api.routes.entries import MAX_KEYS, EntryKeyIn
 from dnc.api.view.query import EntryQuery
+from dnc.api.view.sorting import DEFAULT_SORT, parse_sort, position
 from dnc.domain.entries import Entry
 from dnc.domain.timestamps import format_ms, now_ms
 from dnc.errors import IndexNotReady, ViewUnavailable
@@ -31,6 +32,10 @@ _MEDIA = {
 }
 _FORMAT = Query(description="csv (UTF-8 with a BOM, for Excel) or xlsx")
 _BOM = Query(description="csv only: start with a UTF-8 BOM (Excel needs it for accents)")
+_SORT = Query(
+    description="the listing's order (GET /v1/entries' sort): added, contact, sender or "
+    "source, a leading - for descending; -added (newest first) by default"
+)
 _HISTORY = Query(
     description="also the history of the exported entries' people: a History sheet (xlsx), "
     "or a .zip of entries.csv and history.csv (csv)"
@@ -52,14 +57,17 @@ _RESPONSES: dict[int | str, dict[str, object]] = {
 async def export_matching(
     c: Annotated[ApiContext, Depends(api_context)],
     q: Annotated[EntryQuery, Depends(entry_query)],
+    *,
     format: Annotated[Format, _FORMAT] = "csv",
     bom: Annotated[bool, _BOM] = True,
     history: Annotated[bool, _HISTORY] = False,
+    sort: Annotated[str, _SORT] = DEFAULT_SORT,
 ) -> StreamingResponse:
+    parse_sort(sort)  # a wrong order is a 422 before the download starts
     _complete(c)
     await c.view.ensure_readable()  # a 503 now, not a stream that breaks after its headers
     return await _respond(
-        c.view.stream(q, chunk=1000),
+        c.view.stream(q, chunk=1000, sort=sort),
         format,
         bom=bom,
         history=c.view.history_stream(q) if history else None,
@@ -80,9 +88,12 @@ async def export_selected(
     format: Annotated[Format, _FORMAT] = "csv",
     bom: Annotated[bool, _BOM] = True,
     history: Annotated[bool, _HISTORY] = False,
+    sort: Annotated[str, _SORT] = DEFAULT_SORT,
 ) -> StreamingResponse:
-    """``{"keys": [{account, contact, channel, sender}, …]}``, e.g. entries as listed.
-    Keys that are no longer on the list are left out and counted in ``X-DNC-Missing``."""
+    """``{"keys": [{account, contact, channel, sender}, …]}``, e.g. entries as listed,
+    written in the listing's order ``sort``. Keys that are no longer on the list are left
+    out and counted in ``X-DNC-Missing``."""
+    order = parse_sort(sort)
     who.authorize(dict.fromkeys(k.account for k in keys))
     _complete(c)
     wanted = list(
@@ -94,7 +105,7 @@ async def export_selected(
         )
     )
     found = await c.view.get(wanted)
-    entries = sorted(found.values(), key=lambda e: e.added_at, reverse=True)
+    entries = sorted(found.values(), key=lambda e: position(e, order), reverse=order[1])
     missing = len(wanted) - len(entries)
     people = [(e.key.account, e.key.contact) for e in entries]
     return await _respond(

@@ -83,7 +83,8 @@ def jobs(request: Request) -> ImportJobs:
     """The instance's import jobs, made on first use (nothing is built at import time)."""
     found: ImportJobs | None = getattr(request.app.state, "import_jobs", None)
     if found is None:
-        found = request.app.state.import_jobs = ImportJobs(ctx(request))
+        metrics = request.app.state.metrics.imports
+        found = request.app.state.import_jobs = ImportJobs(ctx(request), metrics)
     return found
 
 

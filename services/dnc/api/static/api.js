@@ -134,6 +134,24 @@ export function el(tag, props = {}, ...children) {
   return node;
 }
 
+// An icon of the page's sprite (templates/icons.html), beside words that say the same.
+const SVG = 'http://www.w3.org/2000/svg';
+export function icon(name) {
+  const svg = document.createElementNS(SVG, 'svg');
+  svg.setAttribute('class', 'i');
+  svg.setAttribute('aria-hidden', 'true');
+  svg.setAttribute('focusable', 'false');
+  const use = document.createElementNS(SVG, 'use');
+  use.setAttribute('href', `#i-${name}`);
+  svg.append(use);
+  return svg;
+}
+
+// Source and channel as badges: the words, coloured by the code (style.css) so a list
+// can be scanned; the colour only repeats what the words say.
+export const sourceBadge = (code) => el('span', { class: `badge source-${code ?? 'none'}`, text: sourceLabel(code) });
+export const channelBadge = (code) => el('span', { class: code ? 'badge channel' : 'badge channel all', text: channelLabel(code) });
+
 export function announce(text) {
   $('alert').textContent = '';
   $('notice').textContent = text;

@@ -3,23 +3,35 @@
 // person's history (every change and its cause), and "Erase this person".
 import {
   $, el, api, announce, alertError, session, timeEl, fieldError, plural, waitEffective,
-  confirmDialog, sourceLabel, channelLabel, senderLabel, enteredSender,
+  confirmDialog, sourceLabel, channelLabel, senderLabel, enteredSender, labels, sourceBadge,
+  channelBadge,
 } from './api.js';
 
 const FIELDS = ['contact', 'channel', 'sender'];
-const ACTIONS = {
-  add: 'Added', extend: 'Expiry extended', remove: 'Removed', expire: 'Expired', erase: 'Erased',
-};
-const CAUSES = {
-  api: 'By hand or API',
-  import: 'Import',
-  journey: 'Journey',
-  inbound_message: 'Message from end user',
-  url_unsubscribe: 'Unsubscribe link',
-  channel_signal: 'Channel signal',
-  expiry: 'Expiry',
-  erasure: 'Erasure request',
-};
+// The words for the history's codes come with the page (dnc.domain.labels), the same the
+// exports use; an unknown code (a newer API) is shown as it is rather than hidden.
+const actionText = (action) => labels.actions?.[action] ?? action;
+const causeKind = (kind) => labels.causes?.[kind] ?? kind ?? '';
+// "es" → "Spanish": the browser knows the names of languages.
+const languages = new Intl.DisplayNames(['en'], { type: 'language' });
+function languageText(code) {
+  try { return languages.of(code) ?? code; } catch { return code; }
+}
+
+// How the service read a reply: "matched “stop texting” (English)".
+function matched(c) {
+  if (!c.phrase) return '';
+  return `matched “${c.phrase}”${c.language ? ` (${languageText(c.language)})` : ''}`;
+}
+
+// A reviewer's confirmation: who decided, the reply, and what it blocks.
+function reviewed(c) {
+  const s = c.scope ?? {};
+  const senders = s.senders === 'all' ? 'all senders' : 'this sender';
+  const channels = s.channels === 'all' ? 'all channels' : 'this channel';
+  const decision = c.decision === 'dismissed' ? 'Dismissed' : 'Confirmed';
+  return `${decision} by ${c.key}: “${c.text}”; blocks ${senders} on ${channels}`;
+}
 
 let last = null; // the last check: {contact, accounts}
 let onErased = async () => {};
@@ -41,9 +53,9 @@ function writtenSenders(history) {
 
 function entriesTable(result, written) {
   const rows = result.entries.map((e) => el('tr', {},
-    el('td', { text: channelLabel(e.channel) }),
+    el('td', {}, channelBadge(e.channel)),
     el('td', { text: senderLabel(written[e.sender] ?? enteredSender(e)) }),
-    el('td', { text: sourceLabel(e.source) }),
+    el('td', {}, sourceBadge(e.source)),
     el('td', {}, timeEl(e.added_at), e.expires_at ? el('span', { class: 'muted' }, ' · expires ', timeEl(e.expires_at)) : null),
     el('td', { text: e.blocks ? 'Yes' : 'No' })));
   return el('table', { class: 'check-entries' },
@@ -62,11 +74,13 @@ export function causeText(cause) {
     import: () => `import ${c.import_id}`,
     journey: () => (c.journey_id ? `journey ${c.journey_id}` : ''),
     inbound_message: () => `message ${c.message_id}: “${c.text}”`,
+    inbound_intent: () => [`message ${c.message_id}: “${c.text}”`, matched(c)].filter(Boolean).join(', '),
+    review: () => reviewed(c),
     url_unsubscribe: () => (c.campaign_id ? `campaign ${c.campaign_id}` : ''),
     channel_signal: () => `${c.provider} code ${c.error_code}`,
     erasure: () => `key ${c.key}`,
   }[c.kind]?.() ?? '';
-  const kind = CAUSES[c.kind] ?? c.kind ?? '';
+  const kind = causeKind(c.kind);
   return details ? `${kind} (${details})` : kind;
 }
 
@@ -78,7 +92,7 @@ function historyTable(records, more) {
       : `${channelLabel(e.channel)} · ${senderLabel(enteredSender(e, h.cause))} · ${sourceLabel(e.source)}`;
     return el('tr', {},
       el('td', {}, timeEl(h.at)),
-      el('td', { text: ACTIONS[h.action] ?? h.action }),
+      el('td', { text: actionText(h.action) }),
       el('td', { text: h.account }),
       el('td', { text: what }),
       el('td', { text: causeText(h.cause) }));

@@ -3,7 +3,7 @@
 // shared or reloaded.
 import {
   $, el, api, announce, alertError, session, sourceLabel, channelLabel, senderLabel, fieldError,
-  timeText,
+  timeText, icon,
 } from './api.js';
 
 const FIELDS = {
@@ -86,10 +86,10 @@ function renderChips() {
       parts.push(el('span', { class: 'chip-value', text: shown(field, value) }));
       if (values.length > 1) {
         parts.push(el('button', {
-          type: 'button', class: 'icon', text: '✕',
+          type: 'button', class: 'icon',
           'aria-label': `Remove ${shown(field, value)} from the ${label} filter`,
           onclick: () => { remove(field, value); focusAfterRemoval(); },
-        }));
+        }, icon('x')));
       }
     });
     parts.push(el('button', {

@@ -1,8 +1,8 @@
 // The list: newest first, paged with the API's cursor, with the total; selection across
-// pages; delete (one with ✕, or the selection) after a confirmation; export.
+// pages; delete (one with its bin button, or the selection) after a confirmation; export.
 import {
   $, el, api, announce, alertError, timeEl, plural, download, waitEffective, confirmDialog,
-  sourceLabel, channelLabel, senderLabel, enteredSender,
+  channelLabel, senderLabel, enteredSender, icon, sourceBadge, channelBadge,
 } from './api.js';
 import { filterParams, showFilterError } from './filters.js';
 
@@ -179,16 +179,16 @@ function rowOf(e) {
     selectionChanged();
   });
   const remove = el('button', {
-    type: 'button', class: 'icon', text: '✕', title: 'Delete', 'aria-label': `Delete ${describe(e)}`,
-  });
+    type: 'button', class: 'icon', title: 'Delete', 'aria-label': `Delete ${describe(e)}`,
+  }, icon('trash'));
   remove.addEventListener('click', () => removeEntries([e], remove));
   // data-label: the column's name, shown on phones where a row is a card.
   return el('tr', { dataset: { key } },
     el('td', {}, select),
     el('td', { class: 'contact', text: e.contact, title: e.contact_id ? 'Kept as a contact id (shown masked)' : null }),
     el('td', { class: e.sender ? '' : 'muted', 'data-label': 'Sender', text: senderLabel(enteredSender(e)) }),
-    el('td', { 'data-label': 'Source', text: sourceLabel(e.source) }),
-    el('td', { class: e.channel ? '' : 'muted', 'data-label': 'Channel', text: channelLabel(e.channel) }),
+    el('td', { 'data-label': 'Source' }, sourceBadge(e.source)),
+    el('td', { 'data-label': 'Channel' }, channelBadge(e.channel)),
     el('td', { 'data-label': 'Account', text: e.account }),
     el('td', { 'data-label': 'Added' }, timeEl(e.added_at)),
     el('td', { class: e.expires_at ? '' : 'muted', 'data-label': 'Expires' }, e.expires_at ? timeEl(e.expires_at) : 'Never'),
@@ -199,8 +199,9 @@ function selectionChanged() {
   const n = state.selected.size;
   $('delete-selected').disabled = !n;
   $('export-selected').disabled = !n;
-  $('delete-selected').textContent = n ? `Delete selected (${n})` : 'Delete selected';
-  $('export-selected').textContent = n ? `Export selected (${n})` : 'Export selected';
+  // The words only: the button's icon stays.
+  $('delete-selected').querySelector('span').textContent = n ? `Delete selected (${n})` : 'Delete selected';
+  $('export-selected').querySelector('span').textContent = n ? `Export selected (${n})` : 'Export selected';
   const onPage = state.entries.filter((e) => state.selected.has(keyOf(e))).length;
   const all = $('select-page');
   all.checked = onPage > 0 && onPage === state.entries.length;
@@ -257,9 +258,11 @@ async function exportEntries(selectedOnly) {
   const withHistory = history ? ' with their history' : '';
   const as = history && format === 'csv' ? 'a .zip of two CSV files (entries.csv, history.csv)' : format.toUpperCase();
   try {
+    // The file lists the entries in the order the page shows them (the API sorts).
+    const sort = sortOrder() !== DEFAULT_SORT ? { sort: sortOrder() } : {};
     if (selectedOnly) {
       const keys = [...state.selected.values()].map(keyBody);
-      const params = { format };
+      const params = { format, ...sort };
       if (history) params.history = 'true';
       const headers = await download('/v1/entries/export', { method: 'POST', params, json: { keys } });
       const missing = Number(headers.get('X-DNC-Missing') || 0);
@@ -268,6 +271,7 @@ async function exportEntries(selectedOnly) {
     } else {
       const params = filterParams();
       params.set('format', format);
+      if (sort.sort) params.set('sort', sort.sort);
       if (history) params.set('history', 'true');
       await download('/v1/entries/export', { params });
       announce(`Exported ${plural(state.total, 'contact')}${withHistory} as ${as}.`);

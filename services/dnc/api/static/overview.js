@@ -2,7 +2,7 @@
 // of entries added and removed per day over the last 90 days — plain SVG (no charting
 // library: two bar series need a few rectangles, and nothing has to be vendored).
 // Refreshed whenever the list is (re)loaded: same accounts as the list's Account filter.
-import { $, el, api, session, sourceLabel, channelLabel, plural } from './api.js';
+import { $, el, api, session, sourceBadge, channelBadge, plural } from './api.js';
 import { filterParams } from './filters.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
@@ -18,10 +18,16 @@ function svg(tag, attrs = {}, ...children) {
   return node;
 }
 
-function counts(node, entries) {
-  const items = entries.length ? entries : [['None', 0]];
-  node.replaceChildren(...items.flatMap(([name, n]) => [
-    el('dt', { text: name }), el('dd', { dataset: { count: name }, text: String(n) })]));
+// [code, count] pairs as a definition list; each code as the badge the list shows it with.
+function counts(node, entries, badge) {
+  if (!entries.length) {
+    node.replaceChildren(el('dt', { text: 'None' }), el('dd', { dataset: { count: 'None' }, text: '0' }));
+    return;
+  }
+  node.replaceChildren(...entries.flatMap(([code, n]) => {
+    const name = badge(code);
+    return [el('dt', {}, name), el('dd', { dataset: { count: name.textContent }, text: String(n) })];
+  }));
 }
 
 function chart(days) {
@@ -57,9 +63,9 @@ export async function refresh() {
     shownFor = key;
     const scope = accounts.length ? accounts : session.me.accounts;
     $('overview-scope').textContent = `${plural(data.total, 'entry', 'entries')} in ${scope.join(', ')}.`;
-    counts($('overview-sources'), Object.entries(data.by_source).map(([s, n]) => [sourceLabel(s), n]));
+    counts($('overview-sources'), Object.entries(data.by_source), sourceBadge);
     counts($('overview-channels'), Object.entries(data.by_channel)
-      .map(([c, n]) => [channelLabel(c === 'ALL' ? null : c), n]));
+      .map(([c, n]) => [c === 'ALL' ? null : c, n]), channelBadge);
     $('overview-chart').replaceChildren(chart(data.days));
   } catch (err) {
     if (mine === ticket) $('overview-scope').textContent = `The overview cannot be shown: ${err.message}`;

@@ -16,23 +16,11 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from dnc.api.view import history as view_history
-from dnc.api.view import store
+from dnc.api.view import sorting as view_sorting
 from dnc.api.view.backend import ViewStore
-from dnc.api.view.pages import (
-    HistoryPage,
-    Page,
-    decode_cursor,
-    decode_history_cursor,
-    encode_cursor,
-)
+from dnc.api.view.pages import HistoryPage, Page, decode_history_cursor, encode_cursor
 from dnc.api.view.query import EntryQuery
-from dnc.api.view.sorting import (
-    DEFAULT_SORT,
-    decode_sorted_cursor,
-    encode_sorted_cursor,
-    parse_sort,
-    sort_value,
-)
+from dnc.api.view.sorting import DEFAULT_SORT, parse_sort
 from dnc.domain.entries import Entry, EntryKey
 from dnc.domain.timestamps import now_ms
 from dnc.settings import Settings
@@ -142,21 +130,20 @@ class View(ABC):
         """A page of entries (newest first, or ``sort``: see ``sorting.parse_sort``), and
         how many entries ``q`` matches in all."""
         order = parse_sort(sort)
-        if order != ("added", True):
-            sorted_after = decode_sorted_cursor(cursor, order) if cursor else None
-            found = await self._read(lambda v: v.sorted_page, q, limit + 1, order, sorted_after)
-            total = await self._read(lambda v: v.count, q)
-            page = found[:limit]
-            last = (sort_value(page[-1], order[0]), store.key_hash(page[-1].key))
-            more = len(found) > limit
-            return Page(page, total, encode_sorted_cursor(order, last) if more else None)
-        after = decode_cursor(cursor) if cursor else None
-        entries = await self._read(lambda v: v.page, q, limit + 1, after)
+        after = view_sorting.decode_position(cursor, order) if cursor else None
+        found = await self._ordered(q, limit + 1, order, after)
         total = await self._read(lambda v: v.count, q)
-        more = len(entries) > limit
-        entries = entries[:limit]
-        next_cursor = encode_cursor(store.position_of(entries[-1])) if more else None
-        return Page(entries, total, next_cursor)
+        entries = found[:limit]
+        more = len(found) > limit
+        last = view_sorting.position(entries[-1], order) if more else None
+        return Page(entries, total, view_sorting.encode_position(order, last) if more else None)
+
+    async def _ordered(
+        self, q: EntryQuery, limit: int, order: tuple[str, bool], after: Any
+    ) -> list[Entry]:
+        if order == view_sorting.NEWEST:
+            return await self._read(lambda v: v.page, q, limit, after)
+        return await self._read(lambda v: v.sorted_page, q, limit, order, after)
 
     async def overview(self, accounts: list[str], days: int) -> dict[str, Any]:
         """Totals by source and channel, and changes per day (``dnc.api.view.overview``)."""
@@ -165,17 +152,21 @@ class View(ABC):
     async def count(self, q: EntryQuery) -> int:
         return await self._read(lambda v: v.count, q)
 
-    async def stream(self, q: EntryQuery, chunk: int = 1000) -> AsyncIterator[list[Entry]]:
-        """Every entry ``q`` matches, newest first, ``chunk`` at a time (memory bounded:
-        each chunk is its own keyset query)."""
-        after: store.Position | None = None
+    async def stream(
+        self, q: EntryQuery, chunk: int = 1000, sort: str = DEFAULT_SORT
+    ) -> AsyncIterator[list[Entry]]:
+        """Every entry ``q`` matches in the listing's order ``sort`` (newest first by
+        default), ``chunk`` at a time (memory bounded: each chunk is its own keyset
+        query). An export writes the list in the order the page shows it."""
+        order = parse_sort(sort)
+        after: Any = None
         while True:
-            entries = await self._read(lambda v: v.page, q, chunk, after)
+            entries = await self._ordered(q, chunk, order, after)
             if entries:
                 yield entries
             if len(entries) < chunk:
                 return
-            after = store.position_of(entries[-1])
+            after = view_sorting.position(entries[-1], order)
 
     async def keys(self, q: EntryQuery) -> list[EntryKey]:
         return await self._read(lambda v: v.keys, q)

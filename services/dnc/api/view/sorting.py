@@ -14,9 +14,10 @@ from typing import Any
 
 import orjson
 
+from dnc.api.view.pages import decode_cursor, encode_cursor
 from dnc.api.view.query import EntryQuery
 from dnc.api.view.reader import Reader
-from dnc.api.view.store import COLUMNS, entry_of, filters
+from dnc.api.view.store import COLUMNS, entry_of, filters, key_hash, position_of
 from dnc.domain.entries import Entry
 from dnc.errors import InvalidValue
 
@@ -57,6 +58,24 @@ def parse_sort(raw: str) -> tuple[str, bool]:
         names = ", ".join(f"{c} or -{c}" for c in SORT_COLUMNS)
         raise InvalidValue("sort", raw, f"is not a sort order; use {names} (- for descending)")
     return column, text.startswith("-")
+
+
+NEWEST = parse_sort(DEFAULT_SORT)  # on its own index (store.page), with its own cursors
+
+
+def position(entry: Entry, sort: tuple[str, bool]) -> Any:
+    """Where ``entry`` is in the listing's order ``sort``, for the next keyset query."""
+    if sort == NEWEST:
+        return position_of(entry)
+    return sort_value(entry, sort[0]), key_hash(entry.key)
+
+
+def encode_position(sort: tuple[str, bool], at: Any) -> str:
+    return encode_cursor(at) if sort == NEWEST else encode_sorted_cursor(sort, at)
+
+
+def decode_position(cursor: str, sort: tuple[str, bool]) -> Any:
+    return decode_cursor(cursor) if sort == NEWEST else decode_sorted_cursor(cursor, sort)
 
 
 def encode_sorted_cursor(sort: tuple[str, bool], position: SortPosition) -> str:

@@ -32,6 +32,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: all deps up down up-cluster down-cluster up-postgres down-postgres up-kafka-cluster \
         down-kafka-cluster run topics test test-unit test-deploy test-integration test-cluster \
+        test-postgres-view \
         test-kafka-cluster test-e2e test-faults lint fmt types schemas bench clean tools helm \
         screenshots
 
@@ -89,6 +90,7 @@ helm: $(HELM_STAMP)
 # One broker cannot replicate: its topics are under-replicated on purpose (dev only).
 up: deps
 	@$(STACK) up
+	@if [ "$${DNC_VIEW__BACKEND:-sqlite}" = postgres ]; then $(POSTGRES) up; fi
 	@$(BIN)/dnc topics ensure --allow-under-replicated
 
 down:
@@ -125,11 +127,13 @@ topics: deps
 	@$(BIN)/dnc topics ensure --allow-under-replicated
 
 # Kafka, Redis and every role on localhost; Ctrl-C stops the roles (`make down` the stack).
+# DNC_VIEW__BACKEND=postgres: the list view in the local PostgreSQL, kept by `dnc viewwriter`.
 run: up
 	@echo "Local stack:"; $(STACK) status
 	@echo "Roles:"
 	@DNC_API__KEYS="$${DNC_API__KEYS:-$$($(BIN)/python deploy/local/dev_keys.py)}" \
 	  DNC_API__UNSUBSCRIBE_KEYS="$${DNC_API__UNSUBSCRIBE_KEYS:-$$($(BIN)/python deploy/local/dev_keys.py --unsubscribe)}" \
+	  DNC_VIEW__POSTGRES_URL="$${DNC_VIEW__POSTGRES_URL:-$(DNC_POSTGRES_URL)}" \
 	  DNC_LOG_JSON=$${DNC_LOG_JSON:-false} DNC_METRICS_PORT=$${DNC_METRICS_PORT:-9400} $(BIN)/dnc dev
 
 # README images (docs/screenshots: the list at desktop width and on a phone, the import
@@ -155,13 +159,16 @@ types: deps
 schemas: deps
 	$(BIN)/dnc schemas write
 
-# Every test: unit, deploy files, integration (real Kafka + Redis, then again on the Redis
-# Cluster, then again on the three-broker Kafka cluster), browser, and the short fault
-# suite. Plain `pytest` collects the same tiers.
+# Every test: unit, deploy files, integration (real Kafka + Redis, then the API tier and the
+# page again on the PostgreSQL list view, then everything again on the Redis Cluster and on
+# the three-broker Kafka cluster), browser, and the short fault suite. Plain `pytest`
+# collects the same tiers.
 test: up up-cluster up-kafka-cluster up-postgres tools helm
 	DNC_REQUIRE_PROMTOOL=1 $(BIN)/pytest tests/unit -q
 	$(BIN)/pytest tests/deploy -q
 	$(BIN)/pytest tests/integration -q -p no:cacheprovider --require-integration
+	DNC_TEST_VIEW_BACKEND=postgres $(BIN)/pytest $(VIEW_TESTS) -q -p no:cacheprovider \
+	  --require-integration
 	$(CLUSTER_TEST_ENV) $(BIN)/pytest tests/integration -q -p no:cacheprovider \
 	  --require-integration $(CLUSTER_DESELECT)
 	DNC_KAFKA_BOOTSTRAP=$(KAFKA_CLUSTER_BOOTSTRAP) $(BIN)/pytest tests/integration -q \
@@ -180,6 +187,13 @@ test-deploy: deps helm
 
 test-integration: up up-postgres tools
 	$(BIN)/pytest tests/integration -q --require-integration
+
+# The API tier, the CLI (its client) and the page on the PostgreSQL list view: every
+# in-process API gets a view writer beside it (tests/kit.py, api_view_writer).
+VIEW_TESTS := tests/integration/test_api_*.py tests/integration/test_cli.py tests/e2e
+test-postgres-view: up up-postgres tools
+	DNC_TEST_VIEW_BACKEND=postgres $(BIN)/pytest $(VIEW_TESTS) -q -p no:cacheprovider \
+	  --require-integration
 
 # The integration tier with the index on the local Redis Cluster (the test_cluster_* files
 # run only here; they start clusters of their own where they kill or reshard masters).

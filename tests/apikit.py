@@ -18,7 +18,7 @@ from dnc.api.app import create_app
 from dnc.api.context import ApiContext
 from dnc.api.server import ApiServer
 from dnc.settings import ApiKey, ApiSettings, Settings
-from tests.kit import eventually, produce, reading
+from tests.kit import api_view_writer, eventually, produce, reading
 
 SECRET_A = "test-key-acme"  # grants acme and acme-eu
 SECRET_B = "test-key-other"  # grants other
@@ -49,35 +49,39 @@ async def api_settings(make_settings: MakeSettings, tmp_path: Path, **api: Any) 
 
 @contextlib.asynccontextmanager
 async def api_client(
-    settings: Settings, context: ApiContext | None = None
+    settings: Settings, context: ApiContext | None = None, *, view_writer: bool = True
 ) -> AsyncIterator[tuple[httpx.AsyncClient, ApiContext]]:
+    """An API in this process (and in the PostgreSQL pass its view writer, unless the test
+    runs its own: ``view_writer=False``)."""
     ctx = context or ApiContext.build(settings)
-    await ctx.start()
-    transport = httpx.ASGITransport(app=create_app(ctx))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            yield client, ctx
-    finally:
-        await ctx.stop()
+    async with api_view_writer(settings, enabled=view_writer):
+        await ctx.start()
+        transport = httpx.ASGITransport(app=create_app(ctx))
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                yield client, ctx
+        finally:
+            await ctx.stop()
 
 
 @contextlib.asynccontextmanager
 async def served_api(settings: Settings) -> AsyncIterator[ApiServer]:
     """``dnc api`` on uvicorn at ``settings.api.port``, in this process, until the block ends."""
-    server = ApiServer(settings)
-    await server.start()
-    serving = asyncio.create_task(server.run())
-    try:
+    async with api_view_writer(settings):
+        server = ApiServer(settings)
+        await server.start()
+        serving = asyncio.create_task(server.run())
+        try:
 
-        async def started() -> bool:
-            return bool(server.server.started)
+            async def started() -> bool:
+                return bool(server.server.started)
 
-        await eventually(started, what="the API server to start")
-        yield server
-    finally:
-        await server.stop()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(serving, 10)
+            await eventually(started, what="the API server to start")
+            yield server
+        finally:
+            await server.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(serving, 10)
 
 
 async def add(client: httpx.AsyncClient, secret: str = SECRET_A, **body: Any) -> dict[str, Any]:

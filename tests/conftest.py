@@ -52,6 +52,7 @@ async def make_settings(
 
     yield make
     for s in made:
+        await kit.drop_view_schema(s)
         await kit.drop_redis_keys(s)
         await kit.delete_topics(s)
 

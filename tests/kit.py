@@ -33,10 +33,11 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import SecretStr
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from dnc.kafka.clients import ensure_topics, topic_names
-from dnc.settings import IndexSettings, Settings, TopicLayout, Topics
+from dnc.settings import IndexSettings, Settings, TopicLayout, Topics, ViewSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,8 +122,53 @@ def unique_settings(kafka: str, redis_url: str, **overrides: Any) -> Settings:
         "shutdown_deadline_s": 5.0,
         "log_json": False,
     }
+    if view_backend() == "postgres":
+        server = postgres_url()
+        assert server, "DNC_TEST_VIEW_BACKEND=postgres needs DNC_POSTGRES_URL"
+        # A schema per test (its name carries the app id): one database serves them all.
+        base["view"] = ViewSettings(backend="postgres", postgres_url=SecretStr(server))
     base.update(overrides)
     return Settings(**base)
+
+
+def view_backend() -> str:
+    """The list view every test's settings use: ``DNC_TEST_VIEW_BACKEND=postgres`` runs the
+    API tier on PostgreSQL (a view writer beside every API, ``api_view_writer``)."""
+    return os.environ.get("DNC_TEST_VIEW_BACKEND", "sqlite").strip().lower() or "sqlite"
+
+
+def sqlite_view_only() -> pytest.MarkDecorator:
+    """Marks a test of the API's own SQLite file, which the PostgreSQL pass does not have
+    (its counterparts: tests/integration/test_view_writer.py)."""
+    return pytest.mark.skipif(
+        view_backend() == "postgres", reason="the API's own SQLite view file; not with postgres"
+    )
+
+
+@contextlib.asynccontextmanager
+async def api_view_writer(settings: Settings, *, enabled: bool = True) -> AsyncIterator[None]:
+    """In the PostgreSQL pass of the API tier its view writer (``dnc viewwriter``) runs while
+    an API does (tests of the view writer itself run their own)."""
+    if not enabled or view_backend() != "postgres" or settings.view.backend != "postgres":
+        yield
+        return
+    async with running(settings, "viewwriter"):
+        yield
+
+
+async def drop_view_schema(settings: Settings) -> None:
+    """A test's PostgreSQL view goes when it ends."""
+    if settings.view.backend != "postgres":
+        return
+    from dnc.api.view.backend import view_schema
+
+    url = settings.view.postgres_url.get_secret_value()
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+        await admin.execute(
+            psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                psycopg.sql.Identifier(view_schema(settings))
+            )
+        )
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -373,6 +419,7 @@ async def eventually(
 @contextlib.asynccontextmanager
 async def running(settings: Settings, *roles: str) -> AsyncIterator[dict[str, Any]]:
     """Run roles in this process (each `start`ed, `run` as a task, `stop`ped at the end)."""
+    from dnc.api.view.writerrole import ViewWriterRole
     from dnc.gate.role import Gate
     from dnc.ingest.role import Ingest
     from dnc.listwriter.role import ListWriter
@@ -381,6 +428,7 @@ async def running(settings: Settings, *roles: str) -> AsyncIterator[dict[str, An
         "ingest": Ingest,
         "listwriter": ListWriter,
         "gate": Gate,
+        "viewwriter": ViewWriterRole,
     }
     started: dict[str, Any] = {}
     tasks: list[asyncio.Task[None]] = []

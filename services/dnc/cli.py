@@ -1,7 +1,8 @@
 """``dnc``: the service's command line.
 
 Roles (each its own process, scaled by running more of them):
-``dnc ingest``, ``dnc listwriter``, ``dnc gate``, ``dnc api``; ``dnc dev`` runs them all
+``dnc ingest``, ``dnc listwriter``, ``dnc gate``, ``dnc api``, ``dnc viewwriter`` (with
+``DNC_VIEW__BACKEND=postgres``); ``dnc dev`` runs them all
 for local development. Operations: ``dnc status``, ``dnc topics ensure``,
 ``dnc schemas write|check``, ``dnc keys hash``. The list: ``dnc entries ...`` (a client of
 the HTTP API).
@@ -33,7 +34,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(keys_app, name="keys")
 
-ROLES = ("listwriter", "ingest", "gate", "api")
+ROLES = ("listwriter", "ingest", "gate", "viewwriter", "api")
 
 
 def _settings() -> Settings:
@@ -77,10 +78,25 @@ def api() -> None:
 
 
 @app.command()
+def viewwriter() -> None:
+    """The changelog and history → the PostgreSQL list view, for every API instance."""
+    from dnc.api.view.writerrole import ViewWriterRole
+    from dnc.runtime import run_role
+
+    raise typer.Exit(run_role(ViewWriterRole, _settings(), "viewwriter"))
+
+
+def default_roles(settings: Settings) -> list[str]:
+    """Every role the configuration needs: the view writer only for the PostgreSQL view
+    (with SQLite each API instance writes its own)."""
+    return [r for r in ROLES if r != "viewwriter" or settings.view.backend == "postgres"]
+
+
+@app.command()
 def dev(roles: list[str] = typer.Argument(None, help="roles to run (default: all)")) -> None:
     """Run every role as its own process (local development); Ctrl-C stops them all."""
     settings = _settings()
-    chosen = roles or list(ROLES)
+    chosen = roles or default_roles(settings)
     log_dir = Path(settings.dev_log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -98,9 +114,9 @@ def dev(roles: list[str] = typer.Argument(None, help="roles to run (default: all
         procs[role] = subprocess.Popen(
             [sys.executable, "-m", "dnc", role], stdout=out, stderr=out, env=env
         )
-        typer.echo(f"  {role:8} pid {procs[role].pid:<7} log {log_dir / (role + '.log')}{metrics}")
-    typer.echo(f"  kafka    {settings.kafka_bootstrap}")
-    typer.echo(f"  redis    {settings.redis_url}")
+        typer.echo(f"  {role:10} pid {procs[role].pid:<7} log {log_dir / (role + '.log')}{metrics}")
+    typer.echo(f"  kafka      {settings.kafka_bootstrap}")
+    typer.echo(f"  redis      {settings.redis_url}")
     if "api" in procs:
         typer.echo(f"\n  web page  http://{settings.api.host}:{settings.api.port}/")
     typer.echo("\nCtrl-C stops every role (each finishes its batch, commits and closes).")

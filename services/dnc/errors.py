@@ -76,6 +76,13 @@ class IndexDiverged(DncError):
     retriable = True
 
 
+class ViewUnavailable(DncError):
+    """The list view's database cannot be reached or answered with a connection error.
+    Listing, export and history wait for it (503); checks and writes do not need it."""
+
+    retriable = True
+
+
 class ConfigurationError(DncError):
     """The deployment is wrong (topic partition counts, index layout). Stop and say why."""
 

@@ -816,6 +816,7 @@ VARIANTS = {
         "--set",
         "keda.authenticationRef=kafka-sasl",
     ),
+    "postgres view": ("--set", "view.backend=postgres", "--set", "view.postgresSecret=dnc-view"),
 }
 
 
@@ -829,7 +830,8 @@ def test_rendered_objects_match_the_kubernetes_schemas(variant: str) -> None:
         validate_object(doc, versions)
 
 
-def test_every_role_is_a_deployment_with_probes(rendered: list[dict[str, Any]]) -> None:
+def test_every_role_is_a_deployment_with_probes() -> None:
+    rendered = render(*VARIANTS["postgres view"])  # the view writer runs for PostgreSQL only
     deps = deployments(rendered)
     assert set(deps) == set(ROLES)
     config = next(iter(by_kind(rendered, "ConfigMap").values()))["data"]
@@ -853,6 +855,26 @@ def test_every_role_is_a_deployment_with_probes(rendered: list[dict[str, Any]]) 
                 max_age = int(re.search(r"-lt (\d+)", script).group(1))  # type: ignore[union-attr]
                 # Several missed beats before a probe fails: one slow batch is not a hang.
                 assert max_age >= 3 * interval, (role, probe, max_age)
+
+
+def test_the_view_writer_runs_with_the_postgres_view_only(rendered: list[dict[str, Any]]) -> None:
+    assert "viewwriter" not in deployments(rendered)
+    config = next(iter(by_kind(rendered, "ConfigMap").values()))["data"]
+    assert config["DNC_VIEW__BACKEND"] == "sqlite"
+    docs = render(*VARIANTS["postgres view"])
+    config = next(iter(by_kind(docs, "ConfigMap").values()))["data"]
+    assert config["DNC_VIEW__BACKEND"] == "postgres"
+    assert "DNC_VIEW__POSTGRES_URL" not in config  # a URL may carry a password: a Secret
+    for role, dep in deployments(docs).items():
+        env = {e["name"]: e for e in container(dep).get("env", [])}
+        if role in ("api", "viewwriter"):
+            ref = env["DNC_VIEW__POSTGRES_URL"]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": "dnc-view", "key": "DNC_VIEW__POSTGRES_URL"}
+        else:
+            assert "DNC_VIEW__POSTGRES_URL" not in env, role
+    failed = helm_template("--set", "view.backend=postgres")
+    assert failed.returncode != 0
+    assert "view.postgresSecret" in failed.stderr
 
 
 def test_probe_script_runs_under_sh(rendered: list[dict[str, Any]], tmp_path: Path) -> None:

@@ -161,7 +161,10 @@ async def stack(
     )
     await kit.create_topics(settings)
     try:
-        async with kit.running(settings, "ingest", "listwriter", "gate"):
+        async with (
+            kit.running(settings, "ingest", "listwriter", "gate"),
+            kit.api_view_writer(settings),  # with DNC_TEST_VIEW_BACKEND=postgres
+        ):
             context = ApiContext.build(settings)
             await context.start()
             sock = _free_socket()
@@ -184,6 +187,7 @@ async def stack(
                 sock.close()
                 await context.stop()
     finally:
+        await kit.drop_view_schema(settings)
         await kit.drop_redis_keys(settings)
 
 

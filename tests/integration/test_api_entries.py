@@ -23,7 +23,7 @@ from tests.apikit import (
     gate_verdicts,
     listing,
 )
-from tests.kit import eventually, outbound, running
+from tests.kit import eventually, outbound, running, sqlite_view_only
 
 pytestmark = pytest.mark.integration
 
@@ -273,6 +273,7 @@ async def test_slow_list_writer_gets_202_then_the_follow_up_turns_effective(
         assert bad.status_code == 422
 
 
+@sqlite_view_only()
 async def test_the_view_resumes_after_a_restart_and_rebuilds_a_lost_file(
     make_settings: MakeSettings, tmp_path: Path
 ) -> None:

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from pydantic import SecretStr
 
+from dnc.api.view.backend import view_schema
 from dnc.api.view.listview import view_file
 from dnc.domain.contactids import is_token
 from dnc.settings import ApiSettings, ConfirmationSettings, PrivacySettings, Settings
@@ -61,6 +63,22 @@ def assert_no_clear_contact(data: bytes, where: str) -> None:
         assert contact.encode() not in data, f"{contact} in {where}"
 
 
+def view_rows(settings: Settings, table: str) -> list[Any]:
+    """Every row of a table of the list view, on its backend."""
+    if settings.view.backend == "postgres":
+        url = settings.view.postgres_url.get_secret_value()
+        with psycopg.connect(url) as conn:
+            query = psycopg.sql.SQL("SELECT * FROM {}.{}").format(
+                psycopg.sql.Identifier(view_schema(settings)), psycopg.sql.Identifier(table)
+            )
+            return conn.execute(query).fetchall()
+    view = sqlite3.connect(f"file:{view_file(settings)}?mode=ro", uri=True)
+    try:
+        return view.execute(f"SELECT * FROM {table}").fetchall()
+    finally:
+        view.close()
+
+
 async def test_privacy_mode_end_to_end(make_settings: MakeSettings, tmp_path: Path) -> None:
     settings = await private_settings(make_settings, tmp_path)
     t = settings.topics
@@ -93,11 +111,9 @@ async def test_privacy_mode_end_to_end(make_settings: MakeSettings, tmp_path: Pa
             assert reader.records, topic
             for r in reader.records:
                 assert_no_clear_contact((r.key or b"") + (r.value or b""), topic)
-        view = sqlite3.connect(f"file:{view_file(settings)}?mode=ro", uri=True)
         for table in ("entries", "history"):
-            for row in view.execute(f"SELECT * FROM {table}"):
+            for row in view_rows(settings, table):
                 assert_no_clear_contact(repr(row).encode(), f"the view's {table}")
-        view.close()
 
         # The list shows masked ids, and the full id to act on them.
         listed = (await listing(client))["entries"]

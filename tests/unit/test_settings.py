@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from pydantic import SecretStr
 
 from dnc.settings import (
     ApiKey,
@@ -14,6 +15,7 @@ from dnc.settings import (
     Settings,
     TopicLayout,
     Topics,
+    ViewSettings,
 )
 
 
@@ -63,3 +65,12 @@ def test_the_view_backend_is_chosen_once_and_postgres_needs_its_url(
     monkeypatch.setenv("DNC_VIEW__BACKEND", "mysql")
     with pytest.raises(ValueError, match="mysql"):
         Settings()
+
+
+def test_dnc_dev_runs_the_view_writer_with_the_postgres_view_only() -> None:
+    from dnc.cli import ROLES, default_roles
+
+    assert "viewwriter" not in default_roles(Settings(view=ViewSettings()))
+    postgres = ViewSettings(backend="postgres", postgres_url=SecretStr("postgresql://db/dnc"))
+    assert default_roles(Settings(view=postgres)) == list(ROLES)
+    assert default_roles(Settings(view=postgres))[-1] == "api"  # the view's writer first

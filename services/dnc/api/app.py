@@ -25,7 +25,7 @@ from dnc.api.routes import (
     reviews,
     unsubscribe,
 )
-from dnc.errors import IndexNotReady, IndexUnavailable, InvalidValue
+from dnc.errors import IndexNotReady, IndexUnavailable, InvalidValue, ViewUnavailable
 
 _MAX_ECHO = 200  # characters of a rejected value shown back in a 422
 
@@ -108,6 +108,7 @@ def create_app(context: ApiContext) -> FastAPI:
 
     @app.exception_handler(IndexUnavailable)
     @app.exception_handler(IndexNotReady)
+    @app.exception_handler(ViewUnavailable)
     async def unavailable(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(
             status_code=503, content={"error": str(exc)}, headers={"Retry-After": "1"}

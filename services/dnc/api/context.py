@@ -14,6 +14,8 @@ from dnc.api.commands import CommandWriter
 from dnc.api.contactforms import ContactForms
 from dnc.api.view.listview import ListView
 from dnc.api.view.reviews import ReviewBoard
+from dnc.api.view.served import View
+from dnc.api.view.shared import SharedView
 from dnc.domain.unsubscribe import TokenSigner
 from dnc.index import Index, make_index
 from dnc.settings import Settings
@@ -24,7 +26,7 @@ class ApiContext:
     settings: Settings
     index: Index
     writer: CommandWriter
-    view: ListView
+    view: View
     keys: KeyRing
     signer: TokenSigner
     contacts: ContactForms
@@ -43,7 +45,7 @@ class ApiContext:
             settings=settings,
             index=index,
             writer=CommandWriter(settings, index),
-            view=ListView(settings),
+            view=make_view(settings),
             keys=KeyRing(settings.api.keys),
             signer=TokenSigner([k.get_secret_value() for k in settings.api.unsubscribe_keys]),
             contacts=ContactForms(index.ids, privacy=settings.privacy.enabled),
@@ -69,3 +71,9 @@ class ApiContext:
         await self.view.stop()
         await self.writer.stop()
         await self.index.stop()
+
+
+def make_view(settings: Settings) -> View:
+    """With PostgreSQL every instance reads the view ``dnc viewwriter`` keeps; with SQLite
+    each keeps its own file."""
+    return SharedView(settings) if settings.view.backend == "postgres" else ListView(settings)

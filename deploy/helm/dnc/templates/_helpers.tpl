@@ -4,7 +4,7 @@ not user-defined); every per-role template ranges over dnc.roles.
 */}}
 
 {{- define "dnc.roles" -}}
-ingest listwriter gate api
+ingest listwriter gate api{{ if eq .Values.view.backend "postgres" }} viewwriter{{ end }}
 {{- end -}}
 
 {{- define "dnc.consumerRoles" -}}
@@ -107,7 +107,15 @@ the topics hook Job renders it inline because hooks run before the ConfigMap exi
   "DNC_HEARTBEAT_FILE" $v.heartbeat.file
   "DNC_HEARTBEAT_INTERVAL_S" ($v.heartbeat.intervalSeconds | int | toString)
   "DNC_API__PUBLIC_BASE_URL" (required "api.publicBaseUrl is required (base of unsubscribe links)" $v.api.publicBaseUrl)
+  "DNC_VIEW__BACKEND" $v.view.backend
+  "DNC_VIEW__POSTGRES_POOL_SIZE" ($v.view.postgresPoolSize | int | toString)
 -}}
+{{- if $v.viewwriter.autoscaling.enabled -}}
+{{- fail "viewwriter.autoscaling is not supported yet: size it with viewwriter.replicas (at most the list's partitions)" -}}
+{{- end -}}
+{{- if and (eq $v.view.backend "postgres") (not $v.view.postgresSecret) -}}
+{{- fail "view.backend=postgres needs view.postgresSecret: the Secret holding the PostgreSQL URL (DNC_VIEW__POSTGRES_URL) under view.postgresSecretKey" -}}
+{{- end -}}
 {{- if not $v.redis.existingSecret -}}
 {{- $_ := set $c "DNC_REDIS_URL" $v.redis.url -}}
 {{- end -}}
@@ -142,6 +150,13 @@ the topics hook Job renders it inline because hooks run before the ConfigMap exi
     secretKeyRef:
       name: {{ $root.Values.redis.existingSecret }}
       key: {{ $root.Values.redis.existingSecretKey }}
+{{- end }}
+{{- if and (eq $root.Values.view.backend "postgres") (has .role (list "api" "viewwriter")) }}
+- name: DNC_VIEW__POSTGRES_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $root.Values.view.postgresSecret }}
+      key: {{ $root.Values.view.postgresSecretKey }}
 {{- end }}
 {{- if eq .role "api" }}
 - name: DNC_API__KEYS
@@ -182,5 +197,6 @@ and the HPA takes the largest, so the cap is one topic's partition count.
 {{- if eq .role "gate" -}}{{ $l.outboundPartitions }}
 {{- else if eq .role "listwriter" -}}{{ $l.listPartitions }}
 {{- else if eq .role "ingest" -}}{{ $l.inputPartitions }}
+{{- else if eq .role "viewwriter" -}}{{ $l.listPartitions }}
 {{- end -}}
 {{- end -}}

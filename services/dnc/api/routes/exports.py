@@ -19,7 +19,7 @@ from dnc.api.view.query import EntryQuery
 from dnc.api.view.sorting import DEFAULT_SORT, parse_sort, position
 from dnc.domain.entries import Entry
 from dnc.domain.timestamps import format_ms, now_ms
-from dnc.errors import IndexNotReady
+from dnc.errors import IndexNotReady, ViewUnavailable
 from dnc.files import exports
 
 router = APIRouter(prefix="/v1/entries", tags=["export"])
@@ -65,6 +65,7 @@ async def export_matching(
 ) -> StreamingResponse:
     parse_sort(sort)  # a wrong order is a 422 before the download starts
     _complete(c)
+    await c.view.ensure_readable()  # a 503 now, not a stream that breaks after its headers
     return await _respond(
         c.view.stream(q, chunk=1000, sort=sort),
         format,
@@ -118,6 +119,8 @@ async def export_selected(
 
 def _complete(c: ApiContext) -> None:
     """An export must not silently miss entries the view has not read yet."""
+    if c.view.error is not None:
+        raise ViewUnavailable(c.view.error)
     if not c.view.caught_up:
         raise IndexNotReady("the list view is still reading the changelog; try again shortly")
 

@@ -178,6 +178,17 @@ def make_store(settings: Settings, path: Path, identity: dict[str, str]) -> View
     return SqliteStore(path, identity)
 
 
+def view_identity(settings: Settings, partitions: int, history_partitions: int) -> dict[str, str]:
+    """What a view was built from: a store holding another identity is emptied and rebuilt."""
+    return {
+        "bootstrap": settings.kafka_bootstrap,
+        "topic": settings.topics.changes,
+        "partitions": str(partitions),
+        "history": settings.topics.history,
+        "history_partitions": str(history_partitions),
+    }
+
+
 def view_schema(settings: Settings) -> str:
     """The PostgreSQL schema of this deployment's view: its app id in the name, so that two
     namespaces sharing a database never share tables (as ``view_file`` for SQLite)."""

@@ -25,22 +25,17 @@ import logging
 import os
 import re
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from dnc.api.view import history as view_history
-from dnc.api.view import sorting as view_sorting
 from dnc.api.view import store
-from dnc.api.view.backend import ViewStore, make_store
-from dnc.api.view.pages import HistoryPage, Page, decode_history_cursor, encode_cursor
-from dnc.api.view.query import EntryQuery
-from dnc.api.view.sorting import DEFAULT_SORT, parse_sort
-from dnc.domain.entries import Entry, EntryKey
-from dnc.domain.timestamps import now_ms
+from dnc.api.view.backend import make_store, view_identity
+from dnc.api.view.served import READER_THREADS, View
 from dnc.kafka import clients as kafka
 from dnc.settings import Settings
 
@@ -48,7 +43,6 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-READER_THREADS = 4
 BATCH = 5000
 # The view's writer thread runs at this lower CPU priority (nice): under a large import it
 # is the API's biggest CPU user, and on a small machine it would take cores from the list
@@ -65,27 +59,13 @@ def view_file(settings: Settings) -> Path:
     return path.with_name(f"{path.stem}.{tag}{path.suffix or '.sqlite3'}")
 
 
-class ListView:
+class ListView(View):
+    """A view of this instance's own, which it consumes into (the embedded default)."""
+
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.topic = settings.topics.changes
-        self.history_topic = settings.topics.history
+        super().__init__(settings)
         self.path = view_file(settings)
-        self.offsets: dict[int, int] = {}  # partition → next offset stored in SQLite
-        self.history_offsets: dict[int, int] = {}  # the same, of dnc.history
-        self.skipped = 0  # changelog records that could not be read
-        self.error: str | None = None  # the last error of the consume loop, until it recovers
-        self._start_targets: dict[int, int] = {}
-        self._history_targets: dict[int, int] = {}
-        self._caught_up = False
-        self._store: ViewStore | None = None
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._tps: list[TopicPartition] = []
-        self._htps: list[TopicPartition] = []
         self._write_pool: ThreadPoolExecutor | None = None
-        self._read_pool: ThreadPoolExecutor | None = None
-        self._progress: asyncio.Condition | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -100,15 +80,7 @@ class ListView:
         )
         self._read_pool = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="dnc-view-read")
         self._store = make_store(
-            self.settings,
-            self.path,
-            {
-                "bootstrap": self.settings.kafka_bootstrap,
-                "topic": self.topic,
-                "partitions": str(parts),
-                "history": self.history_topic,
-                "history_partitions": str(hparts),
-            },
+            self.settings, self.path, view_identity(self.settings, parts, hparts)
         )
         writer = self._store
         changes = await self._write(writer.open)
@@ -225,48 +197,6 @@ class ListView:
             # Fresh statistics after a rebuild, so the planner picks the ordered indexes.
             await self._write(self._store.optimize)
 
-    def _reached(self, targets: dict[int, int], held: dict[int, int] | None = None) -> bool:
-        have = self.offsets if held is None else held
-        return all(have.get(p, 0) >= o for p, o in targets.items())
-
-    @property
-    def caught_up(self) -> bool:
-        """The view has consumed the changelog as it was when the view started."""
-        return self._caught_up and self._task is not None and not self._task.done()
-
-    # A timeout argument (not asyncio.timeout) because running out of time is an answer
-    # here (False), not an error; the same shape as CommandWriter.wait_effective.
-    async def wait_for(self, offsets: dict[int, int], timeout: float) -> bool:  # noqa: ASYNC109
-        """True once the view holds ``dnc.changes`` up to ``offsets`` (partition → next)."""
-        if self._progress is None:
-            return False
-        try:
-            async with self._progress:
-                await asyncio.wait_for(
-                    self._progress.wait_for(lambda: self._reached(offsets)), timeout
-                )
-        except TimeoutError:
-            return self._reached(offsets)
-        return True
-
-    async def wait_for_history(self, partitions: Sequence[int], timeout: float) -> bool:  # noqa: ASYNC109
-        """True once the view holds ``dnc.history`` partitions up to their current end
-        (after an effective write: its history records are committed, so within it)."""
-        if self._progress is None or self._consumer is None:
-            return False
-        tps = [tp for tp in self._htps if tp.partition in set(partitions)]
-        ends = {tp.partition: o for tp, o in (await self._consumer.end_offsets(tps)).items()}
-
-        def held() -> bool:
-            return self._reached(ends, self.history_offsets)
-
-        try:
-            async with self._progress:
-                await asyncio.wait_for(self._progress.wait_for(held), timeout)
-        except TimeoutError:
-            return held()
-        return True
-
     def lag(self) -> int | None:
         """Records behind the last stable offsets seen in fetches (no I/O; for metrics)."""
         consumer = self._consumer
@@ -282,121 +212,12 @@ class ListView:
                 total += max(0, lso - held.get(tp.partition, 0))
         return total
 
-    async def end_lag(self) -> int:
-        """Records behind the changelog's current end, asking the broker (readiness)."""
-        if self._consumer is None:
-            raise RuntimeError("the view is not started")
-        ends = await self._consumer.end_offsets(self._tps + self._htps)
-        return sum(
-            max(
-                0,
-                end
-                - (self.offsets if tp.topic == self.topic else self.history_offsets).get(
-                    tp.partition, 0
-                ),
-            )
-            for tp, end in ends.items()
-        )
-
     # --- threads -----------------------------------------------------------------------
 
     async def _write(self, fn: Callable[..., T], *args: object) -> T:
         if self._write_pool is None:
             raise RuntimeError("the view is not started")
         return await asyncio.get_running_loop().run_in_executor(self._write_pool, fn, *args)
-
-    async def _read(self, fn: Callable[[ViewStore], Callable[..., T]], *args: object) -> T:
-        """``fn(store)(*args)`` on a reader thread (``fn`` picks the store's method)."""
-        view = self._store
-        if self._read_pool is None or view is None:
-            raise RuntimeError("the view is not started")
-        return await asyncio.get_running_loop().run_in_executor(
-            self._read_pool, lambda: fn(view)(*args)
-        )
-
-    # --- queries -------------------------------------------------------------------------
-
-    async def query(
-        self, q: EntryQuery, *, limit: int, cursor: str | None, sort: str = DEFAULT_SORT
-    ) -> Page:
-        """A page of entries (newest first, or ``sort``: see ``sorting.parse_sort``), and
-        how many entries ``q`` matches in all."""
-        order = parse_sort(sort)
-        after = view_sorting.decode_position(cursor, order) if cursor else None
-        found = await self._ordered(q, limit + 1, order, after)
-        total = await self._read(lambda v: v.count, q)
-        entries = found[:limit]
-        more = len(found) > limit
-        last = view_sorting.position(entries[-1], order) if more else None
-        return Page(entries, total, view_sorting.encode_position(order, last) if more else None)
-
-    async def _ordered(
-        self, q: EntryQuery, limit: int, order: tuple[str, bool], after: Any
-    ) -> list[Entry]:
-        if order == view_sorting.NEWEST:
-            return await self._read(lambda v: v.page, q, limit, after)
-        return await self._read(lambda v: v.sorted_page, q, limit, order, after)
-
-    async def overview(self, accounts: list[str], days: int) -> dict[str, Any]:
-        """Totals by source and channel, and changes per day (``dnc.api.view.overview``)."""
-        return await self._read(lambda v: v.overview, accounts, days, now_ms())
-
-    async def count(self, q: EntryQuery) -> int:
-        return await self._read(lambda v: v.count, q)
-
-    async def stream(
-        self, q: EntryQuery, chunk: int = 1000, sort: str = DEFAULT_SORT
-    ) -> AsyncIterator[list[Entry]]:
-        """Every entry ``q`` matches in the listing's order ``sort`` (newest first by
-        default), ``chunk`` at a time (memory bounded: each chunk is its own keyset
-        query). An export writes the list in the order the page shows it."""
-        order = parse_sort(sort)
-        after: Any = None
-        while True:
-            entries = await self._ordered(q, chunk, order, after)
-            if entries:
-                yield entries
-            if len(entries) < chunk:
-                return
-            after = view_sorting.position(entries[-1], order)
-
-    async def keys(self, q: EntryQuery) -> list[EntryKey]:
-        return await self._read(lambda v: v.keys, q)
-
-    async def get(self, keys: Sequence[EntryKey]) -> dict[EntryKey, Entry]:
-        """The entries of these keys that the view holds."""
-        return await self._read(lambda v: v.get, list(keys))
-
-    # --- history -------------------------------------------------------------------------
-
-    async def history(
-        self, accounts: Sequence[str], contacts: Sequence[str], *, limit: int, cursor: str | None
-    ) -> HistoryPage:
-        """A person's history records (``contacts``: every form of them), newest first."""
-        after = decode_history_cursor(cursor) if cursor else None
-        items = await self._read(lambda v: v.history_page, accounts, contacts, limit + 1, after)
-        more = len(items) > limit
-        items = items[:limit]
-        return HistoryPage(items, encode_cursor(items[-1].position) if more else None)
-
-    async def history_keys(self, account: str, contacts: Sequence[str]) -> list[list[Any]]:
-        return await self._read(lambda v: v.history_keys, account, contacts)
-
-    async def history_stream(
-        self, q: EntryQuery, chunk: int = 1000
-    ) -> AsyncIterator[list[view_history.HistoryItem]]:
-        """The history of every person with an entry ``q`` matches, ``chunk`` at a time."""
-        after: view_history.ExportPosition | None = None
-        while True:
-            items = await self._read(lambda v: v.history_of_matching, q, chunk, after)
-            if items:
-                yield items
-            if len(items) < chunk:
-                return
-            after = view_history.export_position(items[-1])
-
-    async def history_of(self, people: Sequence[tuple[str, str]]) -> list[view_history.HistoryItem]:
-        return await self._read(lambda v: v.history_of_people, people)
 
 
 def _yield_to_enforcement() -> None:

@@ -19,64 +19,28 @@ the deployment's own (``dnc_view_<app id>``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg import sql
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from dnc.api.view import history as view_history
 from dnc.api.view import store
+from dnc.api.view.pgschema import MIGRATIONS, SCHEMA_VERSION, migrate
 from dnc.api.view.reader import Cursor, Reader
 from dnc.api.view.reads import Reads
-from dnc.errors import ConfigurationError
+from dnc.errors import ConfigurationError, ViewUnavailable
 
 T = TypeVar("T")
+CONNECT_TIMEOUT_S = 5
+# A read waits this long for a connection: while the database is down the list answers
+# 503 after it, not after the pool's default 30 s.
+READ_TIMEOUT_S = 3.0
+RECONNECT_FOREVER_S = 10 * 365 * 86400.0  # the pool keeps trying: the database comes back
 Conn = psycopg.Connection[tuple[Any, ...]]
 
-# version → DDL (run in the view's schema). Append, never edit a released version.
-MIGRATIONS: dict[int, str] = {
-    1: """
-CREATE TABLE meta (name text PRIMARY KEY, value text NOT NULL);
-CREATE TABLE offsets (
-    log text NOT NULL, part integer NOT NULL, next bigint NOT NULL, PRIMARY KEY (log, part)
-);
-CREATE TABLE entries (
-    account text COLLATE "C" NOT NULL,
-    contact text COLLATE "C" NOT NULL,
-    channel text COLLATE "C",      -- NULL = all channels
-    sender text COLLATE "C",       -- NULL = all senders
-    source text COLLATE "C" NOT NULL,
-    added_at bigint NOT NULL,      -- epoch ms
-    origin text,                   -- JSON, as written (jsonb would reorder its keys)
-    expires_at bigint,             -- epoch ms, NULL = never
-    kh bigint NOT NULL             -- key hash: the deterministic tie-break of the order
-);
-CREATE UNIQUE INDEX entries_key
-    ON entries (account, contact, (coalesce(channel, '')), (coalesce(sender, '')));
-CREATE INDEX entries_newest ON entries (account, added_at, kh);
-CREATE INDEX entries_sender ON entries (account, sender, added_at, kh);
-CREATE INDEX entries_channel ON entries (account, channel, added_at, kh);
-CREATE INDEX entries_source ON entries (account, source, added_at, kh);
-CREATE TABLE history (
-    hk bigint PRIMARY KEY,         -- hash of the record's key (tombstones)
-    account text COLLATE "C" NOT NULL,
-    contact text COLLATE "C" NOT NULL,
-    channel text COLLATE "C",
-    sender text COLLATE "C",
-    hid text COLLATE "C" NOT NULL,
-    at bigint NOT NULL,
-    part integer NOT NULL,
-    off bigint NOT NULL,
-    action text NOT NULL,
-    entry text NOT NULL,           -- JSON
-    cause text                     -- JSON
-);
-CREATE INDEX history_person ON history (account, contact, at, part, off);
-""",
-}
-SCHEMA_VERSION = max(MIGRATIONS)
 
 # One statement per kind of change per batch (arrays unnested server-side): one round trip
 # each, however many records the batch holds.
@@ -109,9 +73,24 @@ ON CONFLICT (hk) DO UPDATE SET
     off = excluded.off, action = excluded.action, entry = excluded.entry, cause = excluded.cause
 """
 _OFFSETS = (
-    "INSERT INTO offsets VALUES (%s, %s, %s)"
+    "INSERT INTO offsets (log, part, next) VALUES (%s, %s, %s)"
     " ON CONFLICT (log, part) DO UPDATE SET next = excluded.next"
 )
+# A shared writer's offsets move by compare-and-set: a partition's rows are applied only
+# by the transaction that finds the offset it started from (the owner before a rebalance
+# that is still finishing a batch is fenced by the new one, and the other way round).
+_CLAIM = (
+    "INSERT INTO offsets (log, part, next, applied) VALUES (%s, %s, %s, %s)"
+    " ON CONFLICT (log, part) DO NOTHING"
+)
+_ADVANCE = (
+    "UPDATE offsets SET next = %s, applied = applied + %s"
+    " WHERE log = %s AND part = %s AND next = %s"
+)
+
+
+class Fenced(Exception):
+    """Another writer moved a partition's offset first: nothing of the batch is kept."""
 
 
 class _Qmark:
@@ -125,7 +104,13 @@ class _Qmark:
 
 
 class PostgresStore(Reads):
-    """The view in PostgreSQL: one writer connection, a pool for the readers."""
+    """The view in PostgreSQL: one writer connection, a pool for the readers.
+
+    Three ways to open it: ``open`` (the one writer of the view, and its readers: the
+    embedded mode, like a SQLite file), ``open_shared`` (one of the ``dnc viewwriter``
+    instances, which share the partitions and fence each other per partition) and
+    ``open_readers`` (an API instance that only reads what the view writers keep).
+    """
 
     def __init__(
         self, url: str, identity: dict[str, str], *, schema: str, pool_size: int = 4
@@ -145,12 +130,38 @@ class PostgresStore(Reads):
 
     def _options(self) -> dict[str, Any]:
         # The schema's name is ours (letters, digits, '_'), safe in a -c option.
-        return {"options": f"-c search_path={self.schema}"}
+        return {
+            "options": f"-c search_path={self.schema}",
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            # A database that vanishes without closing its connections (a partition, a
+            # host gone) is noticed in about 25 s instead of the kernel's two hours.
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+        }
+
+    @contextlib.contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """A lost or refused connection becomes ``ViewUnavailable`` (503 for readers, a
+        retry for writers); a broken writer connection is dropped and made again."""
+        try:
+            yield
+        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+            if self._writer is not None and (self._writer.broken or self._writer.closed):
+                with contextlib.suppress(psycopg.Error):
+                    self._writer.close()
+                self._writer = None
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ViewUnavailable(
+                f"the list view's database ({self.where}) cannot be reached: {reason}"
+            ) from exc
 
     # --- the writer ------------------------------------------------------------------------
 
     def open(self) -> dict[int, int]:
-        conn: Conn = psycopg.connect(self.url, **self._options())
+        with self._reachable():
+            conn: Conn = psycopg.connect(self.url, **self._options())
         try:
             migrate(conn, self.schema)
             taken = conn.execute(
@@ -163,20 +174,44 @@ class PostgresStore(Reads):
                     f"the list view in {self.where} already has a writer; one view writer "
                     "per deployment (DNC_APP_ID) and database"
                 )
-            with conn.transaction():
-                meta = conn.execute("SELECT name, value FROM meta").fetchall()
-                stored = {str(k): str(v) for k, v in meta}
-                if stored != self.identity:
-                    # Empty, or built from another cluster/topic/partition count: rebuild.
-                    conn.execute("TRUNCATE entries, history, offsets, meta")
-                    with conn.cursor() as cur:
-                        cur.executemany(
-                            "INSERT INTO meta VALUES (%s, %s)", list(self.identity.items())
-                        )
+            self._adopt(conn)
         except BaseException:
             conn.close()
             raise
         self._writer = conn
+        self.open_readers()
+        return self.offsets()
+
+    def open_shared(self) -> None:
+        """Open as one of several writers (``dnc viewwriter``): no writer lock, since
+        each transaction fences per partition (``apply_fenced``)."""
+        with self._reachable():
+            conn: Conn = psycopg.connect(self.url, **self._options())
+        try:
+            migrate(conn, self.schema)
+            self._adopt(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._writer = conn
+
+    def _adopt(self, conn: Conn) -> None:
+        """Empty tables built from another cluster, topic or partition count (once,
+        however many writers open together)."""
+        with conn.transaction():
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                (f"dnc-view-meta:{self.schema}",),
+            )
+            meta = conn.execute("SELECT name, value FROM meta").fetchall()
+            if {str(k): str(v) for k, v in meta} != self.identity:
+                conn.execute("TRUNCATE entries, history, offsets, meta")
+                with conn.cursor() as cur:
+                    cur.executemany("INSERT INTO meta VALUES (%s, %s)", list(self.identity.items()))
+
+    def open_readers(self) -> None:
+        """The readers' pool. It connects in the background: an API instance starts while
+        the database is down, and its reads answer ``ViewUnavailable`` until it is back."""
         self._pool = ConnectionPool(
             self.url,
             min_size=1,
@@ -184,22 +219,31 @@ class PostgresStore(Reads):
             kwargs={**self._options(), "autocommit": True},
             open=True,
             name=f"dnc-view-{self.schema}",
+            timeout=READ_TIMEOUT_S,
+            check=ConnectionPool.check_connection,
+            reconnect_timeout=RECONNECT_FOREVER_S,
         )
-        return self.offsets()
 
     @property
     def conn(self) -> Conn:
         if self._writer is None:
-            raise RuntimeError("PostgresStore is not open")
+            with self._reachable():
+                self._writer = psycopg.connect(self.url, **self._options())
         return self._writer
 
     def offsets(self, log: str = store.CHANGES) -> dict[int, int]:
-        with self.conn.transaction():
+        with self._reachable(), self.conn.transaction():
             rows = self.conn.execute("SELECT part, next FROM offsets WHERE log = %s", (log,))
             return {int(p): int(o) for p, o in rows.fetchall()}
 
+    def applied(self) -> dict[tuple[str, int], tuple[int, int]]:
+        """(log, partition) → (next offset, records applied), for checks and tests."""
+        with self._reachable(), self.conn.transaction():
+            rows = self.conn.execute("SELECT log, part, next, applied FROM offsets").fetchall()
+        return {(str(g), int(p)): (int(n), int(a)) for g, p, n, a in rows}
+
     def reset(self) -> None:
-        with self.conn.transaction():
+        with self._reachable(), self.conn.transaction():
             self.conn.execute("TRUNCATE entries, history, offsets")
 
     def apply(
@@ -209,28 +253,39 @@ class PostgresStore(Reads):
         history: Iterable[view_history.Record] = (),
         history_offsets: dict[int, int] | None = None,
     ) -> int:
-        deletes, upserts, bad = store.parse_changes(records)
-        gone, rows, hbad = view_history.parse_records(history)
         moved = [(store.CHANGES, p, o) for p, o in offsets.items()]
         moved += [(store.HISTORY, p, o) for p, o in (history_offsets or {}).items()]
-        # One row per conflict key: two spellings of one key in a batch would make the
-        # statement update a row twice (an error); the later record wins, as in SQLite.
-        unique = {(r[0], r[1], r[2] or "", r[3] or ""): r for r in upserts}
-        with self.conn.transaction(), self.conn.cursor() as cur:
-            if deletes:
-                cur.execute(_DELETE, _columns(deletes, 4))
-            if unique:
-                cur.execute(_UPSERT, _columns(list(unique.values()), 9))
-            if gone:
-                cur.execute(_HISTORY_DELETE, ([hk for (hk,) in gone],))
-            if rows:
-                cur.execute(_HISTORY_UPSERT, _columns(rows, 12))
+        with self._reachable(), self.conn.transaction(), self.conn.cursor() as cur:
+            bad = _write_rows(cur, records, history)
             if moved:
                 cur.executemany(_OFFSETS, moved)
-        return bad + hbad
+        return bad
+
+    def apply_fenced(
+        self,
+        records: Iterable[tuple[bytes, bytes | None]],
+        history: Iterable[view_history.Record],
+        moves: dict[tuple[str, int], Move],
+    ) -> int | None:
+        """Apply the records and move each (log, partition) from the offset it expects
+        (None: no offset stored yet) to its next, in one transaction. None, and nothing
+        kept, when another writer moved one of them first; else the unreadable records."""
+        try:
+            with self._reachable(), self.conn.transaction(), self.conn.cursor() as cur:
+                bad = _write_rows(cur, records, history)
+                for (log, part), move in moves.items():
+                    if move.expected is None:
+                        cur.execute(_CLAIM, (log, part, move.next, move.applied))
+                    else:
+                        cur.execute(_ADVANCE, (move.next, move.applied, log, part, move.expected))
+                    if cur.rowcount != 1:
+                        raise Fenced(f"{log}/{part}")
+                return bad
+        except Fenced:
+            return None
 
     def optimize(self) -> None:
-        with self.conn.transaction():
+        with self._reachable(), self.conn.transaction():
             self.conn.execute("ANALYZE entries, history")
 
     def close(self) -> None:
@@ -244,11 +299,57 @@ class PostgresStore(Reads):
 
     # --- readers -------------------------------------------------------------------------
 
+    def held_offsets(self) -> dict[str, dict[int, int]]:
+        """Log → partition → next offset the view holds (what a write waits for)."""
+        rows = self._read(lambda c: c.execute("SELECT log, part, next FROM offsets").fetchall())
+        held: dict[str, dict[int, int]] = {}
+        for log, part, offset in rows:
+            held.setdefault(str(log), {})[int(part)] = int(offset)
+        return held
+
     def _read(self, fn: Callable[..., T], *args: Any) -> T:
         if self._pool is None:
             raise RuntimeError("PostgresStore is not open")
-        with self._pool.connection() as conn:
-            return fn(_Qmark(conn), *args)
+        with self._reachable(), self._pool.connection() as conn:
+            try:
+                return fn(_Qmark(conn), *args)
+            except psycopg.errors.UndefinedTable as exc:
+                raise ViewUnavailable(
+                    f"there is no list view in {self.where} yet: its view writer "
+                    "(dnc viewwriter) creates it when it starts"
+                ) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """A partition's offset moved by one batch: from ``expected`` to ``next``, with
+    ``applied`` records."""
+
+    expected: int | None
+    next: int
+    applied: int
+
+
+def _write_rows(
+    cur: psycopg.Cursor[Any],
+    records: Iterable[tuple[bytes, bytes | None]],
+    history: Iterable[view_history.Record],
+) -> int:
+    """The rows of a batch (one statement per kind of change); the unreadable records."""
+    deletes, upserts, bad = store.parse_changes(records)
+    gone, rows, hbad = view_history.parse_records(history)
+    # One row per conflict key: two spellings of one key in a batch would make the
+    # statement update a row twice (an error); the later record wins, as in SQLite.
+    unique = {(r[0], r[1], r[2] or "", r[3] or ""): r for r in upserts}
+    if deletes:
+        cur.execute(_DELETE, _columns(deletes, 4))
+    if unique:
+        cur.execute(_UPSERT, _columns(list(unique.values()), 9))
+    if gone:
+        cur.execute(_HISTORY_DELETE, ([hk for (hk,) in gone],))
+    if rows:
+        cur.execute(_HISTORY_UPSERT, _columns(rows, 12))
+    return bad + hbad
 
 
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
@@ -256,38 +357,4 @@ def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     return [[row[i] for row in rows] for i in range(width)]
 
 
-def migrate(conn: Conn, schema: str) -> int:
-    """Bring ``schema`` up to ``SCHEMA_VERSION`` (once, under an advisory lock, however
-    many instances start together); refuse a newer one. Returns the version found."""
-    with conn.transaction():
-        conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"dnc-view-schema:{schema}",)
-        )
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-        conn.execute(
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {}.schema_version (version integer NOT NULL)"
-            ).format(sql.Identifier(schema))
-        )
-        row = conn.execute(
-            sql.SQL("SELECT coalesce(max(version), 0) FROM {}.schema_version").format(
-                sql.Identifier(schema)
-            )
-        ).fetchone()
-        found = int(row[0]) if row else 0
-        if found > SCHEMA_VERSION:
-            raise ConfigurationError(
-                f"the list view's PostgreSQL schema {schema} is at version {found}, newer than "
-                f"this release knows ({SCHEMA_VERSION}): a newer dnc has migrated it; run that "
-                "release (or a view of its own: another DNC_APP_ID or database)"
-            )
-        for version in range(found + 1, SCHEMA_VERSION + 1):
-            conn.execute(MIGRATIONS[version].encode())  # no parameters: several statements
-            conn.execute(
-                sql.SQL("INSERT INTO {}.schema_version VALUES (%s)").format(sql.Identifier(schema)),
-                (version,),
-            )
-    return found
-
-
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore", "Reader", "migrate"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Fenced", "Move", "PostgresStore", "Reader", "migrate"]

@@ -35,8 +35,8 @@ choose_dir() {
 
 say() { printf '[postgres] %s\n' "$*"; }
 die() { printf '[postgres] error: %s\n' "$*" >&2; exit 1; }
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# shellcheck source=deploy/local/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 pg_bin() {  # newest installed server version's bin directory, or nothing
   local d

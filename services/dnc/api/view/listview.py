@@ -36,6 +36,7 @@ from dnc.api.view import history as view_history
 from dnc.api.view import store
 from dnc.api.view.backend import make_store, view_identity
 from dnc.api.view.served import READER_THREADS, View
+from dnc.api.view.tailing import stop_tailing
 from dnc.kafka import clients as kafka
 from dnc.settings import Settings
 
@@ -120,13 +121,8 @@ class ListView(View):
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._consumer is not None:
-            consumer, self._consumer = self._consumer, None
-            await consumer.stop()
+        consumer, self._consumer = self._consumer, None
+        await stop_tailing(task, consumer)
         if self._store is not None:
             writer, self._store = self._store, None
             await self._write(writer.close)

@@ -9,7 +9,6 @@ nothing stored locally.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -17,6 +16,7 @@ from collections.abc import Callable, Iterable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
+from dnc.api.view.tailing import stop_tailing
 from dnc.domain.events import ReviewItem
 from dnc.domain.timestamps import parse_ts
 from dnc.kafka import clients as kafka
@@ -53,13 +53,8 @@ class ReviewBoard:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._consumer is not None:
-            consumer, self._consumer = self._consumer, None
-            await consumer.stop()
+        consumer, self._consumer = self._consumer, None
+        await stop_tailing(task, consumer)
 
     async def _run(self) -> None:
         assert self._consumer is not None

@@ -27,6 +27,7 @@ from dnc.api.view import store
 from dnc.api.view.backend import view_identity, view_schema
 from dnc.api.view.pgstore import PostgresStore
 from dnc.api.view.served import READER_THREADS, View
+from dnc.api.view.tailing import stop_tailing
 from dnc.errors import ViewUnavailable
 from dnc.kafka import clients as kafka
 from dnc.settings import Settings
@@ -76,13 +77,8 @@ class SharedView(View):
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._consumer is not None:
-            consumer, self._consumer = self._consumer, None
-            await consumer.stop()
+        consumer, self._consumer = self._consumer, None
+        await stop_tailing(task, consumer)
         if self._store is not None:
             view, self._store, self._pg = self._store, None, None
             await asyncio.to_thread(view.close)

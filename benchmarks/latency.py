@@ -131,14 +131,19 @@ async def _load(settings: Settings, rate: float, state: State) -> None:
         await producer.stop()
 
 
-async def _watch_blocked(settings: Settings, state: State) -> None:
-    consumer = AIOKafkaConsumer(
+def _committed_reader(settings: Settings, reset: str) -> AIOKafkaConsumer:
+    """A watcher's consumer: committed records only, each as soon as the broker has it."""
+    return AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         isolation_level="read_committed",
         enable_auto_commit=False,
-        auto_offset_reset="earliest",
+        auto_offset_reset=reset,
         fetch_max_wait_ms=5,
     )
+
+
+async def _watch_blocked(settings: Settings, state: State) -> None:
+    consumer = _committed_reader(settings, "earliest")
     await consumer.start()
     try:
         topic = settings.topics.blocked
@@ -169,13 +174,7 @@ STAGES = ("command_created", "command_committed", "change_created", "change_comm
 async def _watch_stages(settings: Settings, state: State) -> None:
     """When each STOP's command and change were decided (``CreateTime``) and committed
     (seen by a ``read_committed`` reader). Matched by the contact's digits in the record."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        auto_offset_reset="latest",
-        fetch_max_wait_ms=5,
-    )
+    consumer = _committed_reader(settings, "latest")
     await consumer.start()
     try:
         t = settings.topics

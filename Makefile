@@ -49,7 +49,20 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
-deps: $(VENV)/.installed
+# The gate's compiled per-message check (native/hotpath, Rust via maturin; README,
+# "Performance"): a release build into the virtualenv. Without a Rust compiler the gate uses
+# its Python check, which decides alike, and says so at start; rustup's cargo is found too.
+HOTPATH := native/hotpath
+CARGO := $(or $(shell command -v cargo 2>/dev/null),$(wildcard $(HOME)/.cargo/bin/cargo))
+$(VENV)/.native: $(HOTPATH)/Cargo.toml $(HOTPATH)/Cargo.lock $(HOTPATH)/pyproject.toml \
+                 $(wildcard $(HOTPATH)/src/*.rs) | $(VENV)/.installed
+	@if [ -z "$(CARGO)" ]; then \
+	  echo "No Rust compiler (cargo): the gate's check stays in Python (README, Performance)"; \
+	else \
+	  PATH="$(dir $(CARGO)):$$PATH" $(BIN)/pip install -q ./$(HOTPATH) && touch $@; \
+	fi
+
+deps: $(VENV)/.installed $(VENV)/.native
 
 # Debian packages the tests use: Chromium for the browser tests (not a Playwright download),
 # kcat, a Kafka client that is not ours, to produce a STOP the way a partner would, and

@@ -304,6 +304,12 @@ class GateMetrics(RoleMetrics):
         self.filter_usable = Gauge(
             "dnc_gate_filter_usable", "1 while the gate's contact filter is usable", registry=r
         )
+        self.check_impl = Gauge(
+            "dnc_gate_check_impl",
+            "1 for the implementation of the per-message check in use: native (compiled) or python",
+            ["impl"],
+            registry=r,
+        )
 
 
 class _States(Collector):

@@ -187,6 +187,9 @@ class GateSettings(BaseModel):
     filter_enabled: bool = True
     filter_capacity: int = Field(default=2_000_000, ge=1000)
     filter_error_rate: float = Field(default=0.01, gt=0, lt=0.5)
+    # The per-message check compiled (native/hotpath, see README "Performance"); false, or
+    # the extension missing: the Python check, which decides alike (and says so at start).
+    native_check: bool = True
 
 
 class ApiKey(BaseModel):

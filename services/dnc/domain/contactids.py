@@ -48,6 +48,11 @@ class ContactIds:
     def version(self) -> int:
         return len(self._keys)
 
+    @property
+    def single_key(self) -> bytes | None:
+        """The key when there is one (the gate's compiled check reproduces only that)."""
+        return self._keys[0] if len(self._keys) == 1 else None
+
     def cid(self, contact: str) -> bytes:
         """The id of a canonical contact, or of a stored ``h<n>:…`` token."""
         if not contact.startswith("h") and len(self._states) == 1:

@@ -99,6 +99,11 @@ def _phone_table() -> dict[str, _CcEntry]:
     return _PHONE_TABLE
 
 
+def phone_fast_path_table() -> dict[str, _CcEntry]:
+    """The table of ``_fast_phone``, for its compiled twin (``dnc.gate.native``)."""
+    return _phone_table()
+
+
 def _fast_phone(raw: str) -> str | None:
     """Canonical form of a clean international number, or None: "ask the exact path".
     Answers only when parse() cannot change the digits (no leading 0, nothing for the

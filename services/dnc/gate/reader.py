@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import operator
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiokafka import TopicPartition
@@ -25,6 +25,8 @@ from dnc.domain.contacts import destination_key, normalise_sender
 from dnc.domain.entries import blocking_entries
 from dnc.domain.events import account_ok
 from dnc.errors import DuplicateField, InvalidValue, MissingField, NotJson
+from dnc.gate.decisions import Decision, Parsed
+from dnc.gate.native import check as native_check
 from dnc.index.layout import account_prefix, fingerprint, unpack_entries
 
 REQUIRED = ("message_id", "account", "channel", "sender", "destination")
@@ -35,21 +37,24 @@ _CACHE_LIMIT = 100_000
 _MAX_ADDRESS = 320  # events.OutboundMessage: sender and destination
 _fields = operator.itemgetter(*REQUIRED)
 
+if TYPE_CHECKING:
+    from dnc_hotpath import Checker as NativeChecker
+
 Records = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
-# account, channel, sender, contact (all canonical), fingerprint, field (see dnc.index.layout)
-Parsed = tuple[str, str, str, str, int, bytes]
-# Per record: the fields of a message that is looked up (or must keep its channel), the
-# error text of one that is invalid, or None for one the filter ruled out.
-Decision = Parsed | str | None
 
 
 class OutboundReader:
     """Reads messages for one gate; remembers what it has validated (accounts, senders)
     and the blocking entries it has rendered."""
 
-    def __init__(self, filter_mask: int, ids: ContactIds) -> None:
+    def __init__(
+        self, filter_mask: int, ids: ContactIds, native: NativeChecker | None = None
+    ) -> None:
         self.filter_mask = filter_mask
         self.ids = ids
+        # The compiled common case of check (dnc.gate.native); it learns accounts and
+        # senders from here, once they passed the careful path.
+        self.native = native
         self._senders: dict[str, str] = {}
         self._accounts: dict[str, bytes] = {}  # valid account → its field prefix
         self._verdicts: dict[tuple[bytes, bytes, str, str], bytes | None] = {}
@@ -58,7 +63,20 @@ class OutboundReader:
         self, batch: Records, bloom: Bloom | None, compact: bool
     ) -> tuple[list[Decision], list[int], list[int]]:
         """Every message's decision as far as it can be made here: (decisions, positions
-        to look up in Redis, positions that are not "ruled out by the filter").
+        to look up in Redis, positions that are not "ruled out by the filter")."""
+        # A null record's value is None at run time, whatever the type says: parse() tells.
+        raws = [r.value for records in batch.values() for r in records]
+        if self.native is not None:
+            return native_check(
+                self.native, self.check_python, raws, self.filter_mask, bloom=bloom, compact=compact
+            )
+        return self.check_python(raws, bloom, compact)
+
+    def check_python(
+        self, raws: Sequence[bytes], bloom: Bloom | None, compact: bool
+    ) -> tuple[list[Decision], list[int], list[int]]:
+        """``check`` in Python: the twin of the compiled check, and what decides the
+        messages that one leaves to Python.
 
         The loop runs once per message of the platform, so the common case (a compact
         JSON object from a known account and sender) is written out inline; whatever
@@ -71,40 +89,38 @@ class OutboundReader:
         decisions: list[Decision] = []
         ask: list[int] = []
         special: list[int] = []
-        for records in batch.values():
-            for r in records:
-                raw = r.value
+        for raw in raws:
+            try:
+                d = loads(raw)  # None raises: parse() says why
+                if dumps(d) != raw:
+                    _check_duplicates(raw, d)
+                message_id, account, channel, sender, destination = fields(d)
+                # Only checked values are cached: hits prove them valid strings.
+                prefix, ch, s = accounts[account], channels[channel], senders[sender]
+                if (
+                    type(message_id) is not str
+                    or not 0 < len(message_id) <= 256
+                    or len(destination) > _MAX_ADDRESS
+                ):
+                    raise KeyError  # to the careful path, which names the problem
+                contact = dkey(destination)
+                field = prefix + cid(contact)
+                fp = fingerprint(field)
+            except (KeyError, TypeError, ValueError, NotJson):
                 try:
-                    d = loads(raw)  # None raises: parse() says why
-                    if dumps(d) != raw:
-                        _check_duplicates(raw, d)
-                    message_id, account, channel, sender, destination = fields(d)
-                    # Only checked values are cached: hits prove them valid strings.
-                    prefix, ch, s = accounts[account], channels[channel], senders[sender]
-                    if (
-                        type(message_id) is not str
-                        or not 0 < len(message_id) <= 256
-                        or len(destination) > _MAX_ADDRESS
-                    ):
-                        raise KeyError  # to the careful path, which names the problem
-                    contact = dkey(destination)
-                    field = prefix + cid(contact)
-                    fp = fingerprint(field)
-                except (KeyError, TypeError, ValueError, NotJson):
-                    try:
-                        account, ch, s, contact, fp, field = self.parse(raw)
-                    except (InvalidValue, NotJson) as exc:
-                        special.append(len(decisions))
-                        decisions.append(str(exc))
-                        continue
-                n = len(decisions)
-                if bloom is None or fp & keep in bloom:
-                    ask.append(n)
-                elif compact:
-                    decisions.append(None)
+                    account, ch, s, contact, fp, field = self.parse(raw)
+                except (InvalidValue, NotJson) as exc:
+                    special.append(len(decisions))
+                    decisions.append(str(exc))
                     continue
-                special.append(n)
-                decisions.append((account, ch, s, contact, fp, field))
+            n = len(decisions)
+            if bloom is None or fp & keep in bloom:
+                ask.append(n)
+            elif compact:
+                decisions.append(None)
+                continue
+            special.append(n)
+            decisions.append((account, ch, s, contact, fp, field))
         return decisions, ask, special
 
     def parse(self, raw: bytes | None) -> Parsed:
@@ -175,6 +191,8 @@ class OutboundReader:
             prefix = account_prefix(account)
             if len(self._accounts) < _CACHE_LIMIT:
                 self._accounts[account] = prefix
+                if self.native is not None:
+                    self.native.learn_account(account, prefix)
         ch = _CHANNELS.get(channel)
         if ch is None:
             parsed_channel = parse_channel(channel, allow_all=False)
@@ -188,6 +206,8 @@ class OutboundReader:
             if len(self._senders) >= _CACHE_LIMIT:
                 self._senders.clear()
             self._senders[sender] = s
+            if self.native is not None:
+                self.native.learn_sender(sender, s)
         return account, ch, s, destination, prefix
 
     def verdict(self, p: Parsed, raw: bytes, now: int) -> bytes | None:

@@ -37,8 +37,10 @@ from dnc.errors import (
     IndexNotReady,
     IndexUnavailable,
 )
+from dnc.gate.decisions import Decision, Parsed
 from dnc.gate.filter import ContactFilter
-from dnc.gate.reader import Decision, OutboundReader, Parsed, Records
+from dnc.gate.native import load as load_native
+from dnc.gate.reader import OutboundReader, Records
 from dnc.index import Index, make_index
 from dnc.index.meta import IndexMeta, LookupResult
 from dnc.kafka import clients as kafka
@@ -90,11 +92,16 @@ class Gate(PipelineRole):
         self._seen: dict[tuple[str, int], int] = {}  # (node tag or "", partition)
         self._epoch: str | None = None
         self._rebuild: asyncio.Task[None] | None = None
-        self.reader = OutboundReader(self.index.filter_mask, self.index.ids)
+        native, self.check_impl = load_native(self.index.ids, gs.native_check)
+        self.reader = OutboundReader(self.index.filter_mask, self.index.ids, native)
         self.counts = {"allowed": 0, "blocked": 0, "dead_letter": 0, "redis_lookups": 0}
         self._probed_at = 0.0
 
     async def _open(self, exits: AsyncExitStack) -> None:
+        native = self.reader.native is not None
+        log.info("gate: per-message check: %s", self.check_impl)
+        for impl in ("native", "python"):
+            self.metrics.check_impl.labels(impl).set(float(native == (impl == "native")))
         t = self.topics
         names = [t.allowed, t.blocked, t.dead_letter, t.changes, *kafka.channel_topics(t)]
         self.partitions = await kafka.topic_partitions(self.settings, *names)

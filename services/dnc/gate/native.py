@@ -1,0 +1,107 @@
+"""The gate's per-message check, compiled: ``dnc_hotpath`` (``native/hotpath``, Rust, built
+by ``make deps``) decides the common case of ``OutboundReader.check`` a batch at a time;
+the Python loop stays as its twin and decides everything the extension does not fully
+understand (it answers "ask Python" for those, and they are few).
+
+Where the extension is missing (no Rust compiler at install time), turned off
+(``DNC_GATE__NATIVE_CHECK=false``) or cannot reproduce the contact ids (several keys),
+the gate uses the Python check and says which in its log and in ``dnc_gate_check_impl``.
+tests/unit/test_gate_native.py checks that both decide every message alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import compress
+from typing import TYPE_CHECKING, Protocol
+
+from rbloom import Bloom
+
+from dnc.domain.channels import Channel
+from dnc.domain.contactids import ContactIds
+from dnc.domain.contacts import phone_fast_path_table
+from dnc.gate.decisions import Decision
+
+if TYPE_CHECKING:
+    from dnc_hotpath import Checker as NativeChecker
+
+
+class PythonCheck(Protocol):
+    """The reader's own loop, for the messages the extension leaves to Python."""
+
+    def __call__(
+        self, raws: Sequence[bytes], bloom: Bloom | None, compact: bool
+    ) -> tuple[list[Decision], list[int], list[int]]: ...
+
+
+def load(ids: ContactIds, enabled: bool) -> tuple[NativeChecker | None, str]:
+    """The compiled checker, or None and why not."""
+    if not enabled:
+        return None, "python (turned off: DNC_GATE__NATIVE_CHECK=false)"
+    key = ids.single_key
+    if key is None:
+        return None, "python (several contact-id keys: the compiled check knows one)"
+    try:
+        import dnc_hotpath  # optional: built where a Rust compiler is
+    except ImportError:
+        return None, "python (the dnc_hotpath extension is not installed: no Rust compiler?)"
+    table = {
+        cc: (cc_len, sorted(lengths), None if matcher is None else pattern_of(matcher))
+        for cc, (cc_len, lengths, matcher) in phone_fast_path_table().items()
+    }
+    checker = dnc_hotpath.Checker(key, table, [c.value for c in Channel])
+    return checker, "native (dnc_hotpath, compiled)"
+
+
+def pattern_of(matcher: object) -> str:
+    """The regular expression of a bound ``re.Pattern.match``."""
+    pattern = getattr(matcher, "__self__", None)
+    text = getattr(pattern, "pattern", None)
+    assert isinstance(text, str), matcher
+    return text
+
+
+def check(
+    native: NativeChecker,
+    python: PythonCheck,
+    raws: list[bytes],
+    mask: int,
+    *,
+    bloom: Bloom | None,
+    compact: bool,
+) -> tuple[list[Decision], list[int], list[int]]:
+    """``OutboundReader.check`` of a batch's values, the common case compiled: the same
+    (decisions, positions to look up, positions not ruled out by the filter)."""
+    keys, slow = native.keys(raws, mask)
+    n = len(raws)
+    everything = range(n)
+    # Per message only C-level loops: the Bloom probe, then picking the positions.
+    maybe = [True] * n if bloom is None else list(map(bloom.__contains__, keys))
+    for i in slow:
+        maybe[i] = False
+    decisions: list[Decision] = [None] * n
+    if compact:
+        ask = list(compress(everything, maybe))
+        special = ask.copy()
+    else:
+        if slow:
+            fast = [True] * n
+            for i in slow:
+                fast[i] = False
+            special = list(compress(everything, fast))
+        else:
+            special = list(everything)
+        ask = list(compress(everything, maybe))
+    if special:
+        parsed = native.parsed([raws[i] for i in special])
+        for i, p in zip(special, parsed, strict=True):
+            assert p is not None  # what keys() decided, parsed() decides alike
+            decisions[i] = p
+    if not slow:
+        return decisions, ask, special
+    their, their_ask, their_special = python([raws[i] for i in slow], bloom, compact)
+    for i, d in zip(slow, their, strict=True):
+        decisions[i] = d
+    ask = sorted(ask + [slow[j] for j in their_ask])
+    special = sorted(special + [slow[j] for j in their_special])
+    return decisions, ask, special

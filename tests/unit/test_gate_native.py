@@ -1,0 +1,244 @@
+"""The gate's compiled check (dnc_hotpath, native/hotpath) decides every message exactly as
+its Python twin: the same decisions, lookups and errors, over the gate parse tests'
+cases and properties, hand-written nasty messages and the 200k-number phone sweep."""
+
+from __future__ import annotations
+
+import random
+import string
+from typing import Any
+
+import orjson
+import phonenumbers
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from rbloom import Bloom
+
+from dnc.domain.contacts import _fast_phone
+from dnc.errors import InvalidValue, NotJson
+from dnc.gate.role import Gate
+from dnc.settings import GateSettings, IndexSettings, Settings
+from tests.unit.test_gate_parse import CASES, GOOD, messages, reference
+
+try:
+    import dnc_hotpath  # noqa: F401 (only: is it built?)
+except ImportError:  # pragma: no cover - make deps always builds it
+    pytest.skip(
+        "the dnc_hotpath extension is not built (no Rust compiler when `make deps` ran)",
+        allow_module_level=True,
+    )
+
+
+def make_gate(native: bool) -> Gate:
+    gate = Gate(Settings(index=IndexSettings(buckets=1024), gate=GateSettings(native_check=native)))
+    assert (gate.reader.native is not None) == native, gate.check_impl
+    return gate
+
+
+@pytest.fixture(scope="module")
+def twins() -> tuple[Gate, Gate]:
+    return make_gate(True), make_gate(False)
+
+
+def records(raws: list[bytes | None]) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:
+    half = len(raws) // 2  # two partitions, as a batch has them
+    split = [raws[:half], raws[half:]]
+    return {
+        TopicPartition("out", p): [
+            ConsumerRecord("out", p, i, 0, 0, None, raw, None, 0, len(raw or b""), [])
+            for i, raw in enumerate(part)
+        ]
+        for p, part in enumerate(split)
+    }
+
+
+def both(twins: tuple[Gate, Gate], raws: list[bytes | None], bloom: Bloom | None) -> None:
+    """Native and Python decide alike, in both routing modes."""
+    native, python = twins
+    for compact in (True, False):
+        got = native.reader.check(records(raws), bloom, compact)
+        want = python.reader.check(records(raws), bloom, compact)
+        assert got == want, (compact, raws)
+
+
+def a_bloom(gate: Gate, raws: list[bytes | None]) -> Bloom:
+    """A filter holding every other valid message's contact (and nothing else)."""
+    bloom = Bloom(1000, 0.0001)
+    for raw in raws[::2]:
+        try:
+            p = gate.reader.parse(raw)
+        except (InvalidValue, NotJson):  # invalid: not in the filter
+            continue
+        bloom.add(p[4] & gate.reader.filter_mask)
+    return bloom
+
+
+def good(**changes: object) -> bytes:
+    return orjson.dumps({**GOOD, **changes})
+
+
+G = orjson.dumps(GOOD)
+NASTY: list[bytes | None] = [
+    *CASES,
+    G[:-1] + b',"account":"acme"}',  # a required key twice, same value
+    G[:-1] + b',"sender":"OTHER"}',
+    b'{"acc\\u006funt":"x",' + G[1:],  # an escaped key spelling a required name
+    b'{"acc\\tount":"x",' + G[1:],  # an escaped key spelling nothing
+    good(text="\\u0041"),  # a backslash-u inside a value (escaped by orjson: \\\\u)
+    G[:-1] + b',"text":"\\u00e9"}',
+    good(destination="441234567890").replace(b'"441234567890"', b'"44123456789\\u0030"'),
+    good(sender="AC\\ME"),
+    G.replace(b'"ACME"', b'"AC\\/ME"'),  # a simple escape in a required value
+    G[:-1] + b',"text":"a\\nb\\"c\\\\"}',  # simple escapes elsewhere: fine
+    G[:-1] + b',"text":"tab\there"}',  # a raw control character
+    G[:-1] + b',"text":"caf\xc3\xa9"}',  # UTF-8
+    G[:-1] + b',"text":"caf\xe9"}',  # not UTF-8
+    G[:-1] + b',"text":"\xed\xa0\x80"}',  # an encoded surrogate
+    b"\xef\xbb\xbf" + G,  # a byte-order mark
+    G[:-1] + b',"n":NaN}',
+    G[:-1] + b',"n":Infinity}',
+    G[:-1] + b',"n":-0,"m":0.5e-7,"k":1E+2}',
+    G[:-1] + b',"n":123456789012345678}',
+    G[:-1] + b',"n":1234567890123456789}',
+    G[:-1] + b',"n":18446744073709551616}',
+    G[:-1] + b',"n":1e400}',
+    G[:-1] + b',"n":1.}',
+    G[:-1] + b',"n":01}',
+    G[:-1] + b',"n":-}',
+    G[:-1] + b',"n":.5}',
+    G[:-1] + b',"n":+1}',
+    G[:-1] + b',"meta":{"destination":"441234567891","sender":{"x":[1,{"y":null}]}}}',
+    G[:-1] + b',"meta":{"destination":"a","destination":"b"}}',
+    G[:-1] + b',"deep":' + b"[" * 15 + b"]" * 15 + b"}",
+    G[:-1] + b',"deep":' + b"[" * 40 + b"]" * 40 + b"}",
+    G[:-1] + b',"deep":' + b'{"a":' * 40 + b"1" + b"}" * 40 + b"}",
+    b" \t\r\n" + G.replace(b",", b" ,\n ").replace(b":", b"\t:\r") + b" \n",
+    G + b"x",
+    G + b"{}",
+    G[:-1],
+    G[:-1] + b",}",
+    b'{"message_id":"m-1",,' + G[1:],
+    G.replace(b":", b"::", 1),
+    b"null",
+    b"{}",
+    b'"a string"',
+    b"[" + G + b"]",
+    good(message_id="é" * 256),
+    good(message_id="é" * 257),
+    good(message_id=""),
+    good(destination="4" * 320),
+    good(destination="+44 " + "1" * 317),
+    good(destination="00441234567890"),
+    good(destination="+441234567890"),
+    good(destination="+ 44 1234 567890"),
+    good(destination="0441234567890"),
+    good(destination="441234567890 "),
+    good(destination="٤٤1234567890"),  # Arabic-Indic digits
+    good(destination="jane@example.com"),
+    good(destination="33612345678"),  # France: national prefix "0"
+    good(destination="5491123456789"),  # Argentina: a real pattern
+    good(destination="4401234567890"),
+    good(channel="EMAIL"),
+    good(channel="VOICE"),
+    good(channel="Sms"),
+    good(account="other"),
+    good(sender="acme"),
+    good(message_id=7),
+    good(destination=441234567890),
+]
+
+
+def test_nasty_messages_are_decided_alike(twins: tuple[Gate, Gate]) -> None:
+    native, _ = twins
+    both(twins, NASTY, None)  # cold caches, then warm
+    both(twins, NASTY, None)
+    both(twins, NASTY, a_bloom(native, NASTY))
+
+
+def test_the_common_case_is_compiled(twins: tuple[Gate, Gate]) -> None:
+    """Not vacuous: a plain message from a known account and sender never reaches Python."""
+    native, _ = twins
+    native.reader.check(records([G]), None, True)  # learns account and sender
+    assert native.reader.native is not None
+    values = [G, good(destination="+44 1234 567890"), good(text='say "hi"\\n')]
+    keys, slow = native.reader.native.keys(values, native.reader.filter_mask)
+    assert slow == []
+    assert all(k != 0 for k in keys)
+
+
+def test_the_careful_reading_agrees(twins: tuple[Gate, Gate]) -> None:
+    native, _ = twins
+    decisions, _, _ = native.reader.check(records(NASTY), None, True)
+    assert decisions == [reference(raw) for raw in NASTY]
+
+
+@given(st.lists(messages(), min_size=1, max_size=6))
+@settings(max_examples=300, deadline=None)
+def test_same_decisions_on_messages_near_the_valid_ones(
+    twins: tuple[Gate, Gate], raws: list[bytes]
+) -> None:
+    values: list[bytes | None] = [G, *raws, *raws]
+    both(twins, values, None)
+    both(twins, values, a_bloom(twins[0], values))
+
+
+def sweep() -> list[str]:
+    """The 200k-number sweep of tests/unit/test_contacts.py (same seed and formats)."""
+    rng = random.Random(20261126)
+    formats = [
+        lambda d: d, lambda d: "+" + d, lambda d: "00" + d,
+        lambda d: "+" + d[:3] + " " + d[3:7] + " " + d[7:],
+    ]  # fmt: skip
+    numbers = []
+    for cc in sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE):
+        for length in range(4, 18):
+            for _ in range(67):
+                national = rng.choice("0123456789") + "".join(
+                    rng.choices(string.digits, k=length - 1)
+                )
+                numbers.append(rng.choice(formats)(str(cc) + national))
+    return numbers
+
+
+def test_phone_fast_path_is_the_same_over_the_sweep(twins: tuple[Gate, Gate]) -> None:
+    checker = twins[0].reader.native
+    assert checker is not None
+    numbers = sweep()
+    assert len(numbers) >= 200_000
+    decided = 0
+    for raw in numbers:
+        fast = checker.fast_phone(raw)
+        if fast is not None:
+            decided += 1
+            assert fast == _fast_phone(raw), raw
+    # Only the 19 calling codes with a real national-prefix pattern are left to Python.
+    python_decided = sum(_fast_phone(raw) is not None for raw in numbers)
+    assert decided > 0.85 * python_decided
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from(["", "+", "00", "+ ", "00 ", " ", "0"]),
+    st.text(alphabet=string.digits + " ", min_size=0, max_size=20),
+)
+@example("+", "4402012345678")
+@example("", "390612345678")
+@example("+", "5491123456789")
+@example("", "4" * 70)
+def test_phone_fast_path_never_disagrees(
+    twins: tuple[Gate, Gate], prefix: str, digits: str
+) -> None:
+    checker = twins[0].reader.native
+    assert checker is not None
+    fast = checker.fast_phone(prefix + digits)
+    assert fast is None or fast == _fast_phone(prefix + digits)
+
+
+def test_the_gate_says_which_check_it_uses() -> None:
+    assert make_gate(True).check_impl.startswith("native")
+    assert make_gate(False).check_impl == "python (turned off: DNC_GATE__NATIVE_CHECK=false)"
+    two_keys = Settings(privacy={"keys": ["k" * 32, "j" * 32]})  # type: ignore[arg-type]
+    assert Gate(two_keys).check_impl.startswith("python (several contact-id keys")

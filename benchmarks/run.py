@@ -79,6 +79,9 @@ class Bench:
         self.sizes = sorted({*args.sizes, args.entries})
 
     def settings(self, size: int, app: str, **kw: Any) -> Settings:
+        if self.args.python_check:  # the gate's Python check instead of the compiled one
+            gate = kw.get("gate") or GateSettings()
+            kw["gate"] = gate.model_copy(update={"native_check": False})
         return bench_settings(self.run_id, index=size_name(size), app=app, **kw)
 
     def log(self, text: str) -> None:
@@ -192,6 +195,7 @@ class Bench:
             *("--latency-spacing", str(a.latency_spacing), "--command-ops", "0"),
             *("--scale-rounds", "0", "--skip-no-filter", "--skip-no-metrics", "--skip-others"),
             *("--raw-out", str(out)),
+            *(["--python-check"] if a.python_check else []),
         ]
         env = {**os.environ, "DNC_KAFKA_BOOTSTRAP": a.kafka_cluster}
         done = await asyncio.to_thread(
@@ -562,6 +566,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"(make up-kafka-cluster: {KAFKA_CLUSTER}) in the same run",
     )
     p.add_argument("--raw-out", metavar="FILE", help=argparse.SUPPRESS)  # the cluster child
+    p.add_argument(
+        "--python-check",
+        action="store_true",
+        help="gates use the Python per-message check (DNC_GATE__NATIVE_CHECK=false)",
+    )
     p.add_argument("--scale-rounds", type=int, default=1, help="1 vs 2 gates; 0 = skip")
     p.add_argument(
         "--only-scaling", action="store_true", help="only the 1 vs 2 gate instances figure"

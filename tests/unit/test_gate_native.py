@@ -17,8 +17,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from rbloom import Bloom
 
+from dnc.domain.contactids import ContactIds
 from dnc.domain.contacts import _fast_phone
 from dnc.errors import InvalidValue, NotJson
+from dnc.gate.native import load
 from dnc.gate.role import Gate
 from dnc.settings import GateSettings, IndexSettings, Settings
 from tests.unit.test_gate_parse import CASES, GOOD, messages, reference
@@ -242,3 +244,14 @@ def test_the_gate_says_which_check_it_uses() -> None:
     assert make_gate(False).check_impl == "python (turned off: DNC_GATE__NATIVE_CHECK=false)"
     two_keys = Settings(privacy={"keys": ["k" * 32, "j" * 32]})  # type: ignore[arg-type]
     assert Gate(two_keys).check_impl.startswith("python (several contact-id keys")
+
+
+@given(st.text(min_size=1, max_size=40).filter(lambda s: len(s.encode()) <= 128))
+@example("441234567890")
+@example("x" * 128)
+def test_contact_ids_are_the_same(contact: str) -> None:
+    for key in ("k" * 32, "long key " * 7 + "x"):
+        ids = ContactIds([key])
+        checker = load(ids, enabled=True)[0]
+        assert checker is not None
+        assert checker.contact_id(contact) == ids.cid(contact)

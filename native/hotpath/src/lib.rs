@@ -8,9 +8,11 @@
 //! canonical channel, and a destination the phone fast path (`_fast_phone`) accepts.
 //! Anything else is "ask Python": the careful path keeps every rule and every error.
 
-use std::collections::{HashMap, HashSet};
+mod blake2b;
 
-use blake2b_simd::{Params, State};
+use std::collections::HashMap;
+
+use blake2b::Keyed;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
@@ -41,11 +43,27 @@ struct CallingCode {
     prefix: Prefix,
 }
 
+// Calling codes of 1, 2 and 3 digits in one table: code c of n digits is at OFFSET[n] + c.
+const OFFSET: [usize; 4] = [0, 0, 10, 110];
+const CODES: usize = 1110;
+
+/// A canonical phone number: at most MAX_PHONE_INPUT ASCII digits, on the stack.
+struct Phone {
+    digits: [u8; MAX_PHONE_INPUT],
+    len: usize,
+}
+
+impl Phone {
+    fn as_bytes(&self) -> &[u8] {
+        &self.digits[..self.len]
+    }
+}
+
 #[pyclass(module = "dnc_hotpath")]
 struct Checker {
-    state: State,
-    codes: HashMap<Vec<u8>, CallingCode>,
-    channels: HashSet<String>,
+    key: Keyed,
+    codes: Vec<Option<CallingCode>>,
+    channels: Vec<String>,
     accounts: HashMap<String, Vec<u8>>,
     senders: HashMap<String, String>,
 }
@@ -67,9 +85,12 @@ impl Checker {
         if key.is_empty() || key.len() > 64 {
             return Err(PyValueError::new_err("key: must be 1-64 bytes"));
         }
-        let state = Params::new().hash_length(16).key(key).to_state();
-        let mut codes = HashMap::new();
+        let mut codes: Vec<Option<CallingCode>> = (0..CODES).map(|_| None).collect();
         for (cc, (len, lengths, pattern)) in table {
+            let number: usize = cc.parse().map_err(|_| PyValueError::new_err(cc.clone()))?;
+            if !(1..=3).contains(&cc.len()) || len != cc.len() || cc.starts_with('0') {
+                return Err(PyValueError::new_err(format!("calling code {cc:?}: not 1-3 digits")));
+            }
             let mut bits = 0u32;
             for n in lengths {
                 if n < 32 {
@@ -80,12 +101,12 @@ impl Checker {
                 None => Prefix::None,
                 Some(p) => literals(&p).map_or(Prefix::Unknown, Prefix::Literals),
             };
-            codes.insert(cc.into_bytes(), CallingCode { len, lengths: bits, prefix });
+            codes[OFFSET[len] + number] = Some(CallingCode { len, lengths: bits, prefix });
         }
         Ok(Checker {
-            state,
+            key: Keyed::new(key),
             codes,
-            channels: channels.into_iter().collect(),
+            channels,
             accounts: HashMap::new(),
             senders: HashMap::new(),
         })
@@ -116,17 +137,18 @@ impl Checker {
     ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
         let mut keys: Vec<u64> = Vec::with_capacity(values.len());
         let mut slow: Vec<usize> = Vec::new();
+        let mut memo = Memo::default();
+        let mut field = Vec::with_capacity(64);
         for (i, value) in values.iter().enumerate() {
-            let decided = value
-                .downcast::<PyBytes>()
-                .ok()
-                .and_then(|b| self.decide(b.as_bytes()));
-            match decided {
-                Some((_, _, _, fp)) => keys.push(fp & mask),
-                None => {
-                    keys.push(0);
-                    slow.push(i);
-                }
+            let decided = match value.downcast::<PyBytes>() {
+                Ok(b) => self.decide(b.as_bytes(), &mut memo, &mut field).is_some(),
+                Err(_) => false,
+            };
+            if decided {
+                keys.push(xxh3_64(&field) & mask);
+            } else {
+                keys.push(0);
+                slow.push(i);
             }
         }
         Ok((PyList::new(py, keys)?, PyList::new(py, slow)?))
@@ -134,48 +156,87 @@ impl Checker {
 
     /// Per message ``Parsed`` (account, channel, sender, contact, fingerprint, field), or
     /// None where Python must read it.
-    fn parsed<'py>(&self, py: Python<'py>, values: &Bound<'py, PyList>) -> PyResult<Bound<'py, PyList>> {
+    fn parsed<'py>(
+        &self,
+        py: Python<'py>,
+        values: &Bound<'py, PyList>,
+    ) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
+        let mut memo = Memo::default();
+        let mut field = Vec::with_capacity(64);
         for value in values.iter() {
-            let decided = value
-                .downcast::<PyBytes>()
-                .ok()
-                .and_then(|b| self.decide(b.as_bytes()));
-            match decided {
-                Some((f, contact, field, fp)) => {
-                    let sender = &self.senders[f[3]];
-                    let tuple = PyTuple::new(
-                        py,
-                        [
-                            f[1].into_pyobject(py)?.into_any(),
-                            f[2].into_pyobject(py)?.into_any(),
-                            sender.as_str().into_pyobject(py)?.into_any(),
-                            contact.as_str().into_pyobject(py)?.into_any(),
-                            fp.into_pyobject(py)?.into_any(),
-                            PyBytes::new(py, &field).into_any(),
-                        ],
-                    )?;
-                    out.append(tuple)?;
-                }
-                None => out.append(py.None())?,
-            }
+            let Ok(bytes) = value.downcast::<PyBytes>() else {
+                out.append(py.None())?;
+                continue;
+            };
+            let Some((f, contact)) = self.decide(bytes.as_bytes(), &mut memo, &mut field) else {
+                out.append(py.None())?;
+                continue;
+            };
+            let sender = memo.sender.map_or("", |(_, canonical)| canonical);
+            let contact = std::str::from_utf8(contact.as_bytes()).unwrap_or_default();
+            let tuple = PyTuple::new(
+                py,
+                [
+                    f[1].into_pyobject(py)?.into_any(),
+                    f[2].into_pyobject(py)?.into_any(),
+                    sender.into_pyobject(py)?.into_any(),
+                    contact.into_pyobject(py)?.into_any(),
+                    xxh3_64(&field).into_pyobject(py)?.into_any(),
+                    PyBytes::new(py, &field).into_any(),
+                ],
+            )?;
+            out.append(tuple)?;
         }
         Ok(out)
     }
 
     /// The canonical phone number, or None: "ask Python" (``_fast_phone``'s twin).
     fn fast_phone(&self, raw: &str) -> Option<String> {
-        self.phone(raw)
+        let phone = self.phone(raw)?;
+        Some(String::from_utf8_lossy(phone.as_bytes()).into_owned())
+    }
+
+    /// The contact id of a canonical contact of 1-128 bytes (``ContactIds.cid``'s twin).
+    fn contact_id<'py>(&self, py: Python<'py>, contact: &str) -> PyResult<Bound<'py, PyBytes>> {
+        if contact.is_empty() || contact.len() > blake2b::BLOCK {
+            return Err(PyValueError::new_err("contact: must be 1-128 bytes"));
+        }
+        Ok(PyBytes::new(py, &self.key.hash(contact.as_bytes())))
     }
 }
 
+/// The account and sender of the previous message of a batch (they rarely change).
+#[derive(Default)]
+struct Memo<'s> {
+    account: Option<(&'s str, &'s [u8])>,
+    sender: Option<(&'s str, &'s str)>,
+}
+
 impl Checker {
-    /// (fields, contact, field, fingerprint) of a message decided here, or None.
-    fn decide<'a>(&self, raw: &'a [u8]) -> Option<(Fields<'a>, String, Vec<u8>, u64)> {
+    /// The required fields and contact of a message decided here (its field written into
+    /// `field`), or None: Python's.
+    fn decide<'a, 's>(
+        &'s self,
+        raw: &'a [u8],
+        memo: &mut Memo<'s>,
+        field: &mut Vec<u8>,
+    ) -> Option<(Fields<'a>, Phone)> {
         let f = scan(raw)?;
         let [message_id, account, channel, sender, destination] = f;
-        let prefix = self.accounts.get(account)?;
-        if !self.channels.contains(channel) || !self.senders.contains_key(sender) {
+        let prefix = match memo.account {
+            Some((known, prefix)) if known == account => prefix,
+            _ => {
+                let (known, prefix) = self.accounts.get_key_value(account)?;
+                memo.account = Some((known.as_str(), prefix.as_slice()));
+                prefix.as_slice()
+            }
+        };
+        if !matches!(memo.sender, Some((known, _)) if known == sender) {
+            let (known, canonical) = self.senders.get_key_value(sender)?;
+            memo.sender = Some((known.as_str(), canonical.as_str()));
+        }
+        if !self.channels.iter().any(|c| c == channel) {
             return None;
         }
         let id_len = message_id.chars().count();
@@ -183,17 +244,14 @@ impl Checker {
             return None;
         }
         let contact = self.phone(destination)?;
-        let mut h = self.state.clone();
-        h.update(contact.as_bytes());
-        let mut field = Vec::with_capacity(prefix.len() + 16);
+        field.clear();
         field.extend_from_slice(prefix);
-        field.extend_from_slice(h.finalize().as_bytes());
-        let fp = xxh3_64(&field);
-        Some((f, contact, field, fp))
+        field.extend_from_slice(&self.key.hash(contact.as_bytes()));
+        Some((f, contact))
     }
 
     /// ``dnc.domain.contacts._fast_phone``, step by step.
-    fn phone(&self, raw: &str) -> Option<String> {
+    fn phone(&self, raw: &str) -> Option<Phone> {
         if raw.chars().count() > MAX_PHONE_INPUT {
             return None;
         }
@@ -204,14 +262,31 @@ impl Checker {
         } else {
             raw
         };
-        let digits: Vec<u8> = s.bytes().filter(|&b| b != b' ').collect();
-        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-            return None;
+        let mut phone = Phone { digits: [0; MAX_PHONE_INPUT], len: 0 };
+        for &b in s.as_bytes() {
+            if b == b' ' {
+                continue;
+            }
+            if !b.is_ascii_digit() {
+                return None; // (s has at most 64 characters, so all fit)
+            }
+            phone.digits[phone.len] = b;
+            phone.len += 1;
         }
+        let digits = phone.as_bytes();
         // Shortest calling code first, as the Python table lookup (and phonenumbers).
-        let code = (1..=3)
-            .filter(|&n| n <= digits.len())
-            .find_map(|n| self.codes.get(&digits[..n]))?;
+        let mut number = 0;
+        let mut code = None;
+        for n in 1..=digits.len().min(3) {
+            number = number * 10 + usize::from(digits[n - 1] - b'0');
+            if digits[0] != b'0' {
+                code = self.codes[OFFSET[n] + number].as_ref();
+            }
+            if code.is_some() {
+                break;
+            }
+        }
+        let code = code?;
         let national = &digits[code.len..];
         let n = national.len();
         if n >= 32 || code.lengths & (1 << n) == 0 || national.first() == Some(&b'0') {
@@ -226,7 +301,7 @@ impl Checker {
                 }
             }
         }
-        String::from_utf8(digits).ok()
+        Some(phone)
     }
 }
 
@@ -299,6 +374,13 @@ fn string(b: &[u8], i: usize) -> Option<(usize, bool)> {
     let mut j = i + 1;
     let mut escaped = false;
     loop {
+        // Eight bytes at a time past the plain ones (the common case: text).
+        while let Some(chunk) = b.get(j..j + 8) {
+            if special(u64::from_le_bytes(chunk.try_into().ok()?)) {
+                break;
+            }
+            j += 8;
+        }
         match *b.get(j)? {
             b'"' => return Some((j + 1, escaped)),
             b'\\' => {
@@ -312,6 +394,18 @@ fn string(b: &[u8], i: usize) -> Option<(usize, bool)> {
             _ => j += 1,
         }
     }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Whether one of the eight bytes of `w` may be a quote, a backslash or a control
+/// character (never a false "no"; a false "yes" only means a byte-wise look).
+fn special(w: u64) -> bool {
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS != 0;
+    zero(w ^ (ONES * u64::from(b'"')))
+        || zero(w ^ (ONES * u64::from(b'\\')))
+        || w.wrapping_sub(ONES * 0x20) & !w & HIGHS != 0
 }
 
 /// Any JSON value starting at `i`, nested at most `MAX_DEPTH`: the index after it.

@@ -39,6 +39,18 @@ fn g(v: &mut [u64; 16], a: usize, b: usize, c: usize, d: usize, x: u64, y: u64) 
     v[b] = (v[b] ^ v[c]).rotate_right(63);
 }
 
+#[inline(always)]
+fn round(v: &mut [u64; 16], m: &[u64; 16], s: &[usize; 16]) {
+    g(v, 0, 4, 8, 12, m[s[0]], m[s[1]]);
+    g(v, 1, 5, 9, 13, m[s[2]], m[s[3]]);
+    g(v, 2, 6, 10, 14, m[s[4]], m[s[5]]);
+    g(v, 3, 7, 11, 15, m[s[6]], m[s[7]]);
+    g(v, 0, 5, 10, 15, m[s[8]], m[s[9]]);
+    g(v, 1, 6, 11, 12, m[s[10]], m[s[11]]);
+    g(v, 2, 7, 8, 13, m[s[12]], m[s[13]]);
+    g(v, 3, 4, 9, 14, m[s[14]], m[s[15]]);
+}
+
 fn compress(h: &mut [u64; 8], block: &[u8; BLOCK], t: u64, last: bool) {
     let mut m = [0u64; 16];
     for (i, w) in m.iter_mut().enumerate() {
@@ -51,17 +63,20 @@ fn compress(h: &mut [u64; 8], block: &[u8; BLOCK], t: u64, last: bool) {
     if last {
         v[14] = !v[14];
     }
-    for r in 0..12 {
-        let s = &SIGMA[r % 10];
-        g(&mut v, 0, 4, 8, 12, m[s[0]], m[s[1]]);
-        g(&mut v, 1, 5, 9, 13, m[s[2]], m[s[3]]);
-        g(&mut v, 2, 6, 10, 14, m[s[4]], m[s[5]]);
-        g(&mut v, 3, 7, 11, 15, m[s[6]], m[s[7]]);
-        g(&mut v, 0, 5, 10, 15, m[s[8]], m[s[9]]);
-        g(&mut v, 1, 6, 11, 12, m[s[10]], m[s[11]]);
-        g(&mut v, 2, 7, 8, 13, m[s[12]], m[s[13]]);
-        g(&mut v, 3, 4, 9, 14, m[s[14]], m[s[15]]);
-    }
+    // Twelve rounds written out: constant message indices (a loop over `r % 10` measured
+    // 12 % slower).
+    round(&mut v, &m, &SIGMA[0]);
+    round(&mut v, &m, &SIGMA[1]);
+    round(&mut v, &m, &SIGMA[2]);
+    round(&mut v, &m, &SIGMA[3]);
+    round(&mut v, &m, &SIGMA[4]);
+    round(&mut v, &m, &SIGMA[5]);
+    round(&mut v, &m, &SIGMA[6]);
+    round(&mut v, &m, &SIGMA[7]);
+    round(&mut v, &m, &SIGMA[8]);
+    round(&mut v, &m, &SIGMA[9]);
+    round(&mut v, &m, &SIGMA[0]);
+    round(&mut v, &m, &SIGMA[1]);
     for i in 0..8 {
         h[i] ^= v[i] ^ v[i + 8];
     }

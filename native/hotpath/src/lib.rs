@@ -374,9 +374,11 @@ fn string(b: &[u8], i: usize) -> Option<(usize, bool)> {
     let mut j = i + 1;
     let mut escaped = false;
     loop {
-        // Eight bytes at a time past the plain ones (the common case: text).
+        // Eight bytes at a time to the next byte that matters (the common case: text).
         while let Some(chunk) = b.get(j..j + 8) {
-            if special(u64::from_le_bytes(chunk.try_into().ok()?)) {
+            let found = special(u64::from_le_bytes(chunk.try_into().ok()?));
+            if found != 0 {
+                j += found.trailing_zeros() as usize / 8;
                 break;
             }
             j += 8;
@@ -399,13 +401,14 @@ fn string(b: &[u8], i: usize) -> Option<(usize, bool)> {
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
-/// Whether one of the eight bytes of `w` may be a quote, a backslash or a control
-/// character (never a false "no"; a false "yes" only means a byte-wise look).
-fn special(w: u64) -> bool {
-    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS != 0;
+/// The high bit of each of the eight bytes of `w` (little-endian) that may be a quote, a
+/// backslash or a control character. The lowest one set is always such a byte (borrows
+/// only run upwards), and none is missed; the bytes above it may be false alarms.
+fn special(w: u64) -> u64 {
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
     zero(w ^ (ONES * u64::from(b'"')))
-        || zero(w ^ (ONES * u64::from(b'\\')))
-        || w.wrapping_sub(ONES * 0x20) & !w & HIGHS != 0
+        | zero(w ^ (ONES * u64::from(b'\\')))
+        | (w.wrapping_sub(ONES * 0x20) & !w & HIGHS)
 }
 
 /// Any JSON value starting at `i`, nested at most `MAX_DEPTH`: the index after it.

@@ -4,6 +4,7 @@ cases and properties, hand-written nasty messages and the 200k-number phone swee
 
 from __future__ import annotations
 
+import logging
 import random
 import string
 from typing import Any
@@ -15,6 +16,7 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from prometheus_client import generate_latest
 from rbloom import Bloom
 
 from dnc.domain.contactids import ContactIds
@@ -239,7 +241,15 @@ def test_phone_fast_path_never_disagrees(
     assert fast is None or fast == _fast_phone(prefix + digits)
 
 
-def test_the_gate_says_which_check_it_uses() -> None:
+def test_the_gate_says_which_check_it_uses(caplog: pytest.LogCaptureFixture) -> None:
+    for native in (True, False):
+        gate = make_gate(native)
+        with caplog.at_level(logging.INFO, logger="dnc.gate.role"):
+            gate.report_check_impl()
+        assert f"per-message check: {gate.check_impl}" in caplog.text
+        text = generate_latest(gate.metrics.registry).decode()
+        assert f'dnc_gate_check_impl{{impl="native"}} {float(native)}' in text
+        assert f'dnc_gate_check_impl{{impl="python"}} {float(not native)}' in text
     assert make_gate(True).check_impl.startswith("native")
     assert make_gate(False).check_impl == "python (turned off: DNC_GATE__NATIVE_CHECK=false)"
     two_keys = Settings(privacy={"keys": ["k" * 32, "j" * 32]})  # type: ignore[arg-type]

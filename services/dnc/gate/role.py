@@ -98,10 +98,7 @@ class Gate(PipelineRole):
         self._probed_at = 0.0
 
     async def _open(self, exits: AsyncExitStack) -> None:
-        native = self.reader.native is not None
-        log.info("gate: per-message check: %s", self.check_impl)
-        for impl in ("native", "python"):
-            self.metrics.check_impl.labels(impl).set(float(native == (impl == "native")))
+        self.report_check_impl()
         t = self.topics
         names = [t.allowed, t.blocked, t.dead_letter, t.changes, *kafka.channel_topics(t)]
         self.partitions = await kafka.topic_partitions(self.settings, *names)
@@ -113,6 +110,13 @@ class Gate(PipelineRole):
         exits.push_async_callback(offsets.stop)
         await self.pipeline.start()
         exits.push_async_callback(self.pipeline.stop)
+
+    def report_check_impl(self) -> None:
+        """Which per-message check runs (never a silent difference): log and metric."""
+        log.info("gate: per-message check: %s", self.check_impl)
+        native = self.reader.native is not None
+        self.metrics.check_impl.labels("native").set(float(native))
+        self.metrics.check_impl.labels("python").set(float(not native))
 
     # --- Handler ------------------------------------------------------------------------
 

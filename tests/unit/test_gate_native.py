@@ -265,3 +265,11 @@ def test_contact_ids_are_the_same(contact: str) -> None:
         checker = load(ids, enabled=True)[0]
         assert checker is not None
         assert checker.contact_id(contact) == ids.cid(contact)
+
+
+def test_a_string_rust_cannot_hold_is_not_learned(twins: tuple[Gate, Gate]) -> None:
+    checker = twins[0].reader.native
+    assert checker is not None
+    checker.learn_sender("\ud800", "x")  # a lone surrogate: not UTF-8, stays Python's
+    checker.learn_account("\udfff", b"\xed\xbf\xbf\x1f")
+    assert checker.keys([G.replace(b'"ACME"', b'"\\ud800"')], 1)[1] == [0]

@@ -113,14 +113,20 @@ impl Checker {
     }
 
     /// A valid account and its field prefix (``account_prefix``), as the reader caches it.
-    fn learn_account(&mut self, account: String, prefix: Vec<u8>) {
+    /// A string that is not valid UTF-8 (a lone surrogate) is not learned: Python's.
+    fn learn_account(&mut self, account: &Bound<'_, PyAny>, prefix: Vec<u8>) {
+        let Ok(account) = account.extract::<String>() else { return };
         if self.accounts.len() < CACHE_LIMIT {
             self.accounts.insert(account, prefix);
         }
     }
 
     /// A sender as written and its canonical form, as the reader caches it.
-    fn learn_sender(&mut self, raw: String, canonical: String) {
+    fn learn_sender(&mut self, raw: &Bound<'_, PyAny>, canonical: &Bound<'_, PyAny>) {
+        let (Ok(raw), Ok(canonical)) = (raw.extract::<String>(), canonical.extract::<String>())
+        else {
+            return;
+        };
         if self.senders.len() >= CACHE_LIMIT {
             self.senders.clear();
         }

@@ -1,4 +1,5 @@
-//! BLAKE2b-128 keyed, for contacts of at most 128 bytes, with the key block compressed once.
+//! BLAKE2b-128 keyed, with the key block compressed once (hashlib copies a state that
+//! still holds it, so it compresses it again for every contact).
 
 const IV: [u64; 8] = [
     0x6a09_e667_f3bc_c908,
@@ -99,12 +100,20 @@ impl Keyed {
         Keyed { h }
     }
 
-    /// BLAKE2b-128 of `data` (1-128 bytes) under the key, as hashlib.blake2b gives it.
+    /// BLAKE2b-128 of `data` (at least one byte) under the key, as hashlib.blake2b gives it.
     pub fn hash(&self, data: &[u8]) -> [u8; 16] {
         let mut h = self.h;
+        let mut t = BLOCK as u64;
+        let mut rest = data;
+        while rest.len() > BLOCK {
+            let (block, tail) = rest.split_at(BLOCK);
+            t += BLOCK as u64;
+            compress(&mut h, block.try_into().expect("a whole block"), t, false);
+            rest = tail;
+        }
         let mut block = [0u8; BLOCK];
-        block[..data.len()].copy_from_slice(data);
-        compress(&mut h, &block, (BLOCK + data.len()) as u64, true);
+        block[..rest.len()].copy_from_slice(rest);
+        compress(&mut h, &block, t + rest.len() as u64, true);
         let mut out = [0u8; 16];
         out[..8].copy_from_slice(&h[0].to_le_bytes());
         out[8..].copy_from_slice(&h[1].to_le_bytes());

@@ -5,28 +5,26 @@
 //! object (strict grammar, no `\u` escapes, plain numbers, shallow nesting) whose five
 //! required fields are plain strings given once, from an account and a sender the Python
 //! side has already validated (it teaches them with `learn_account` / `learn_sender`), a
-//! canonical channel, and a destination the phone fast path (`_fast_phone`) accepts.
+//! canonical channel, and a destination the phone or e-mail fast path accepts.
 //! Anything else is "ask Python": the careful path keeps every rule and every error.
 
 mod blake2b;
+mod email;
+mod json;
 
 use std::collections::HashMap;
 
 use blake2b::Keyed;
+use json::{scan, Fields};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 use xxhash_rust::xxh3::xxh3_64;
 
-const REQUIRED: [&[u8]; 5] = [b"message_id", b"account", b"channel", b"sender", b"destination"];
 const CACHE_LIMIT: usize = 100_000; // as the reader's caches
 const MAX_ADDRESS: usize = 320;
 const MAX_MESSAGE_ID: usize = 256;
 const MAX_PHONE_INPUT: usize = 64;
-const MAX_DEPTH: usize = 16; // deeper: Python (its duplicate guard may give up on depth)
-const MAX_INT_DIGITS: usize = 18; // always an exact 64-bit integer for orjson
-const MAX_FRAC_DIGITS: usize = 18;
-const MAX_EXP_DIGITS: usize = 2; // |exponent| < 100: always a finite double
 
 /// What `national_prefix_for_parsing` means for the fast path of one calling code.
 enum Prefix {
@@ -68,8 +66,6 @@ struct Checker {
     senders: HashMap<String, String>,
 }
 
-/// The five required values, as they stand in the raw message (no escapes in them).
-type Fields<'a> = [&'a str; 5];
 
 #[pymethods]
 impl Checker {
@@ -144,14 +140,14 @@ impl Checker {
         let mut keys: Vec<u64> = Vec::with_capacity(values.len());
         let mut slow: Vec<usize> = Vec::new();
         let mut memo = Memo::default();
-        let mut field = Vec::with_capacity(64);
+        let mut out = Out::default();
         for (i, value) in values.iter().enumerate() {
             let decided = match value.downcast::<PyBytes>() {
-                Ok(b) => self.decide(b.as_bytes(), &mut memo, &mut field).is_some(),
+                Ok(b) => self.decide(b.as_bytes(), &mut memo, &mut out).is_some(),
                 Err(_) => false,
             };
             if decided {
-                keys.push(xxh3_64(&field) & mask);
+                keys.push(xxh3_64(&out.field) & mask);
             } else {
                 keys.push(0);
                 slow.push(i);
@@ -167,20 +163,20 @@ impl Checker {
         py: Python<'py>,
         values: &Bound<'py, PyList>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let out = PyList::empty(py);
+        let list = PyList::empty(py);
         let mut memo = Memo::default();
-        let mut field = Vec::with_capacity(64);
+        let mut out = Out::default();
         for value in values.iter() {
             let Ok(bytes) = value.downcast::<PyBytes>() else {
-                out.append(py.None())?;
+                list.append(py.None())?;
                 continue;
             };
-            let Some((f, contact)) = self.decide(bytes.as_bytes(), &mut memo, &mut field) else {
-                out.append(py.None())?;
+            let Some(f) = self.decide(bytes.as_bytes(), &mut memo, &mut out) else {
+                list.append(py.None())?;
                 continue;
             };
             let sender = memo.sender.map_or("", |(_, canonical)| canonical);
-            let contact = std::str::from_utf8(contact.as_bytes()).unwrap_or_default();
+            let contact = std::str::from_utf8(&out.contact).unwrap_or_default();
             let tuple = PyTuple::new(
                 py,
                 [
@@ -188,13 +184,13 @@ impl Checker {
                     f[2].into_pyobject(py)?.into_any(),
                     sender.into_pyobject(py)?.into_any(),
                     contact.into_pyobject(py)?.into_any(),
-                    xxh3_64(&field).into_pyobject(py)?.into_any(),
-                    PyBytes::new(py, &field).into_any(),
+                    xxh3_64(&out.field).into_pyobject(py)?.into_any(),
+                    PyBytes::new(py, &out.field).into_any(),
                 ],
             )?;
-            out.append(tuple)?;
+            list.append(tuple)?;
         }
-        Ok(out)
+        Ok(list)
     }
 
     /// The canonical phone number, or None: "ask Python" (``_fast_phone``'s twin).
@@ -203,13 +199,26 @@ impl Checker {
         Some(String::from_utf8_lossy(phone.as_bytes()).into_owned())
     }
 
-    /// The contact id of a canonical contact of 1-128 bytes (``ContactIds.cid``'s twin).
+    /// The canonical e-mail address, or None: "ask Python" (``_FAST_EMAIL``'s twin).
+    fn fast_email(&self, raw: &str) -> Option<String> {
+        let mut out = Vec::new();
+        email::canonical(raw, &mut out).then(|| String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// The contact id of a canonical contact (``ContactIds.cid``'s twin, for one key).
     fn contact_id<'py>(&self, py: Python<'py>, contact: &str) -> PyResult<Bound<'py, PyBytes>> {
-        if contact.is_empty() || contact.len() > blake2b::BLOCK {
-            return Err(PyValueError::new_err("contact: must be 1-128 bytes"));
+        if contact.is_empty() {
+            return Err(PyValueError::new_err("contact: must not be empty"));
         }
         Ok(PyBytes::new(py, &self.key.hash(contact.as_bytes())))
     }
+}
+
+/// What `decide` writes per message: the canonical contact and its index field.
+#[derive(Default)]
+struct Out {
+    contact: Vec<u8>,
+    field: Vec<u8>,
 }
 
 /// The account and sender of the previous message of a batch (they rarely change).
@@ -226,8 +235,8 @@ impl Checker {
         &'s self,
         raw: &'a [u8],
         memo: &mut Memo<'s>,
-        field: &mut Vec<u8>,
-    ) -> Option<(Fields<'a>, Phone)> {
+        out: &mut Out,
+    ) -> Option<Fields<'a>> {
         let f = scan(raw)?;
         let [message_id, account, channel, sender, destination] = f;
         let prefix = match memo.account {
@@ -249,11 +258,17 @@ impl Checker {
         if id_len == 0 || id_len > MAX_MESSAGE_ID || destination.chars().count() > MAX_ADDRESS {
             return None;
         }
-        let contact = self.phone(destination)?;
-        field.clear();
-        field.extend_from_slice(prefix);
-        field.extend_from_slice(&self.key.hash(contact.as_bytes()));
-        Some((f, contact))
+        // destination_key: the phone fast path, then the e-mail one (both or neither: Python).
+        if let Some(phone) = self.phone(destination) {
+            out.contact.clear();
+            out.contact.extend_from_slice(phone.as_bytes());
+        } else if !email::canonical(destination, &mut out.contact) {
+            return None;
+        }
+        out.field.clear();
+        out.field.extend_from_slice(prefix);
+        out.field.extend_from_slice(&self.key.hash(&out.contact));
+        Some(f)
     }
 
     /// ``dnc.domain.contacts._fast_phone``, step by step.
@@ -316,179 +331,6 @@ fn literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
     let parts: Vec<Vec<u8>> = pattern.split('|').map(|p| p.as_bytes().to_vec()).collect();
     let plain = parts.iter().all(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit));
     plain.then_some(parts)
-}
-
-/// The required fields of a message this side understands exactly, or None.
-fn scan(raw: &[u8]) -> Option<Fields<'_>> {
-    let text = std::str::from_utf8(raw).ok()?;
-    let b = raw;
-    let mut found: [Option<&str>; 5] = [None; 5];
-    let mut i = ws(b, 0);
-    if b.get(i) != Some(&b'{') {
-        return None;
-    }
-    i = ws(b, i + 1);
-    loop {
-        let (end, escaped) = string(b, i)?;
-        let key = &b[i + 1..end - 1];
-        if escaped {
-            return None; // an escaped key may spell a required name
-        }
-        i = ws(b, end);
-        if b.get(i) != Some(&b':') {
-            return None;
-        }
-        i = ws(b, i + 1);
-        let start = i;
-        i = value(b, i, 1)?;
-        if let Some(slot) = REQUIRED.iter().position(|r| *r == key) {
-            if found[slot].is_some() || b[start] != b'"' {
-                return None; // given twice (Python refuses it), or not a string
-            }
-            let (_, escaped) = string(b, start)?;
-            if escaped {
-                return None;
-            }
-            found[slot] = Some(&text[start + 1..i - 1]);
-        }
-        i = ws(b, i);
-        match b.get(i) {
-            Some(b',') => i = ws(b, i + 1),
-            Some(b'}') => break,
-            _ => return None,
-        }
-    }
-    if ws(b, i + 1) != b.len() {
-        return None;
-    }
-    Some([found[0]?, found[1]?, found[2]?, found[3]?, found[4]?])
-}
-
-fn ws(b: &[u8], mut i: usize) -> usize {
-    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-        i += 1;
-    }
-    i
-}
-
-/// A string starting at `i`: (the index after its closing quote, whether it has escapes).
-/// `\u` escapes and raw control characters are Python's.
-fn string(b: &[u8], i: usize) -> Option<(usize, bool)> {
-    if b.get(i) != Some(&b'"') {
-        return None;
-    }
-    let mut j = i + 1;
-    let mut escaped = false;
-    loop {
-        // Eight bytes at a time to the next byte that matters (the common case: text).
-        while let Some(chunk) = b.get(j..j + 8) {
-            let found = special(u64::from_le_bytes(chunk.try_into().ok()?));
-            if found != 0 {
-                j += found.trailing_zeros() as usize / 8;
-                break;
-            }
-            j += 8;
-        }
-        match *b.get(j)? {
-            b'"' => return Some((j + 1, escaped)),
-            b'\\' => {
-                if !matches!(b.get(j + 1)?, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') {
-                    return None;
-                }
-                escaped = true;
-                j += 2;
-            }
-            c if c < 0x20 => return None,
-            _ => j += 1,
-        }
-    }
-}
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// The high bit of each of the eight bytes of `w` (little-endian) that may be a quote, a
-/// backslash or a control character. The lowest one set is always such a byte (borrows
-/// only run upwards), and none is missed; the bytes above it may be false alarms.
-fn special(w: u64) -> u64 {
-    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
-    zero(w ^ (ONES * u64::from(b'"')))
-        | zero(w ^ (ONES * u64::from(b'\\')))
-        | (w.wrapping_sub(ONES * 0x20) & !w & HIGHS)
-}
-
-/// Any JSON value starting at `i`, nested at most `MAX_DEPTH`: the index after it.
-fn value(b: &[u8], i: usize, depth: usize) -> Option<usize> {
-    match *b.get(i)? {
-        b'"' => string(b, i).map(|(end, _)| end),
-        b'{' => container(b, i, depth, b'}', true),
-        b'[' => container(b, i, depth, b']', false),
-        b't' => literal(b, i, b"true"),
-        b'f' => literal(b, i, b"false"),
-        b'n' => literal(b, i, b"null"),
-        _ => number(b, i),
-    }
-}
-
-fn container(b: &[u8], i: usize, depth: usize, close: u8, object: bool) -> Option<usize> {
-    if depth >= MAX_DEPTH {
-        return None;
-    }
-    let mut j = ws(b, i + 1);
-    if b.get(j) == Some(&close) {
-        return Some(j + 1);
-    }
-    loop {
-        if object {
-            j = ws(b, string(b, j)?.0);
-            if b.get(j) != Some(&b':') {
-                return None;
-            }
-            j = ws(b, j + 1);
-        }
-        j = ws(b, value(b, j, depth + 1)?);
-        match *b.get(j)? {
-            b',' => j = ws(b, j + 1),
-            c if c == close => return Some(j + 1),
-            _ => return None,
-        }
-    }
-}
-
-fn literal(b: &[u8], i: usize, word: &[u8]) -> Option<usize> {
-    b[i..].starts_with(word).then_some(i + word.len())
-}
-
-/// A number orjson reads exactly: -?(0|[1-9]d*)(.d+)?([eE][+-]?d+)? within the limits.
-fn number(b: &[u8], mut i: usize) -> Option<usize> {
-    if b.get(i) == Some(&b'-') {
-        i += 1;
-    }
-    let digits = |i: usize| b[i.min(b.len())..].iter().take_while(|c| c.is_ascii_digit()).count();
-    let n = digits(i);
-    if n == 0 || n > MAX_INT_DIGITS || (n > 1 && b[i] == b'0') {
-        return None;
-    }
-    i += n;
-    if b.get(i) == Some(&b'.') {
-        let n = digits(i + 1);
-        if n == 0 || n > MAX_FRAC_DIGITS {
-            return None;
-        }
-        i += 1 + n;
-    }
-    if matches!(b.get(i), Some(b'e' | b'E')) {
-        i += 1;
-        if matches!(b.get(i), Some(b'+' | b'-')) {
-            i += 1;
-        }
-        let n = digits(i);
-        if n == 0 || n > MAX_EXP_DIGITS {
-            return None;
-        }
-        i += n;
-    }
-    Some(i)
 }
 
 #[pymodule]

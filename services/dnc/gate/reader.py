@@ -3,7 +3,8 @@ normalised, a batch at a time; and the blocking entry of a message, rendered.
 
 This runs once per message of the platform, so its common case is written for speed
 (see ``OutboundReader.check``); every shortcut gives exactly what the careful reading
-(``OutboundReader.parse``) gives, which tests/unit/test_gate_parse.py checks.
+(``OutboundReader.parse``) gives, which tests/unit/test_gate_parse.py checks. Where the
+compiled check (``dnc.gate.native``) runs, this loop is its twin and reads what it leaves.
 """
 
 from __future__ import annotations

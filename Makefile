@@ -52,6 +52,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 # The gate's compiled per-message check (native/hotpath, Rust via maturin; README,
 # "Performance"): a release build into the virtualenv. Without a Rust compiler the gate uses
 # its Python check, which decides alike, and says so at start; rustup's cargo is found too.
+# A failed build with cargo present fails `make deps` (never a silent difference); `make deps
+# CARGO=` skips the extension on purpose.
 HOTPATH := native/hotpath
 CARGO := $(or $(shell command -v cargo 2>/dev/null),$(wildcard $(HOME)/.cargo/bin/cargo))
 $(VENV)/.native: $(HOTPATH)/Cargo.toml $(HOTPATH)/Cargo.lock $(HOTPATH)/pyproject.toml \

@@ -40,7 +40,7 @@ from dnc.errors import ConfigurationError, DncError, IndexDiverged, IndexUnavail
 from dnc.index import Index, make_index
 from dnc.index.replay import ReplayBuilder
 from dnc.kafka import clients as kafka
-from dnc.kafka.clients import BatchWriter, Sent
+from dnc.kafka.batches import BatchWriter, Sent
 from dnc.kafka.deadletter import DeadLetters
 from dnc.kafka.failures import Failure, classify, describe
 from dnc.kafka.pipeline import TransactionalPipeline

@@ -7,6 +7,11 @@ Starts ``dnc listwriter`` and ``dnc api`` as processes in a namespace of their o
 due at start + i / rate, whatever happened to the ones before) over keep-alive
 connections. Latency is counted from the moment a request was due, so a stalled server
 cannot hide its queue (no coordinated omission). 5% of the checks hit a listed contact.
+
+The checks start as soon as the entries are effective at the gate, while the API's list
+view is still applying them (as after an import). Then ``GET /healthz`` is sent the same
+way at the same rate: the baseline of the server, the connections and this load generator
+on the same machine, without the check's own work.
 """
 
 from __future__ import annotations
@@ -91,7 +96,7 @@ async def _get(
     return status, await reader.readexactly(length)
 
 
-async def _measure(port: int, args: argparse.Namespace, *, warmup: bool) -> None:
+async def _measure(port: int, args: argparse.Namespace, *, warmup: bool, route: str) -> None:
     seconds = 3 if warmup else args.seconds
     total = int(args.rate * seconds)
     due: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
@@ -104,9 +109,14 @@ async def _measure(port: int, args: argparse.Namespace, *, warmup: bool) -> None
         try:
             while (item := await due.get()) is not None:
                 i, at = item
+                if route == "/healthz":
+                    status, body = await _get(reader, writer, route)
+                    errors += status != 200
+                    latencies.append((time.perf_counter() - at) * 1000)
+                    continue
                 listed = i % 20 == 0
                 contact = f"447{i % args.entries:09d}" if listed else f"336{i:08d}"
-                path = f"/v1/check?account=acme&contact={contact}&channel=SMS&sender=ACME"
+                path = f"{route}?account=acme&contact={contact}&channel=SMS&sender=ACME"
                 status, body = await _get(reader, writer, path)
                 blocked = b'"blocked":true' in body
                 if status != 200 or blocked is not listed:
@@ -129,7 +139,7 @@ async def _measure(port: int, args: argparse.Namespace, *, warmup: bool) -> None
     latencies.sort()
     q = statistics.quantiles(latencies, n=1000)
     print(
-        f"GET /v1/check at {args.rate:g}/s for {seconds:g}s ({total} requests, {errors} errors, "
+        f"GET {route:9} at {args.rate:g}/s for {seconds:g}s ({total} requests, {errors} errors, "
         f"{args.entries} entries, {args.connections} connections): p50 {q[499]:.2f} ms  "
         f"p99 {q[989]:.2f} ms  p99.9 {q[998]:.2f} ms  max {latencies[-1]:.2f} ms"
     )
@@ -160,8 +170,9 @@ async def _run(args: argparse.Namespace) -> None:
         with role_process(settings, "listwriter"), role_process(settings, "api"):
             await _load_entries(settings, args.entries)
             await _wait_ready(port)
-            await _measure(port, args, warmup=True)
-            await _measure(port, args, warmup=False)
+            await _measure(port, args, warmup=True, route="/v1/check")
+            await _measure(port, args, warmup=False, route="/v1/check")
+            await _measure(port, args, warmup=False, route="/healthz")
             _status, text = await _get_once(port, "/metrics")
             print(_server_side(text.decode()))
     finally:

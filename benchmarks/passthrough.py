@@ -15,7 +15,7 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from dnc.kafka import clients as kafka
-from dnc.kafka.clients import BatchWriter, Sent
+from dnc.kafka.batches import BatchWriter, Sent
 from dnc.kafka.pipeline import TransactionalPipeline
 from dnc.metrics import RoleMetrics
 from dnc.settings import Settings

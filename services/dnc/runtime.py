@@ -8,6 +8,7 @@ commits, and closes its clients. A second signal exits at once.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -50,6 +51,13 @@ async def _main(factory: Callable[[Settings], Role], settings: Settings, name: s
     code = 0
     try:
         await role.start()
+        # What starting made (modules, phonenumbers' metadata, clients, settings) lives as
+        # long as the process. Frozen, a full collection no longer walks it. Measured in
+        # the latency benchmark's gate (35 s at half capacity): 15 full collections pausing
+        # up to 49 ms (502 ms in all) unfrozen, up to 6 ms (56 ms in all) frozen; each
+        # pause holds every message of the batch in flight.
+        gc.collect()
+        gc.freeze()
         log.info("%s: started", name)
         await role.run()
     except Exception:

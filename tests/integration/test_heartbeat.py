@@ -13,6 +13,7 @@ import pytest
 from aiokafka import TopicPartition
 
 from dnc.gate.role import Gate
+from dnc.listwriter.catchup import ChangelogReplay
 from dnc.listwriter.role import ListWriter
 from dnc.settings import IndexSettings, Settings
 from tests.integration.test_recovery import private_redis
@@ -124,13 +125,13 @@ async def test_a_catch_up_that_hangs_stops_the_list_writer_s_heartbeat(
 ) -> None:
     beat = tmp_path / "heartbeat"
     release = asyncio.Event()
-    real_apply = ListWriter._apply_changes
+    real_apply = ChangelogReplay._apply
 
-    async def apply_changes(writer: ListWriter, *args: Any) -> None:
+    async def apply_changes(replay: ChangelogReplay, *args: Any) -> None:
         await release.wait()  # a catch-up that hangs, saying nothing
-        await real_apply(writer, *args)
+        await real_apply(replay, *args)
 
-    monkeypatch.setattr(ListWriter, "_apply_changes", apply_changes)
+    monkeypatch.setattr(ChangelogReplay, "_apply", apply_changes)
     async with running(beating(settings, beat), "listwriter") as roles:
         writer = roles["listwriter"]
         parts = settings.topic_layout.list_partitions

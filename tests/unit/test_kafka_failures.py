@@ -166,7 +166,8 @@ async def test_batches_left_in_flight_by_a_failed_flush_report_no_unhandled_erro
     import asyncio
     import gc
 
-    from dnc.kafka.clients import BatchWriter, make_producer
+    from dnc.kafka.batches import BatchWriter
+    from dnc.kafka.clients import make_producer
     from dnc.settings import Settings
 
     loop = asyncio.get_running_loop()

@@ -21,7 +21,8 @@ from dnc.domain.changelog import entry_dict, format_time
 from dnc.domain.entries import Command, ContactState, Entry, EntryKey, Op, Source, apply_op
 from dnc.index.layout import Layout, pack_entries
 from dnc.index.meta import ContactUpdate, IndexMeta
-from dnc.kafka.clients import BatchWriter, Headers, Record, make_producer
+from dnc.kafka.batches import BatchWriter, Headers, Record
+from dnc.kafka.clients import make_producer
 from dnc.listwriter.evaluate import Contact, Contacts, Evaluated, Evaluator
 from dnc.settings import IndexSettings, Settings
 

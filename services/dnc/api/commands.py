@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from dnc.domain.entries import Command
 from dnc.index import Index
 from dnc.kafka import clients as kafka
+from dnc.kafka.batches import BatchWriter
 from dnc.settings import Settings
 
 Positions = dict[int, int]  # partition → highest offset written
@@ -48,7 +49,7 @@ class CommandWriter:
     async def submit(self, commands: Iterable[Command]) -> Positions:
         """Produce commands (each one's ops share a partition); wait for the broker's ack."""
         assert self._producer is not None, "start() first"
-        out = kafka.BatchWriter(self._producer)
+        out = BatchWriter(self._producer)
         for cmd in commands:
             k = cmd.ops[0].key
             out.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 
@@ -41,6 +42,8 @@ class ApiServer(Role):
         self.server = _Server(config)
 
     async def _open(self, exits: AsyncExitStack) -> None:
+        # Process-wide, so set by the role that owns the process, before its threads start.
+        sys.setswitchinterval(self.settings.api.gil_switch_interval_ms / 1000)
         await self.context.start()
         exits.push_async_callback(self.context.stop)
 

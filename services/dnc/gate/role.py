@@ -44,7 +44,7 @@ from dnc.gate.reader import OutboundReader, Records
 from dnc.index import Index, make_index
 from dnc.index.meta import IndexMeta, LookupResult
 from dnc.kafka import clients as kafka
-from dnc.kafka.clients import BatchWriter
+from dnc.kafka.batches import BatchWriter
 from dnc.kafka.deadletter import DeadLetters
 from dnc.kafka.failures import Failure, classify
 from dnc.kafka.pipeline import TransactionalPipeline

@@ -42,7 +42,7 @@ from dnc.errors import ConfigurationError, InvalidValue, PoisonRecord
 from dnc.index.layout import Layout, list_partition
 from dnc.ingest.signals import SignalMapper
 from dnc.kafka import clients as kafka
-from dnc.kafka.clients import BatchWriter
+from dnc.kafka.batches import BatchWriter
 from dnc.kafka.deadletter import DeadLetters, error_kind
 from dnc.kafka.pipeline import TransactionalPipeline
 from dnc.kafka.role import PipelineRole

@@ -1,5 +1,5 @@
-"""Kafka plumbing shared by the roles: client factories, topic set-up, batched produce
-(dead-letter records: ``dnc.kafka.deadletter``).
+"""Kafka plumbing shared by the roles: client factories and topic set-up (batched produce:
+``dnc.kafka.batches``; dead-letter records: ``dnc.kafka.deadletter``).
 
 Producers are always ``acks="all"`` with idempotence on; transactional ones get one
 transactional id per input partition (see ``Settings.transactional_id``). Consumers read
@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -27,10 +26,6 @@ from dnc.errors import ConfigurationError
 from dnc.settings import Settings, Topics
 
 log = logging.getLogger(__name__)
-
-Headers = Sequence[tuple[str, bytes]]
-# (key, value, headers): headers as a list, which is what the C batch builder takes.
-Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
 
 # Big enough to amortise per-batch costs, small enough to stay far below the broker's
 # default message.max.bytes (1 MiB).
@@ -300,113 +295,6 @@ async def partition_count(producer: AIOKafkaProducer, topic: str) -> int:
     if not parts:
         raise ConfigurationError(f"topic {topic!r} does not exist (run `dnc topics ensure`)")
     return len(parts)
-
-
-@dataclass(frozen=True, slots=True)
-class Sent:
-    """A batch the broker acknowledged: records ``base_offset`` … ``base_offset+count-1``."""
-
-    topic: str
-    partition: int
-    base_offset: int
-    count: int
-
-    @property
-    def last_offset(self) -> int:
-        return self.base_offset + self.count - 1
-
-
-class BatchWriter:
-    """Appends records into per-partition batches and sends them with ``send_batch``.
-
-    ``producer.send()`` costs a coroutine and a future per record; appending to a batch
-    builder is a single C call. ``append`` is synchronous; ``flush`` sends everything and
-    waits for the broker's acknowledgement of every batch.
-    """
-
-    def __init__(self, producer: AIOKafkaProducer) -> None:
-        self._producer = producer
-        self._open: dict[tuple[str, int], Any] = {}
-        self._full: list[tuple[Any, str, int]] = []
-        # What became of the batch's input records (outcome → count) and its dead letters
-        # (error kind → count): counted in metrics once the transaction commits.
-        self.tally: dict[str, int] = {}
-        self.dead: dict[str, int] = {}
-
-    def append(
-        self,
-        topic: str,
-        partition: int,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Headers = (),
-    ) -> None:
-        # The C batch builder insists on a list.
-        if type(headers) is not list:
-            headers = list(headers)
-        slot = (topic, partition)
-        builder = self._open.get(slot)
-        if builder is None:
-            builder = self._open[slot] = self._producer.create_batch()
-        if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
-            self._full.append((builder, topic, partition))
-            builder = self._open[slot] = self._producer.create_batch()
-            if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                raise ConfigurationError(
-                    f"a record for {topic} is larger than the producer batch size"
-                )
-
-    def extend(self, topic: str, partition: int, records: Iterable[Record]) -> None:
-        """``append`` of many records to one partition, in order: one loop around the
-        builder's append (a list writer batch is a million records)."""
-        slot = (topic, partition)
-        builder = self._open.get(slot)
-        append = None if builder is None else builder.append
-        for key, value, headers in records:
-            if append is None:  # no empty batch: flush would send it
-                builder = self._open[slot] = self._producer.create_batch()
-                append = builder.append
-            if append(key=key, value=value, timestamp=None, headers=headers) is None:
-                self._full.append((builder, topic, partition))
-                builder = self._open[slot] = self._producer.create_batch()
-                append = builder.append
-                if append(key=key, value=value, timestamp=None, headers=headers) is None:
-                    raise ConfigurationError(
-                        f"a record for {topic} is larger than the producer batch size"
-                    )
-
-    async def flush(self) -> list[Sent]:
-        """Send all batches and wait until the broker has them (or raise)."""
-        pending = self._full
-        pending.extend((b, t, p) for (t, p), b in self._open.items())
-        self._full, self._open = [], {}
-        futures: list[tuple[asyncio.Future[Any], int]] = []
-        sent = []
-        try:
-            for builder, topic, partition in pending:
-                count = builder.record_count()
-                futures.append(
-                    (await self._producer.send_batch(builder, topic, partition=partition), count)
-                )
-            for future, count in futures:
-                md = await future
-                sent.append(Sent(md.topic, md.partition, md.offset, count))
-        except BaseException:
-            # The transaction fails (or its step timed out, a broker hanging): batches
-            # still in flight fail later, fenced or timed out, with no one waiting. Their
-            # outcome is taken here, or asyncio logs each as an unhandled error.
-            for future, _count in futures:
-                future.add_done_callback(_outcome_taken)
-            raise
-        return sent
-
-    def __bool__(self) -> bool:
-        return bool(self._open or self._full)
-
-
-def _outcome_taken(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 def tps(topic: str, partitions: Iterable[int]) -> list[TopicPartition]:

@@ -15,7 +15,7 @@ import re
 import orjson
 from aiokafka.structs import ConsumerRecord
 
-from dnc.kafka.clients import BatchWriter
+from dnc.kafka.batches import BatchWriter
 
 # Beyond this a dead letter carries a reference to the original, not a copy (the original
 # stays in its topic): an input topic configured with a larger limit must not stop a role.

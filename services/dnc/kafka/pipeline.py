@@ -38,7 +38,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from dnc.kafka import clients as kafka
-from dnc.kafka.clients import BatchWriter, Sent
+from dnc.kafka.batches import BatchWriter, Sent
 from dnc.kafka.failures import Failure, classify, describe
 from dnc.kafka.producers import PartitionProducers
 from dnc.kafka.progress import Heartbeat, ProgressWatch, stuck

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from dnc.kafka.clients import Sent
+from dnc.kafka.batches import Sent
 from dnc.kafka.pipeline import TransactionalPipeline
 from dnc.lifecycle import Role
 

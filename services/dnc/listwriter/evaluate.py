@@ -43,7 +43,7 @@ from dnc.domain.entries import (
 from dnc.index import Index
 from dnc.index.layout import pack_entries, unpack_entries
 from dnc.index.meta import ContactUpdate, IndexMeta
-from dnc.kafka.clients import BatchWriter, Record
+from dnc.kafka.batches import BatchWriter, Record
 from dnc.settings import Settings
 
 Expiry = tuple[bytes, int | None]  # changelog key, expiry ms (None: not in the expiry index)

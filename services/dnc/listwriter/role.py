@@ -6,7 +6,7 @@ writer of changelog partition ``p`` and of the index entries of the contacts in 
 1. On assignment it starts the partition's transactional producer (fencing any zombie
    owner), then *catches up*: applies ``dnc.changes[p]`` to Redis from the offset Redis
    says it has (nothing = empty index = rebuild from the start) to the end, each batch of
-   records merged in Redis by one ``replay.lua`` call (``dnc.index.replay``). Only then does
+   records merged in Redis by one ``replay.lua`` call (``dnc.listwriter.catchup``). Only then does
    it take commands from ``p``.
 2. Per batch of commands: load the current entries of the contacts involved from Redis,
    evaluate the commands in order (``dnc.domain.entries.apply_op``: rule 1, opt-in semantics),
@@ -38,13 +38,13 @@ from dnc.domain.entries import Command
 from dnc.domain.timestamps import now_ms
 from dnc.errors import ConfigurationError, DncError, IndexDiverged, IndexUnavailable
 from dnc.index import Index, make_index
-from dnc.index.replay import ReplayBuilder
 from dnc.kafka import clients as kafka
-from dnc.kafka.clients import BatchWriter, Sent
+from dnc.kafka.batches import BatchWriter, Sent
 from dnc.kafka.deadletter import DeadLetters
 from dnc.kafka.failures import Failure, classify, describe
 from dnc.kafka.pipeline import TransactionalPipeline
 from dnc.kafka.role import PipelineRole
+from dnc.listwriter.catchup import ChangelogReplay
 from dnc.listwriter.evaluate import Evaluated, Evaluator, paused_gc
 from dnc.listwriter.expiry import ExpirySweeper
 from dnc.metrics import ListWriterMetrics
@@ -55,7 +55,6 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 IDLE_CHECK_S = 0.25
-CATCH_UP_BATCH = 5000
 CATCH_UP_BACKOFF_S = 0.2
 CATCH_UP_MAX_BACKOFF_S = 5.0
 
@@ -79,7 +78,6 @@ class ListWriter(PipelineRole):
         super().__init__(ListWriterMetrics(self.name, enabled=settings.metrics_enabled))
         self.settings = settings
         self.index = index or make_index(settings)
-        self._replay = ReplayBuilder(self.index)
         self.topics = settings.topics
         self.pipeline = TransactionalPipeline(
             settings,
@@ -100,6 +98,9 @@ class ListWriter(PipelineRole):
             settings, self.index, lambda: [p for p, o in self.owned.items() if o.ready]
         )
         self.evaluator: Evaluator | None = None
+        self._changelog = ChangelogReplay(
+            settings, self.index, lambda: self.parts, self._retrying, self._set_epoch
+        )
         self.applied = 0
 
     async def _open(self, exits: AsyncExitStack) -> None:
@@ -195,72 +196,36 @@ class ListWriter(PipelineRole):
                 await asyncio.sleep(delay)
 
     async def _catch_up_once(self, p: int) -> None:
-        tp = TopicPartition(self.topics.changes, p)
         commands = TopicPartition(self.topics.commands, p)
         started = time.monotonic()
         self.metrics.catch_ups.inc()
         remaining = self.metrics.catch_up_remaining.labels(self.name, str(p))
-        consumer = kafka.make_consumer(self.settings, group_id=None, max_records=CATCH_UP_BATCH)
-        await consumer.start()
-        try:
-            consumer.assign([tp])
-            applied = 0
-            while True:
-                meta = await self._retrying(self.index.meta)
-                if meta.epoch is None:  # empty index: initialise, then rebuild everything
-                    init = functools.partial(self.index.init, self.parts)
-                    self.epoch = await self._retrying(init)
-                    continue
-                self.epoch = meta.epoch
-                offset = meta.changes.get(p)
-                end = (await consumer.end_offsets([tp]))[tp]
-                consumer.seek(tp, offset or 0)
-                try:
-                    while (position := await consumer.position(tp)) < end or offset is None:
-                        batch = await consumer.getmany(
-                            tp, timeout_ms=200, max_records=CATCH_UP_BATCH
-                        )
-                        records = batch.get(tp, [])
-                        new_position = await consumer.position(tp)
-                        if not records and new_position == position and position < end:
-                            continue
-                        await self._apply_changes(p, records, offset, new_position)
-                        self.pipeline.progress.progressed(commands, time.monotonic())
-                        applied += len(records)
-                        offset = new_position
-                        remaining.set(max(end - new_position, 0))
-                    assert offset is not None
-                    await self._mark_commands_done(p, offset)
-                except (IndexDiverged, IndexUnavailable) as exc:
-                    # Another partition's catch-up may have started a new epoch (a node that
-                    # gained slots, an emptied Redis) after this one read it: read the meta
-                    # again rather than retry a write that can never match.
-                    log.warning("listwriter: catch-up of %d restarts: %s", p, exc)
-                    await asyncio.sleep(0.2)
-                    continue
-                break
-            owned = self.owned.get(p)
-            if owned is None:
-                return
-            owned.offset, owned.ready, owned.last_write = offset, True, time.monotonic()
-            remaining.set(0)
-            self.pipeline.progress.done(commands)
-            closed = self.metrics.fail_closed
-            if closed.reason == "kafka_unreachable" and not self.pipeline.producers.failing:
-                closed.clear()
-            log.info(
-                "listwriter: partition %d caught up at %s (%d changes in %.2fs)",
-                p,
-                offset,
-                applied,
-                time.monotonic() - started,
-            )
-        finally:
-            await consumer.stop()
+
+        def progressed(left: int) -> None:
+            self.pipeline.progress.progressed(commands, time.monotonic())
+            remaining.set(left)
+
+        offset, applied = await self._changelog.run(p, progressed, self._mark_commands_done)
+        owned = self.owned.get(p)
+        if owned is None:  # revoked meanwhile: not ours to resume
+            return
+        owned.offset, owned.ready, owned.last_write = offset, True, time.monotonic()
+        remaining.set(0)
+        self.pipeline.progress.done(commands)
+        closed = self.metrics.fail_closed
+        if closed.reason == "kafka_unreachable" and not self.pipeline.producers.failing:
+            closed.clear()
+        log.info(
+            "listwriter: partition %d caught up at %s (%d changes in %.2fs)",
+            p,
+            offset,
+            applied,
+            time.monotonic() - started,
+        )
         assert self.pipeline.consumer is not None
         self.pipeline.consumer.resume(commands)
 
-    async def _mark_commands_done(self, p: int, offset: int) -> None:
+    async def _mark_commands_done(self, p: int, offset: int, epoch: str) -> None:
         """Commands whose changes were replayed were processed: say so in cmd:p, or an API
         request waiting for them would wait until the next command arrives."""
         assert self.pipeline.consumer is not None
@@ -268,33 +233,13 @@ class ListWriter(PipelineRole):
         if committed is None:
             return
         await self.index.apply(
-            epoch=self.epoch,
+            epoch=epoch,
             partition=p,
             expected=offset,
             new_offset=offset,
             new_command_offset=committed,
             updates=[],
             now=now_ms(),
-        )
-
-    async def _apply_changes(
-        self,
-        p: int,
-        records: Sequence[ConsumerRecord[bytes, bytes]],
-        expected: int | None,
-        new_offset: int,
-    ) -> None:
-        """Replay changelog records (catch-up) into Redis with chg:p = new_offset."""
-        replay, counters, expiry = self._replay.build(records)
-        await self.index.replay(
-            epoch=self.epoch,
-            partition=p,
-            expected=expected,
-            new_offset=new_offset,
-            records=replay,
-            now=now_ms(),
-            counters=counters,
-            expiry=expiry,
         )
 
     # --- commands (pipeline Handler) ----------------------------------------------------
@@ -436,6 +381,9 @@ class ListWriter(PipelineRole):
                     self._schedule_catch_up(tp.partition)
 
     # --- helpers ------------------------------------------------------------------------
+
+    def _set_epoch(self, epoch: str) -> None:
+        self.epoch = epoch
 
     async def _retrying(self, fn: Callable[[], Awaitable[T]]) -> T:
         delay = 0.1

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -99,6 +100,8 @@ class PostgresStore(Reads):
         self.pool_size = pool_size
         self.statement_timeout_s = statement_timeout_s
         self._writer: Conn | None = None
+        # The writer's second thread: a chunk's statements run while the next is parsed.
+        self._apply_thread: ThreadPoolExecutor | None = None
         self._pool: ConnectionPool[Conn] | None = None
 
     @property
@@ -247,7 +250,7 @@ class PostgresStore(Reads):
         moved = [(store.CHANGES, p, o) for p, o in offsets.items()]
         moved += [(store.HISTORY, p, o) for p, o in (history_offsets or {}).items()]
         with self._reachable(), self.conn.transaction(), self.conn.cursor() as cur:
-            bad = write_rows(cur, records, history)
+            bad = write_rows(cur, records, history, self._overlap)
             if moved:
                 cur.executemany(_OFFSETS, moved)
         return bad
@@ -263,7 +266,7 @@ class PostgresStore(Reads):
         kept, when another writer moved one of them first; else the unreadable records."""
         try:
             with self._reachable(), self.conn.transaction(), self.conn.cursor() as cur:
-                bad = write_rows(cur, records, history)
+                bad = write_rows(cur, records, history, self._overlap)
                 for (log, part), move in moves.items():
                     if move.expected is None:
                         cur.execute(_CLAIM, (log, part, move.next, move.applied))
@@ -279,14 +282,29 @@ class PostgresStore(Reads):
         with self._reachable(), self.conn.transaction():
             self.conn.execute("ANALYZE entries, history")
 
+    @property
+    def _overlap(self) -> ThreadPoolExecutor:
+        if self._apply_thread is None:
+            self._apply_thread = ThreadPoolExecutor(1, thread_name_prefix="dnc-view-apply")
+        return self._apply_thread
+
     def close(self) -> None:
+        thread, self._apply_thread = self._apply_thread, None
+        if thread is not None:
+            thread.shutdown(wait=True)
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
         conn, self._writer = self._writer, None
         if conn is not None:
             with contextlib.suppress(psycopg.Error):
-                conn.close()  # the writer's advisory lock goes with its session
+                # Released now, not when the server notices the session has ended: a
+                # writer opened right after this one returns must find the view free.
+                conn.rollback()
+                conn.execute("SELECT pg_advisory_unlock_all()")
+                conn.commit()
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
 
     # --- readers -------------------------------------------------------------------------
 

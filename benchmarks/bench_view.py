@@ -47,7 +47,7 @@ SENDERS = [f"sender{i}" for i in range(40)] + ["447700900001", "news@acme.com"]
 YEAR_MS = 365 * 24 * 3600 * 1000
 START_MS = 1_760_000_000_000
 BATCH = 5000
-BOUND = 100_000  # DNC_VIEW__COUNT_BOUND's default
+BOUND = 10_000  # DNC_VIEW__COUNT_BOUND's default
 
 
 IDS = ContactIds(["bench-view privacy key, 32 bytes or more"])
@@ -229,6 +229,15 @@ def measure(backend: str, args: argparse.Namespace) -> dict[str, str]:
             f"{size / 1e6:.1f} MB = {size / rows:.0f} B per entry",
             flush=True,
         )
+        if isinstance(writer, PostgresStore):
+            sizes = writer.conn.execute(
+                "SELECT c.relname, pg_relation_size(c.oid) FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = 'dnc_view_bench' AND c.relname LIKE 'entries%'"
+                " ORDER BY 2 DESC"
+            ).fetchall()
+            writer.conn.commit()
+            print("  " + ", ".join(f"{name} {size / rows:.0f} B" for name, size in sizes))
         out["build rows/s"] = f"{rows / build_s:,.0f}"
         out["bytes per entry"] = f"{size / rows:.0f}"
         pages(writer, args, out)
@@ -336,7 +345,7 @@ def main() -> None:
     )
     parser.add_argument("--table", action="store_true", help="also the per-filter table")
     args = parser.parse_args()
-    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    backends = ["postgres", "sqlite"] if args.backend == "both" else [args.backend]
     results = {b: measure(b, args) for b in backends}
     print(f"\n{args.rows:,} entries, added_at in {args.order} order; load {os.getloadavg()}")
     print(f"{'':28}" + "".join(f"{b:>40}" for b in backends))

@@ -230,7 +230,7 @@ class ViewSettings(BaseModel):
     postgres_pool_size: int = Field(default=4, ge=1)
     # A filtered total is counted up to this many matches, then answered as "more than"
     # it (``total_is_lower_bound``): counting millions of rows per page takes seconds.
-    count_bound: int = Field(default=100_000, ge=1)
+    count_bound: int = Field(default=10_000, ge=1)
     # PostgreSQL stops a list, count or export query running longer (503, naming it).
     postgres_statement_timeout_s: float = Field(default=10.0, gt=0)
 

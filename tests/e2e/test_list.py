@@ -80,7 +80,7 @@ async def test_list_is_newest_first_and_paged(page: Page, tenant: Tenant) -> Non
 
 async def test_a_total_past_the_count_bound_reads_more_than(page: Page, tenant: Tenant) -> None:
     """A filtered total is counted up to DNC_VIEW__COUNT_BOUND, then the API says
-    total_is_lower_bound. The stack's bound is 100,000, so the answer is rewritten here;
+    total_is_lower_bound. The stack's bound is 10,000, so the answer is rewritten here;
     the API's side: tests/integration/test_api_entries.py."""
     for i in range(3):
         await tenant.add(f"4477008{i:05d}", accounts=[tenant.accounts[0]])

@@ -303,6 +303,13 @@ class Settings(BaseSettings):
     def group_id(self, role: str) -> str:
         return f"{self.app_id}.{role}"
 
+    def view_schema(self) -> str:
+        """The PostgreSQL schema of this deployment's list view: its app id in the name, so
+        that two namespaces sharing a database never share tables (as ``view_file`` for
+        SQLite)."""
+        tag = "".join(c if c.isalnum() or c == "_" else "_" for c in self.app_id.lower())
+        return f"dnc_view_{tag}"[:63]
+
     def as_env(self) -> dict[str, str]:
         """The ``DNC_*`` variables that make another process (a ``dnc`` role started by a
         test, a benchmark or ``dnc dev``) build exactly these settings, secrets included."""

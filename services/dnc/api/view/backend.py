@@ -195,7 +195,5 @@ def view_identity(settings: Settings, partitions: int, history_partitions: int) 
 
 
 def view_schema(settings: Settings) -> str:
-    """The PostgreSQL schema of this deployment's view: its app id in the name, so that two
-    namespaces sharing a database never share tables (as ``view_file`` for SQLite)."""
-    tag = "".join(c if c.isalnum() or c == "_" else "_" for c in settings.app_id.lower())
-    return f"dnc_view_{tag}"[:63]
+    """The PostgreSQL schema of this deployment's view (``Settings.view_schema``)."""
+    return settings.view_schema()

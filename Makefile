@@ -228,8 +228,11 @@ test-e2e: up tools
 test-faults: up
 	DNC_FAULT_ROUNDS=$${DNC_FAULT_ROUNDS:-10} $(BIN)/pytest tests/faults -q
 
-bench: up
+# Then the list view on both backends (PostgreSQL in a database of its own, dropped after);
+# the issue's size is --rows 10000000 (≈ 40 min here).
+bench: up up-postgres
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python benchmarks/bench_view.py --rows $${DNC_BENCH_VIEW_ROWS:-1000000} --backend both
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache artifacts

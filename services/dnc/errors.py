@@ -83,6 +83,11 @@ class ViewUnavailable(DncError):
     retriable = True
 
 
+class ViewQueryTimeout(ViewUnavailable):
+    """A list query ran longer than the view's statement timeout and was stopped (503,
+    saying so): a filter the indexes do not narrow, on a large list."""
+
+
 class ConfigurationError(DncError):
     """The deployment is wrong (topic partition counts, index layout). Stop and say why."""
 

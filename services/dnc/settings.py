@@ -236,6 +236,11 @@ class ViewSettings(BaseModel):
     postgres_url: SecretStr = SecretStr("")
     # Connections each API instance's reader pool keeps open to PostgreSQL at most.
     postgres_pool_size: int = Field(default=4, ge=1)
+    # A filtered total is counted up to this many matches, then answered as "more than"
+    # it (``total_is_lower_bound``): counting millions of rows per page takes seconds.
+    count_bound: int = Field(default=10_000, ge=1)
+    # PostgreSQL stops a list, count or export query running longer (503, naming it).
+    postgres_statement_timeout_s: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")
     def _postgres_needs_a_url(self) -> ViewSettings:
@@ -305,6 +310,13 @@ class Settings(BaseSettings):
 
     def group_id(self, role: str) -> str:
         return f"{self.app_id}.{role}"
+
+    def view_schema(self) -> str:
+        """The PostgreSQL schema of this deployment's list view: its app id in the name, so
+        that two namespaces sharing a database never share tables (as ``view_file`` for
+        SQLite)."""
+        tag = "".join(c if c.isalnum() or c == "_" else "_" for c in self.app_id.lower())
+        return f"dnc_view_{tag}"[:63]
 
     def as_env(self) -> dict[str, str]:
         """The ``DNC_*`` variables that make another process (a ``dnc`` role started by a

@@ -4,8 +4,9 @@ Each role's consumer group (state, members, lag per topic: last stable offset �
 offset), the index (complete, layout, per changelog partition the offset Redis has
 applied against the changelog's end, and on a Redis Cluster each master's own), and
 whether a gate would forward a message now, and if not why (the reasons of the gates'
-``dnc_fail_closed`` metric, and "no gate running"). Read-only: it joins no group and
-writes nothing.
+``dnc_fail_closed`` metric, and "no gate running"). With the PostgreSQL list view, also what the
+view writers have applied of ``dnc.changes`` and ``dnc.history`` (the offsets they store with
+the rows). Read-only: it joins no group and writes nothing.
 
 The changelog's ends are read *before* the index's offsets, so an index that keeps up
 shows a lag of a transaction marker or two at most; ``max_index_lag`` is the lag that
@@ -18,8 +19,10 @@ import asyncio
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import psycopg
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from psycopg import sql
 
 from dnc.errors import DncError
 from dnc.index import make_index
@@ -64,11 +67,29 @@ class IndexStatus:
 
 
 @dataclass
+class ViewStatus:
+    """The PostgreSQL list view (``DNC_VIEW__BACKEND=postgres``): what ``dnc viewwriter``
+    has applied, per log and partition, against the log's end."""
+
+    schema: str
+    reachable: bool = False
+    error: str | None = None
+    # "changes" / "history" → partition → {"applied": …, "end": …, "lag": …}
+    logs: dict[str, dict[int, dict[str, int | None]]] = field(default_factory=dict)
+
+    @property
+    def max_lag(self) -> int:
+        lags = [v["lag"] or 0 for parts in self.logs.values() for v in parts.values()]
+        return max(lags, default=0)
+
+
+@dataclass
 class Status:
     kafka: str = "ok"
     redis: str = "ok"
     groups: list[GroupStatus] = field(default_factory=list)
     index: IndexStatus | None = None
+    view: ViewStatus | None = None  # with the PostgreSQL list view only
     gate_forwards: bool = False
     why_not: list[str] = field(default_factory=list)  # fail-closed reasons, and more
     attention: list[str] = field(default_factory=list)
@@ -79,6 +100,8 @@ class Status:
             raw["total_lag"] = g.total_lag
         if self.index is not None:
             out["index"]["max_lag"] = self.index.max_lag
+        if self.view is not None:
+            out["view"]["max_lag"] = self.view.max_lag
         out["ok"] = not self.attention
         return out
 
@@ -107,6 +130,8 @@ async def collect(settings: Settings, *, max_lag: int, max_index_lag: int) -> St
     status.index = await _index(settings, ends)
     if not status.index.reachable:
         status.redis = f"unreachable ({status.index.error})"
+    if settings.view.backend == "postgres":
+        status.view = await asyncio.to_thread(_view, settings, ends)
     _judge(status, max_lag=max_lag, max_index_lag=max_index_lag)
     return status
 
@@ -115,6 +140,8 @@ async def _ends(settings: Settings) -> dict[TopicPartition, int]:
     """The last stable offset of every partition the roles read, and of the changelog."""
     names = [n for topics in role_topics(settings).values() for n in topics]
     names.append(settings.topics.changes)
+    if settings.view.backend == "postgres":
+        names.append(settings.topics.history)
     counts = await kafka.topic_partitions(settings, *names, wait_s=2.0)
     consumer = kafka.make_consumer(settings, group_id=None)
     await consumer.start()
@@ -182,6 +209,35 @@ async def _index(settings: Settings, ends: dict[TopicPartition, int] | None) -> 
     return out
 
 
+def _view(settings: Settings, ends: dict[TopicPartition, int] | None) -> ViewStatus:
+    """The offsets the view writers stored with the rows, read in one query."""
+    out = ViewStatus(settings.view_schema())
+    query = sql.SQL("SELECT log, part, next FROM {}.offsets").format(sql.Identifier(out.schema))
+    try:
+        with psycopg.connect(
+            settings.view.postgres_url.get_secret_value(), connect_timeout=int(STEP_TIMEOUT_S)
+        ) as conn:
+            rows = conn.execute(query).fetchall()
+    except psycopg.errors.UndefinedTable:
+        out.error = "no list view yet: dnc viewwriter creates it when it starts"
+        return out
+    except psycopg.Error as exc:
+        out.error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return out
+    out.reachable = True
+    topics = {"changes": settings.topics.changes, "history": settings.topics.history}
+    applied = {(str(log), int(p)): int(n) for log, p, n in rows}
+    for log, topic in topics.items():
+        log_ends = {tp.partition: e for tp, e in (ends or {}).items() if tp.topic == topic}
+        parts = sorted(set(log_ends) | {p for g, p in applied if g == log})
+        out.logs[log] = {}
+        for p in parts:
+            done, end = applied.get((log, p)), log_ends.get(p)
+            lag = None if end is None else end - (done or 0)
+            out.logs[log][p] = {"applied": done, "end": end, "lag": lag}
+    return out
+
+
 def _judge(status: Status, *, max_lag: int, max_index_lag: int) -> None:
     why, attention = status.why_not, status.attention
     index = status.index
@@ -207,6 +263,14 @@ def _judge(status: Status, *, max_lag: int, max_index_lag: int) -> None:
             attention.append(f"{g.role}: no instance in group {g.group}")
         if g.total_lag > max_lag:
             attention.append(f"{g.role}: {g.total_lag} records waiting (over {max_lag})")
+    view = status.view
+    if view is not None and not view.reachable:
+        attention.append(f"list view (PostgreSQL): {view.error}")
+    elif view is not None and view.max_lag > max_index_lag:
+        attention.append(
+            f"list view (PostgreSQL): {view.max_lag} records not applied in a partition: "
+            "is dnc viewwriter running?"
+        )
 
 
 def render(status: Status) -> str:
@@ -234,6 +298,14 @@ def render(status: Status) -> str:
         for tag, offsets in index.nodes.items():
             per = " ".join(f"{p}:{o}" for p, o in offsets.items())
             lines.append(f"  master {tag}: {per}")
+    view = status.view
+    if view is not None:
+        state = "reachable" if view.reachable else f"NOT READABLE ({view.error})"
+        lines.append(f"view    PostgreSQL schema {view.schema}: {state}")
+        for log, parts in view.logs.items():
+            per = " ".join(f"{p}:{v['lag']}" for p, v in parts.items())
+            lag = sum(v["lag"] or 0 for v in parts.values())
+            lines.append(f"  {log}: lag {lag}  [{per}]")
     if status.gate_forwards:
         lines.append("gate    forwards now")
     else:

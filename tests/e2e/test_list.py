@@ -3,7 +3,9 @@ the pages together are exactly what the API holds."""
 
 from __future__ import annotations
 
-from playwright.async_api import Page, expect
+import re
+
+from playwright.async_api import Page, Route, expect
 
 from tests.e2e.conftest import Tenant, rows, sign_in
 
@@ -74,3 +76,24 @@ async def test_list_is_newest_first_and_paged(page: Page, tenant: Tenant) -> Non
     await page.get_by_label("Rows per page").select_option("25")
     await expect(summary).to_have_text(f"Showing 1–{total} of {total} contacts")
     await expect(page.get_by_role("button", name="Next page")).to_be_disabled()
+
+
+async def test_a_total_past_the_count_bound_reads_more_than(page: Page, tenant: Tenant) -> None:
+    """A filtered total is counted up to DNC_VIEW__COUNT_BOUND, then the API says
+    total_is_lower_bound. The stack's bound is 10,000, so the answer is rewritten here;
+    the API's side: tests/integration/test_api_entries.py."""
+    for i in range(3):
+        await tenant.add(f"4477008{i:05d}", accounts=[tenant.accounts[0]])
+
+    async def past_the_bound(route: Route) -> None:
+        response = await route.fetch()
+        body = await response.json()
+        body.update(total=100_000, total_is_lower_bound=True)
+        await route.fulfill(response=response, json=body)
+
+    await page.route(re.compile(r"/v1/entries(\?|$)"), past_the_bound)
+    await sign_in(page, tenant)
+    await expect(page.locator("#list-summary")).to_have_text(
+        "Showing 1–3 of more than 100,000 contacts"
+    )
+    await expect(page.locator("#page-info")).to_have_text("Page 1")

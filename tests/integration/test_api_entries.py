@@ -192,6 +192,31 @@ async def test_filters_and_stable_pagination(make_settings: MakeSettings, tmp_pa
             assert r.json()["field"] == field
 
 
+async def test_a_filtered_total_past_the_bound_is_shown_as_a_lower_bound(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    settings = await api_settings(make_settings, tmp_path)
+    settings = settings.model_copy(
+        update={"view": settings.view.model_copy(update={"count_bound": 3})}
+    )
+    rows = [
+        (EntryKey("acme", f"4479000002{i:02d}", "SMS", None), Source.IMPORT, T0 + i)
+        for i in range(5)
+    ]
+    rows.append((EntryKey("acme", PHONE, "VIBER", None), Source.MANUAL, T0 + 100))
+    async with running(settings, "listwriter"), api_client(settings) as (client, ctx):
+        await seed(ctx, rows)
+        everything = await listing(client, limit=2)
+        assert (everything["total"], everything["total_is_lower_bound"]) == (6, False)
+        sms = await listing(client, channel="SMS", limit=2)
+        # Five match: counted up to the bound, then "more than 3".
+        assert (sms["total"], sms["total_is_lower_bound"]) == (3, True)
+        assert len(sms["entries"]) == 2
+        assert sms["next_cursor"] is not None
+        viber = await listing(client, channel="VIBER")
+        assert (viber["total"], viber["total_is_lower_bound"]) == (1, False)
+
+
 async def test_remove_by_key_and_by_filter(make_settings: MakeSettings, tmp_path: Path) -> None:
     settings = await api_settings(make_settings, tmp_path)
     rows = [

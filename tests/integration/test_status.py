@@ -9,8 +9,9 @@ from typing import Any
 
 import orjson
 import pytest
+from pydantic import SecretStr
 
-from dnc.settings import Settings
+from dnc.settings import Settings, ViewSettings
 from tests.kit import ROOT, eventually, inbound, outbound, produce, reading, running, settings_env
 from tests.ports import free_port
 
@@ -89,3 +90,29 @@ async def test_running_roles_with_no_backlog_are_all_well(settings: Settings) ->
         code, text = await dnc_status(settings)
         assert code == 0
         assert "gate    forwards now" in text and "all well" in text
+
+
+async def test_the_postgres_list_view_and_its_writer_are_shown(
+    postgres_url: str,  # first: its database is dropped after the settings' schema
+    make_settings: Any,
+) -> None:
+    settings = await make_settings(
+        view=ViewSettings(backend="postgres", postgres_url=SecretStr(postgres_url))
+    )
+    code, found = await status_json(settings)
+    assert code == 1
+    assert found["view"]["reachable"] is False
+    assert any("no list view yet" in a for a in found["attention"])
+
+    async with running(settings, "viewwriter"):
+
+        async def applied() -> bool:
+            _, now = await status_json(settings)
+            found.update(now)
+            view = now["view"]
+            return bool(view["reachable"] and view["logs"]["changes"] and view["max_lag"] == 0)
+
+        await eventually(applied, timeout=30)
+    assert not any("list view" in a for a in found["attention"])
+    code, text = await dnc_status(settings)
+    assert f"view    PostgreSQL schema {settings.view_schema()}: reachable" in text

@@ -22,7 +22,7 @@ from dnc.api.view.pgstore import SCHEMA_VERSION, PostgresStore, migrate
 from dnc.api.view.query import EntryQuery
 from dnc.api.view.sorting import SORT_COLUMNS, sort_value
 from dnc.domain.entries import Entry, EntryKey, Source
-from dnc.errors import ConfigurationError
+from dnc.errors import ConfigurationError, ViewQueryTimeout
 from tests.unit.test_api_view_history import OTHER, PHONE, TOKEN, record
 from tests.unit.test_api_view_sorting import walk_sorted
 from tests.unit.test_api_view_store import change, matches, random_entry, random_query
@@ -246,6 +246,47 @@ def test_a_schema_newer_than_the_code_is_refused(postgres_url: str) -> None:
     with pytest.raises(ConfigurationError, match=f"version {SCHEMA_VERSION + 1}, newer than"):
         newer.open()
     newer.close()
+
+
+def test_totals_follow_adds_updates_and_removals_across_chunks(view: ViewStore) -> None:
+    """Unfiltered totals (PostgreSQL: the per-account counters) and bounded filtered ones
+    agree with the model after batches larger than a write chunk, in which keys are added,
+    changed and removed again (in one chunk and across chunks)."""
+    rng = random.Random(41)
+    model: dict[EntryKey, Entry] = {}
+    for batch in range(3):
+        records: list[tuple[bytes, bytes | None]] = []
+        for _ in range(2600):  # pgwrite.CHUNK is 1000
+            e = random_entry(rng)
+            if e.key in model and rng.random() < 0.4:
+                records.append((e.key.to_json(), None))
+                del model[e.key]
+            else:
+                records.append(change(e))
+                model[e.key] = e
+        view.apply(records, {0: (batch + 1) * len(records)})
+        for accounts in (("acme",), ("acme", "acme-eu"), ("acme", "acme-eu", "beta")):
+            q = EntryQuery(accounts=accounts)
+            expected = sum(1 for e in model.values() if matches(q, e))
+            assert view.total(q, 1) == (expected, False)  # unfiltered: always exact
+        for _ in range(20):
+            q = random_query(rng)
+            n = sum(1 for e in model.values() if matches(q, e))
+            if q == EntryQuery(accounts=q.accounts):
+                assert view.total(q, 5) == (n, False)
+            else:
+                assert view.total(q, 5) == ((5, True) if n > 5 else (n, False))
+
+
+def test_a_list_query_past_the_statement_timeout_answers_clearly(postgres_url: str) -> None:
+    s = PostgresStore(postgres_url, {"topic": "t"}, schema="dnc_view_t", statement_timeout_s=0.1)
+    s.open()
+    try:
+        with pytest.raises(ViewQueryTimeout, match=r"ran longer than 0\.1 s .* narrow the filter"):
+            s._read(lambda c: c.execute("SELECT pg_sleep(2)").fetchall())
+        assert s.count(EntryQuery(accounts=("acme",))) == 0  # the pool is still usable
+    finally:
+        s.close()
 
 
 def test_sorted_pages_and_the_overview_answer_alike(view: ViewStore) -> None:

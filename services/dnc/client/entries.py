@@ -95,7 +95,9 @@ def list_entries(
         return
     _show(entries)
     more = f"; next page: --cursor {cursor}" if cursor else ""
-    err.print(f"{len(entries)} of {page['total']} entries{more}", markup=False)
+    # A filtered total past the server's count bound is a lower bound (an API addition).
+    total = f"more than {page['total']}" if page.get("total_is_lower_bound") else page["total"]
+    err.print(f"{len(entries)} of {total} entries{more}", markup=False)
 
 
 @commands.command()

@@ -109,6 +109,7 @@ async def list_entries(
     return {
         "entries": [shown(e.to_dict()) for e in page.entries],
         "total": page.total,
+        "total_is_lower_bound": page.total_is_lower_bound,
         "next_cursor": page.next_cursor,
         "limit": limit,
     }

@@ -11,6 +11,7 @@ const state = {
   page: 0,
   entries: [],
   total: 0,
+  totalIsLowerBound: false, // the filter matches more than `total` (counted up to a bound)
   next: null,
   selected: new Map(), // key → entry, kept across pages until the filters change
   loading: 0,
@@ -131,13 +132,18 @@ async function loadPage() {
       await load();
       return;
     }
-    Object.assign(state, { entries: data.entries, total: data.total, next: data.next_cursor });
+    Object.assign(state, {
+      entries: data.entries,
+      total: data.total,
+      totalIsLowerBound: Boolean(data.total_is_lower_bound),
+      next: data.next_cursor,
+    });
     render();
     toUrl();
     document.dispatchEvent(new CustomEvent('dnc:listed')); // e.g. the overview follows
   } catch (err) {
     if (ticket !== state.loading) return;
-    Object.assign(state, { entries: [], total: 0, next: null });
+    Object.assign(state, { entries: [], total: 0, totalIsLowerBound: false, next: null });
     render();
     if (err.status === 422) showFilterError(`The list cannot be filtered like this: ${err.shown}`);
     else alertError(`The list could not be loaded: ${err.message}`);
@@ -155,10 +161,12 @@ function render() {
   const size = pageSize();
   const first = state.page * size + 1;
   const last = state.page * size + state.entries.length;
-  $('list-summary').textContent = state.total
-    ? `Showing ${first}–${last} of ${plural(state.total, 'contact')}`
-    : 'No contacts';
-  $('page-info').textContent = state.total ? `Page ${state.page + 1} of ${Math.ceil(state.total / size)}` : '';
+  const of = state.totalIsLowerBound
+    ? `more than ${state.total.toLocaleString('en')} contacts`
+    : plural(state.total, 'contact');
+  $('list-summary').textContent = state.total ? `Showing ${first}–${last} of ${of}` : 'No contacts';
+  const pages = state.totalIsLowerBound ? '' : ` of ${Math.ceil(state.total / size)}`;
+  $('page-info').textContent = state.total ? `Page ${state.page + 1}${pages}` : '';
   const focused = document.activeElement;
   $('page-prev').disabled = state.page === 0;
   $('page-next').disabled = !state.next;
@@ -274,7 +282,8 @@ async function exportEntries(selectedOnly) {
       if (sort.sort) params.set('sort', sort.sort);
       if (history) params.set('history', 'true');
       await download('/v1/entries/export', { params });
-      announce(`Exported ${plural(state.total, 'contact')}${withHistory} as ${as}.`);
+      const what = state.totalIsLowerBound ? 'the matching contacts' : plural(state.total, 'contact');
+      announce(`Exported ${what}${withHistory} as ${as}.`);
     }
   } catch (err) {
     alertError(`The export failed: ${err.message}`);

@@ -74,6 +74,10 @@ class ViewStore(Protocol):
 
     def count(self, q: EntryQuery) -> int: ...
 
+    def total(self, q: EntryQuery, bound: int) -> tuple[int, bool]:
+        """(matches, False), or (bound, True) when ``q`` matches more than ``bound``."""
+        ...
+
     def keys(self, q: EntryQuery) -> list[EntryKey]: ...
 
     def get(self, wanted: Sequence[EntryKey]) -> dict[EntryKey, Entry]: ...
@@ -174,6 +178,7 @@ def make_store(settings: Settings, path: Path, identity: dict[str, str]) -> View
             identity,
             schema=view_schema(settings),
             pool_size=settings.view.postgres_pool_size,
+            statement_timeout_s=settings.view.postgres_statement_timeout_s,
         )
     return SqliteStore(path, identity)
 
@@ -190,7 +195,5 @@ def view_identity(settings: Settings, partitions: int, history_partitions: int) 
 
 
 def view_schema(settings: Settings) -> str:
-    """The PostgreSQL schema of this deployment's view: its app id in the name, so that two
-    namespaces sharing a database never share tables (as ``view_file`` for SQLite)."""
-    tag = "".join(c if c.isalnum() or c == "_" else "_" for c in settings.app_id.lower())
-    return f"dnc_view_{tag}"[:63]
+    """The PostgreSQL schema of this deployment's view (``Settings.view_schema``)."""
+    return settings.view_schema()

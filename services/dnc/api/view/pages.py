@@ -19,6 +19,8 @@ class Page:
     entries: list[Entry]
     total: int
     next_cursor: str | None
+    # ``total`` is a lower bound: the filter matches more (``DNC_VIEW__COUNT_BOUND``).
+    total_is_lower_bound: bool = False
 
 
 @dataclass(slots=True)

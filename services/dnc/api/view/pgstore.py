@@ -19,7 +19,8 @@ the deployment's own (``dnc_view_<app id>``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -29,9 +30,11 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from dnc.api.view import history as view_history
 from dnc.api.view import store
 from dnc.api.view.pgschema import MIGRATIONS, SCHEMA_VERSION, migrate
+from dnc.api.view.pgwrite import STAGING, write_rows
+from dnc.api.view.query import EntryQuery
 from dnc.api.view.reader import Cursor, Reader
 from dnc.api.view.reads import Reads
-from dnc.errors import ConfigurationError, ViewUnavailable
+from dnc.errors import ConfigurationError, ViewQueryTimeout, ViewUnavailable
 
 T = TypeVar("T")
 CONNECT_TIMEOUT_S = 5
@@ -42,36 +45,6 @@ RECONNECT_FOREVER_S = 10 * 365 * 86400.0  # the pool keeps trying: the database 
 Conn = psycopg.Connection[tuple[Any, ...]]
 
 
-# One statement per kind of change per batch (arrays unnested server-side): one round trip
-# each, however many records the batch holds.
-_DELETE = """
-DELETE FROM entries e USING unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS d(a, c, ch, s)
-WHERE e.account = d.a AND e.contact = d.c
-  AND coalesce(e.channel, '') = d.ch AND coalesce(e.sender, '') = d.s
-"""
-_UPSERT = """
-INSERT INTO entries (account, contact, channel, sender, source, added_at, origin, expires_at, kh)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[],
-                     %s::text[], %s::bigint[], %s::bigint[])
-ON CONFLICT (account, contact, (coalesce(channel, '')), (coalesce(sender, ''))) DO UPDATE SET
-    source = excluded.source, added_at = excluded.added_at,
-    -- An extension rewrites the entry without its origin: the same entry keeps its origin
-    -- (as in the SQLite store).
-    origin = CASE WHEN excluded.origin IS NULL AND entries.source = excluded.source
-                   AND entries.added_at = excluded.added_at
-              THEN entries.origin ELSE excluded.origin END,
-    expires_at = excluded.expires_at, kh = excluded.kh
-"""
-_HISTORY_DELETE = "DELETE FROM history WHERE hk = ANY(%s::bigint[])"
-_HISTORY_UPSERT = f"""
-INSERT INTO history (hk, {view_history.COLUMNS})
-SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-                     %s::bigint[], %s::integer[], %s::bigint[], %s::text[], %s::text[], %s::text[])
-ON CONFLICT (hk) DO UPDATE SET
-    account = excluded.account, contact = excluded.contact, channel = excluded.channel,
-    sender = excluded.sender, hid = excluded.hid, at = excluded.at, part = excluded.part,
-    off = excluded.off, action = excluded.action, entry = excluded.entry, cause = excluded.cause
-"""
 _OFFSETS = (
     "INSERT INTO offsets (log, part, next) VALUES (%s, %s, %s)"
     " ON CONFLICT (log, part) DO UPDATE SET next = excluded.next"
@@ -113,13 +86,22 @@ class PostgresStore(Reads):
     """
 
     def __init__(
-        self, url: str, identity: dict[str, str], *, schema: str, pool_size: int = 4
+        self,
+        url: str,
+        identity: dict[str, str],
+        *,
+        schema: str,
+        pool_size: int = 4,
+        statement_timeout_s: float = 10.0,
     ) -> None:
         self.url = url
         self.schema = schema
         self.identity = dict(identity)
         self.pool_size = pool_size
+        self.statement_timeout_s = statement_timeout_s
         self._writer: Conn | None = None
+        # The writer's second thread: a chunk's statements run while the next is parsed.
+        self._apply_thread: ThreadPoolExecutor | None = None
         self._pool: ConnectionPool[Conn] | None = None
 
     @property
@@ -140,6 +122,11 @@ class PostgresStore(Reads):
             "keepalives_interval": 5,
             "keepalives_count": 3,
         }
+
+    def _reader_options(self) -> str:
+        # Readers only: the writer's batches may take longer on a busy database.
+        timeout_ms = max(1, round(self.statement_timeout_s * 1000))
+        return f"{self._options()['options']} -c statement_timeout={timeout_ms}"
 
     @contextlib.contextmanager
     def _reachable(self) -> Iterator[None]:
@@ -205,9 +192,10 @@ class PostgresStore(Reads):
             )
             meta = conn.execute("SELECT name, value FROM meta").fetchall()
             if {str(k): str(v) for k, v in meta} != self.identity:
-                conn.execute("TRUNCATE entries, history, offsets, meta")
+                conn.execute("TRUNCATE entries, account_counts, history, offsets, meta")
                 with conn.cursor() as cur:
                     cur.executemany("INSERT INTO meta VALUES (%s, %s)", list(self.identity.items()))
+        _prepare_writer(conn)
 
     def open_readers(self) -> None:
         """The readers' pool. It connects in the background: an API instance starts while
@@ -216,7 +204,7 @@ class PostgresStore(Reads):
             self.url,
             min_size=1,
             max_size=self.pool_size,
-            kwargs={**self._options(), "autocommit": True},
+            kwargs={**self._options(), "autocommit": True, "options": self._reader_options()},
             open=True,
             name=f"dnc-view-{self.schema}",
             timeout=READ_TIMEOUT_S,
@@ -228,7 +216,13 @@ class PostgresStore(Reads):
     def conn(self) -> Conn:
         if self._writer is None:
             with self._reachable():
-                self._writer = psycopg.connect(self.url, **self._options())
+                conn: Conn = psycopg.connect(self.url, **self._options())
+                try:
+                    _prepare_writer(conn)
+                except BaseException:
+                    conn.close()
+                    raise
+                self._writer = conn
         return self._writer
 
     def offsets(self, log: str = store.CHANGES) -> dict[int, int]:
@@ -244,7 +238,7 @@ class PostgresStore(Reads):
 
     def reset(self) -> None:
         with self._reachable(), self.conn.transaction():
-            self.conn.execute("TRUNCATE entries, history, offsets")
+            self.conn.execute("TRUNCATE entries, account_counts, history, offsets")
 
     def apply(
         self,
@@ -256,7 +250,7 @@ class PostgresStore(Reads):
         moved = [(store.CHANGES, p, o) for p, o in offsets.items()]
         moved += [(store.HISTORY, p, o) for p, o in (history_offsets or {}).items()]
         with self._reachable(), self.conn.transaction(), self.conn.cursor() as cur:
-            bad = _write_rows(cur, records, history)
+            bad = write_rows(cur, records, history, self._overlap)
             if moved:
                 cur.executemany(_OFFSETS, moved)
         return bad
@@ -272,7 +266,7 @@ class PostgresStore(Reads):
         kept, when another writer moved one of them first; else the unreadable records."""
         try:
             with self._reachable(), self.conn.transaction(), self.conn.cursor() as cur:
-                bad = _write_rows(cur, records, history)
+                bad = write_rows(cur, records, history, self._overlap)
                 for (log, part), move in moves.items():
                     if move.expected is None:
                         cur.execute(_CLAIM, (log, part, move.next, move.applied))
@@ -288,16 +282,38 @@ class PostgresStore(Reads):
         with self._reachable(), self.conn.transaction():
             self.conn.execute("ANALYZE entries, history")
 
+    @property
+    def _overlap(self) -> ThreadPoolExecutor:
+        if self._apply_thread is None:
+            self._apply_thread = ThreadPoolExecutor(1, thread_name_prefix="dnc-view-apply")
+        return self._apply_thread
+
     def close(self) -> None:
+        thread, self._apply_thread = self._apply_thread, None
+        if thread is not None:
+            thread.shutdown(wait=True)
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
         conn, self._writer = self._writer, None
         if conn is not None:
             with contextlib.suppress(psycopg.Error):
-                conn.close()  # the writer's advisory lock goes with its session
+                # Released now, not when the server notices the session has ended: a
+                # writer opened right after this one returns must find the view free.
+                conn.rollback()
+                conn.execute("SELECT pg_advisory_unlock_all()")
+                conn.commit()
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
 
     # --- readers -------------------------------------------------------------------------
+
+    def total(self, q: EntryQuery, bound: int) -> tuple[int, bool]:
+        """Unfiltered: the accounts' counters (exact, one indexed read). Filtered: counted
+        up to ``bound``."""
+        if q == EntryQuery(accounts=q.accounts):
+            return self._read(_counted, q.accounts), False
+        return super().total(q, bound)
 
     def held_offsets(self) -> dict[str, dict[int, int]]:
         """Log → partition → next offset the view holds (what a write waits for)."""
@@ -313,11 +329,36 @@ class PostgresStore(Reads):
         with self._reachable(), self._pool.connection() as conn:
             try:
                 return fn(_Qmark(conn), *args)
+            except psycopg.errors.QueryCanceled as exc:
+                raise ViewQueryTimeout(
+                    f"the list query ran longer than {self.statement_timeout_s:g} s "
+                    "(DNC_VIEW__POSTGRES_STATEMENT_TIMEOUT_S) and was stopped: narrow the "
+                    "filter (an account, a channel, a date range) and try again"
+                ) from exc
             except psycopg.errors.UndefinedTable as exc:
                 raise ViewUnavailable(
                     f"there is no list view in {self.where} yet: its view writer "
                     "(dnc viewwriter) creates it when it starts"
                 ) from exc
+
+
+def _counted(conn: Reader, accounts: tuple[str, ...]) -> int:
+    row = conn.execute(
+        "SELECT coalesce(sum(entries), 0) FROM account_counts WHERE account = ANY(?)",
+        (list(accounts),),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _prepare_writer(conn: Conn) -> None:
+    """The writer session's staging tables (``pgwrite``: temporary, so per connection), and
+    commits that do not wait for the WAL flush. That loses no row and applies none twice: a
+    database crash can only forget the last transactions whole, rows and offsets together,
+    and the writer reads them again from Kafka (measured +35 % rows/s at 1M entries)."""
+    with conn.transaction():
+        conn.execute(STAGING.encode())
+    conn.execute("SET synchronous_commit = off")
+    conn.commit()
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,33 +369,6 @@ class Move:
     expected: int | None
     next: int
     applied: int
-
-
-def _write_rows(
-    cur: psycopg.Cursor[Any],
-    records: Iterable[tuple[bytes, bytes | None]],
-    history: Iterable[view_history.Record],
-) -> int:
-    """The rows of a batch (one statement per kind of change); the unreadable records."""
-    deletes, upserts, bad = store.parse_changes(records)
-    gone, rows, hbad = view_history.parse_records(history)
-    # One row per conflict key: two spellings of one key in a batch would make the
-    # statement update a row twice (an error); the later record wins, as in SQLite.
-    unique = {(r[0], r[1], r[2] or "", r[3] or ""): r for r in upserts}
-    if deletes:
-        cur.execute(_DELETE, _columns(deletes, 4))
-    if unique:
-        cur.execute(_UPSERT, _columns(list(unique.values()), 9))
-    if gone:
-        cur.execute(_HISTORY_DELETE, ([hk for (hk,) in gone],))
-    if rows:
-        cur.execute(_HISTORY_UPSERT, _columns(rows, 12))
-    return bad + hbad
-
-
-def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
-    """Rows → one list per column (the arrays the statements unnest)."""
-    return [[row[i] for row in rows] for i in range(width)]
 
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Fenced", "Move", "PostgresStore", "Reader", "migrate"]

@@ -12,9 +12,24 @@ from dnc.api.view import overview as view_overview
 from dnc.api.view import sorting as view_sorting
 from dnc.api.view import store
 from dnc.api.view.query import EntryQuery
+from dnc.api.view.reader import Reader
 from dnc.domain.entries import Entry, EntryKey
 
 T = TypeVar("T")
+
+
+def bounded_count(conn: Reader, q: EntryQuery, bound: int) -> tuple[int, bool]:
+    """``store.count`` that stops at ``bound`` + 1 matching rows."""
+    where, params = store.filters(q)
+    cond = "".join(f" AND {w}" for w in where)
+    marks = ", ".join("?" * len(q.accounts))
+    row = conn.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM entries WHERE account IN ({marks}){cond}"
+        " LIMIT ?) AS matched",
+        [*q.accounts, *params, bound + 1],
+    ).fetchone()
+    n = int(row[0]) if row else 0
+    return (bound, True) if n > bound else (n, False)
 
 
 class Reads:
@@ -27,6 +42,14 @@ class Reads:
 
     def count(self, q: EntryQuery) -> int:
         return self._read(store.count, q)
+
+    def total(self, q: EntryQuery, bound: int) -> tuple[int, bool]:
+        """How many entries ``q`` matches, counted up to ``bound``: (n, False) when exact,
+        (bound, True) when there are more (a count of millions of rows takes seconds). An
+        unfiltered total is always exact."""
+        if q == EntryQuery(accounts=q.accounts):
+            return self.count(q), False
+        return self._read(bounded_count, q, bound)
 
     def keys(self, q: EntryQuery) -> list[EntryKey]:
         return self._read(store.keys, q)

@@ -132,11 +132,13 @@ class View(ABC):
         order = parse_sort(sort)
         after = view_sorting.decode_position(cursor, order) if cursor else None
         found = await self._ordered(q, limit + 1, order, after)
-        total = await self._read(lambda v: v.count, q)
+        bound = self.settings.view.count_bound
+        total, lower = await self._read(lambda v: v.total, q, bound)
         entries = found[:limit]
         more = len(found) > limit
         last = view_sorting.position(entries[-1], order) if more else None
-        return Page(entries, total, view_sorting.encode_position(order, last) if more else None)
+        cursor = view_sorting.encode_position(order, last) if more else None
+        return Page(entries, total, cursor, total_is_lower_bound=lower)
 
     async def _ordered(
         self, q: EntryQuery, limit: int, order: tuple[str, bool], after: Any

@@ -70,6 +70,7 @@ class SharedView(View):
             view_identity(self.settings, parts, hparts),
             schema=view_schema(self.settings),
             pool_size=self.settings.view.postgres_pool_size,
+            statement_timeout_s=self.settings.view.postgres_statement_timeout_s,
         )
         view.open_readers()  # connects in the background: the database may be down now
         self._store = self._pg = view

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from dnc.domain.entries import (
     Command,
     ContactState,
@@ -12,6 +15,7 @@ from dnc.domain.entries import (
     apply_op,
     blocking_entries,
 )
+from dnc.domain.timestamps import _format_ms_datetime, format_ms
 
 A, C = "acme", "441234567890"
 
@@ -120,3 +124,12 @@ def test_a_confirmation_goes_with_the_add_that_creates_the_entry_only() -> None:
     again = apply_op(state, Op("add", key(), Source.END_USER_MESSAGE, confirm=confirm), cmd())
     assert first[1] is not None and first[1].confirm == confirm
     assert again == ("already_present", None)
+
+
+@given(st.integers(-(10**13), 253_402_300_799_999))
+def test_the_fast_timestamp_format_writes_what_datetime_writes(ms: int) -> None:
+    """format_ms renders most times through gmtime; it must be the contract's format to the
+    character (four-digit years, milliseconds, Z) wherever datetime can say it."""
+    assert format_ms(ms) == _format_ms_datetime(ms)
+    for edge in (-1, 0, 999, 253_402_300_799_999):
+        assert format_ms(edge) == _format_ms_datetime(edge)

@@ -9,12 +9,14 @@
 //! Anything else is "ask Python": the careful path keeps every rule and every error.
 
 mod blake2b;
+mod bloom;
 mod email;
 mod json;
 
 use std::collections::HashMap;
 
 use blake2b::Keyed;
+use bloom::Bloom;
 use json::{scan, Fields};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -154,6 +156,34 @@ impl Checker {
             }
         }
         Ok((PyList::new(py, keys)?, PyList::new(py, slow)?))
+    }
+
+    /// ``keys`` and the filter probe in one loop: the positions decided here whose key
+    /// `bloom` may hold (all of them without a filter), and the positions Python must
+    /// read. No Python object is made for a message the filter rules out.
+    fn probe<'py>(
+        &self,
+        py: Python<'py>,
+        values: &Bound<'py, PyList>,
+        mask: u64,
+        bloom: Option<PyRef<'py, Bloom>>,
+    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
+        let mut ask: Vec<usize> = Vec::new();
+        let mut slow: Vec<usize> = Vec::new();
+        let mut memo = Memo::default();
+        let mut out = Out::default();
+        for (i, value) in values.iter().enumerate() {
+            let decided = match value.downcast::<PyBytes>() {
+                Ok(b) => self.decide(b.as_bytes(), &mut memo, &mut out).is_some(),
+                Err(_) => false,
+            };
+            if !decided {
+                slow.push(i);
+            } else if bloom.as_ref().is_none_or(|f| f.contains_key(xxh3_64(&out.field) & mask)) {
+                ask.push(i);
+            }
+        }
+        Ok((PyList::new(py, ask)?, PyList::new(py, slow)?))
     }
 
     /// Per message ``Parsed`` (account, channel, sender, contact, fingerprint, field), or
@@ -336,5 +366,6 @@ fn literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
 #[pymodule]
 fn dnc_hotpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Checker>()?;
+    m.add_class::<Bloom>()?;
     Ok(())
 }

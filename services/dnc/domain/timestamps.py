@@ -18,7 +18,30 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+# 10000-01-01T00:00:00Z: below it (and from 1970) every year has four digits, so the
+# C-level gmtime path writes exactly what strftime would.
+_FAST_UNTIL_MS = 253_402_300_800_000
+
+
 def format_ms(ms: int) -> str:
+    if 0 <= ms < _FAST_UNTIL_MS:
+        # A third of the datetime path's cost: it runs for every blocked message and
+        # every changelog record.
+        t = time.gmtime(ms // 1000)
+        return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031 (measured faster)
+            t.tm_year,
+            t.tm_mon,
+            t.tm_mday,
+            t.tm_hour,
+            t.tm_min,
+            t.tm_sec,
+            ms % 1000,
+        )
+    return _format_ms_datetime(ms)
+
+
+def _format_ms_datetime(ms: int) -> str:
+    """``format_ms`` for any time datetime can hold (the reference of the fast path)."""
     dt = _EPOCH + timedelta(milliseconds=ms)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 

@@ -1,6 +1,7 @@
 """The gate's in-process filter: which contacts *might* have an entry.
 
-A Bloom filter (rbloom) over every contact of the index. "Not in the filter" is certain,
+A Bloom filter over every contact of the index (the compiled check's own, ``dnc_hotpath.Bloom``,
+where that runs; rbloom's otherwise: the gate chooses once, ``dnc.gate.native.bloom_class``). "Not in the filter" is certain,
 so most messages never reach Redis; "maybe" goes to Redis, where the answer is exact.
 
 It may only say "certainly absent" about an index state it has fully seen. It is built
@@ -21,9 +22,8 @@ from __future__ import annotations
 import logging
 import struct
 import time
-from collections.abc import Sequence
-
-from rbloom import Bloom
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from dnc.index import Index
 from dnc.index.layout import filter_key
@@ -32,12 +32,28 @@ from dnc.index.meta import IndexMeta
 log = logging.getLogger(__name__)
 
 
+class BloomFilter(Protocol):
+    """What the filter needs of a Bloom filter of ints (rbloom's and dnc_hotpath's)."""
+
+    def __init__(self, capacity: int, error_rate: float, /) -> None: ...
+    def __contains__(self, key: int, /) -> bool: ...
+    def update(self, keys: Iterable[int], /) -> None: ...
+
+
 class ContactFilter:
-    def __init__(self, capacity: int, error_rate: float, rebuild_every_s: float = 900.0) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        error_rate: float,
+        rebuild_every_s: float = 900.0,
+        *,
+        bloom_class: type[BloomFilter],
+    ) -> None:
         self.capacity = capacity
         self.error_rate = error_rate
         self.rebuild_every_s = rebuild_every_s
-        self._bloom: Bloom | None = None
+        self.bloom_class = bloom_class
+        self._bloom: BloomFilter | None = None
         self.version: bytes | None = None  # stream id the filter has seen up to
         self.epoch: str | None = None
         self.built_at = 0.0
@@ -48,7 +64,7 @@ class ContactFilter:
         return self._bloom is not None
 
     @property
-    def bloom(self) -> Bloom | None:
+    def bloom(self) -> BloomFilter | None:
         """The filter itself, for a caller that tests a whole batch (``key in bloom``
         without a method call per message); None while unusable."""
         return self._bloom
@@ -107,7 +123,7 @@ class ContactFilter:
         # filled a few buckets at a time: this runs on the gate's event loop, between
         # its batches.
         count = await index.contact_count()
-        bloom = Bloom(max(self.capacity, 2 * count), self.error_rate)
+        bloom = self.bloom_class(max(self.capacity, 2 * count), self.error_rate)
         added = 0
         async for keys in index.filter_keys():
             bloom.update(keys)

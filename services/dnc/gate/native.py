@@ -23,15 +23,28 @@ from dnc.domain.contacts import phone_fast_path_table
 from dnc.gate.decisions import Decision
 
 if TYPE_CHECKING:
+    from dnc_hotpath import Bloom as NativeBloom
     from dnc_hotpath import Checker as NativeChecker
+
+    from dnc.gate.filter import BloomFilter
 
 
 class PythonCheck(Protocol):
     """The reader's own loop, for the messages the extension leaves to Python."""
 
     def __call__(
-        self, raws: Sequence[bytes], bloom: Bloom | None, compact: bool
+        self, raws: Sequence[bytes], bloom: BloomFilter | None, compact: bool
     ) -> tuple[list[Decision], list[int], list[int]]: ...
+
+
+def bloom_class(native: NativeChecker | None) -> type[BloomFilter]:
+    """The contact filter's Bloom filter: the extension's own where the compiled check
+    runs (it probes it inside its loop), else rbloom's."""
+    if native is None:
+        return Bloom
+    import dnc_hotpath
+
+    return dnc_hotpath.Bloom
 
 
 def load(ids: ContactIds, enabled: bool) -> tuple[NativeChecker | None, str]:
@@ -67,35 +80,29 @@ def check(
     raws: list[bytes],
     mask: int,
     *,
-    bloom: Bloom | None,
+    bloom: NativeBloom | None,
     compact: bool,
 ) -> tuple[list[Decision], list[int], list[int]]:
     """``OutboundReader.check`` of a batch's values, the common case compiled: the same
     (decisions, positions to look up, positions not ruled out by the filter)."""
-    keys, slow = native.keys(raws, mask)
+    # The keys and the filter probe in one compiled loop: per message ruled out by the
+    # filter (nearly all) no Python object at all.
+    ask, slow = native.probe(raws, mask, bloom)
     n = len(raws)
-    everything = range(n)
-    # Per message only C-level loops: the Bloom probe, then picking the positions.
-    maybe = [True] * n if bloom is None else list(map(bloom.__contains__, keys))
-    for i in slow:
-        maybe[i] = False
     decisions: list[Decision] = [None] * n
     if compact:
-        ask = list(compress(everything, maybe))
-        special = ask.copy()
+        special = ask.copy()  # the caller may widen `special` in place (Gate._ruled_out)
+    elif slow:
+        fast = [True] * n
+        for i in slow:
+            fast[i] = False
+        special = list(compress(range(n), fast))
     else:
-        if slow:
-            fast = [True] * n
-            for i in slow:
-                fast[i] = False
-            special = list(compress(everything, fast))
-        else:
-            special = list(everything)
-        ask = list(compress(everything, maybe))
+        special = list(range(n))
     if special:
         parsed = native.parsed([raws[i] for i in special])
         for i, p in zip(special, parsed, strict=True):
-            assert p is not None  # what keys() decided, parsed() decides alike
+            assert p is not None  # what probe() decided, parsed() decides alike
             decisions[i] = p
     if not slow:
         return decisions, ask, special

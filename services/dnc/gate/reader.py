@@ -12,23 +12,22 @@ from __future__ import annotations
 import json
 import operator
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
-from rbloom import Bloom
-
-from dnc.domain.changelog import entry_dict
 from dnc.domain.channels import Channel, parse_channel
 from dnc.domain.contactids import ContactIds
 from dnc.domain.contacts import destination_key, normalise_sender
-from dnc.domain.entries import blocking_entries
 from dnc.domain.events import account_ok
 from dnc.errors import DuplicateField, InvalidValue, MissingField, NotJson
 from dnc.gate.decisions import Decision, Parsed
+from dnc.gate.filter import BloomFilter
+from dnc.gate.native import bloom_class
 from dnc.gate.native import check as native_check
-from dnc.index.layout import account_prefix, fingerprint, unpack_entries
+from dnc.gate.verdicts import blocking_entry
+from dnc.index.layout import account_prefix, fingerprint
 
 REQUIRED = ("message_id", "account", "channel", "sender", "destination")
 # A channel as written in a canonical message → itself: one dict lookup checks it.
@@ -39,6 +38,7 @@ _MAX_ADDRESS = 320  # events.OutboundMessage: sender and destination
 _fields = operator.itemgetter(*REQUIRED)
 
 if TYPE_CHECKING:
+    from dnc_hotpath import Bloom as NativeBloom
     from dnc_hotpath import Checker as NativeChecker
 
 Records = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
@@ -56,25 +56,33 @@ class OutboundReader:
         # The compiled common case of check (dnc.gate.native); it learns accounts and
         # senders from here, once they passed the careful path.
         self.native = native
+        # The Bloom filter the gate's contact filter must be made of for this check.
+        self.bloom_class = bloom_class(native)
         self._senders: dict[str, str] = {}
         self._accounts: dict[str, bytes] = {}  # valid account → its field prefix
         self._verdicts: dict[tuple[bytes, bytes, str, str], bytes | None] = {}
 
     def check(
-        self, batch: Records, bloom: Bloom | None, compact: bool
+        self, batch: Records, bloom: BloomFilter | None, compact: bool
     ) -> tuple[list[Decision], list[int], list[int]]:
         """Every message's decision as far as it can be made here: (decisions, positions
         to look up in Redis, positions that are not "ruled out by the filter")."""
         # A null record's value is None at run time, whatever the type says: parse() tells.
         raws = [r.value for records in batch.values() for r in records]
         if self.native is not None:
+            assert bloom is None or type(bloom) is self.bloom_class, type(bloom)
             return native_check(
-                self.native, self.check_python, raws, self.filter_mask, bloom=bloom, compact=compact
+                self.native,
+                self.check_python,
+                raws,
+                self.filter_mask,
+                bloom=cast("NativeBloom | None", bloom),
+                compact=compact,
             )
         return self.check_python(raws, bloom, compact)
 
     def check_python(
-        self, raws: Sequence[bytes], bloom: Bloom | None, compact: bool
+        self, raws: Sequence[bytes], bloom: BloomFilter | None, compact: bool
     ) -> tuple[list[Decision], list[int], list[int]]:
         """``check`` in Python: the twin of the compiled check, and what decides the
         messages that one leaves to Python.
@@ -218,10 +226,8 @@ class OutboundReader:
         key = (p[5], raw, p[1], p[2])
         if key in self._verdicts:
             return self._verdicts[key]
-        entries = unpack_entries(p[0], p[3], raw)
-        found = blocking_entries(entries, p[1], p[2], now)
-        verdict = orjson.dumps(entry_dict(found[0], origin=False)) if found else None
-        if all(e.expires_at is None for e in entries):
+        verdict, timeless = blocking_entry(p[0], p[3], raw, p[1], p[2], now)
+        if timeless:
             if len(self._verdicts) >= _CACHE_LIMIT:
                 self._verdicts.clear()
             self._verdicts[key] = verdict

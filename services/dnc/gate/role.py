@@ -69,8 +69,14 @@ class Gate(PipelineRole):
         self.topics = settings.topics
         self.index = index or make_index(settings)
         gs = settings.gate
+        native, self.check_impl = load_native(self.index.ids, gs.native_check)
+        self.reader = OutboundReader(self.index.filter_mask, self.index.ids, native)
         self.filter = (
-            ContactFilter(gs.filter_capacity, gs.filter_error_rate) if gs.filter_enabled else None
+            ContactFilter(
+                gs.filter_capacity, gs.filter_error_rate, bloom_class=self.reader.bloom_class
+            )
+            if gs.filter_enabled
+            else None
         )
         self.pipeline = TransactionalPipeline(
             settings,
@@ -92,8 +98,6 @@ class Gate(PipelineRole):
         self._seen: dict[tuple[str, int], int] = {}  # (node tag or "", partition)
         self._epoch: str | None = None
         self._rebuild: asyncio.Task[None] | None = None
-        native, self.check_impl = load_native(self.index.ids, gs.native_check)
-        self.reader = OutboundReader(self.index.filter_mask, self.index.ids, native)
         self.counts = {"allowed": 0, "blocked": 0, "dead_letter": 0, "redis_lookups": 0}
         self._probed_at = 0.0
 

@@ -4,6 +4,7 @@ cases and properties, hand-written nasty messages and the 200k-number phone swee
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import string
@@ -63,10 +64,17 @@ def both(twins: tuple[Gate, Gate], raws: list[bytes | None], keys: set[int] | No
     """Native and Python decide alike, in both routing modes, each with the Bloom filter
     its gate makes (the extension's own and rbloom's) holding ``keys`` (None: no filter)."""
     native, python = twins
-    for compact in (True, False):
-        got = native.reader.check(records(raws), a_bloom(native, keys), compact)
-        want = python.reader.check(records(raws), a_bloom(python, keys), compact)
-        assert got == want, (compact, raws)
+    checker = native.reader.native
+    assert checker is not None
+    simd = checker.simd
+    try:
+        # Contact ids four at a time (AVX2) and one at a time must agree too.
+        for checker.simd, compact in itertools.product({simd, False}, (True, False)):
+            got = native.reader.check(records(raws), a_bloom(native, keys), compact)
+            want = python.reader.check(records(raws), a_bloom(python, keys), compact)
+            assert got == want, (checker.simd, compact, raws)
+    finally:
+        checker.simd = simd
 
 
 def a_bloom(gate: Gate, keys: set[int] | None) -> BloomFilter | None:
@@ -203,9 +211,8 @@ def test_the_common_case_is_compiled(twins: tuple[Gate, Gate]) -> None:
         good(destination="Jane@Example.com"),
         good(text='say "hi"\\n'),
     ]
-    keys, slow = native.reader.native.keys(values, native.reader.filter_mask)
-    assert slow == []
-    assert all(k != 0 for k in keys)
+    ask, slow = native.reader.native.probe(values, native.reader.filter_mask, None)
+    assert (ask, slow) == ([0, 1, 2, 3], [])
 
 
 def test_the_careful_reading_agrees(twins: tuple[Gate, Gate]) -> None:
@@ -330,7 +337,7 @@ def test_a_string_rust_cannot_hold_is_not_learned(twins: tuple[Gate, Gate]) -> N
     assert checker is not None
     checker.learn_sender("\ud800", "x")  # a lone surrogate: not UTF-8, stays Python's
     checker.learn_account("\udfff", b"\xed\xbf\xbf\x1f")
-    assert checker.keys([G.replace(b'"ACME"', b'"\\ud800"')], 1)[1] == [0]
+    assert checker.probe([G.replace(b'"ACME"', b'"\\ud800"')], 1, None) == ([], [0])
 
 
 def test_the_extensions_bloom_filter_never_forgets_and_keeps_its_error_rate() -> None:
@@ -358,3 +365,19 @@ def test_the_extensions_bloom_filter_refuses_what_it_cannot_hold() -> None:
         bloom.add(-1)  # a key is a masked fingerprint, never negative
     with pytest.raises(TypeError):
         bloom.update(["not a key"])
+
+
+def test_contact_ids_four_at_a_time_are_the_keyed_blake2b_of_each() -> None:
+    """Every length a single block holds, in every lane, with and without AVX2: each
+    message's filter key is the one the Python check computes."""
+    if not make_gate(True).reader.native.simd:  # type: ignore[union-attr]
+        pytest.skip("this CPU has no AVX2: contact ids are computed one at a time")
+    native, python = make_gate(True), make_gate(False)
+    rng = random.Random(3)
+    values = []
+    for n in range(1, 129):
+        local = "".join(rng.choice(string.ascii_lowercase) for _ in range(max(n - 12, 1)))
+        values.append(good(destination=f"{local}@example.com"[:n] if n > 13 else local + "@x.io"))
+        values.append(good(destination=f"+44 7700 9{rng.randrange(10**5):05d}"))
+    values.append(good(destination="a" * 200 + "@example.com"))  # two blocks: one at a time
+    both((native, python), values, filter_keys(python, values))

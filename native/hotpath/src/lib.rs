@@ -15,7 +15,7 @@ mod json;
 
 use std::collections::HashMap;
 
-use blake2b::Keyed;
+use blake2b::{Keyed, BLOCK};
 use bloom::Bloom;
 use json::{scan, Fields};
 use pyo3::exceptions::PyValueError;
@@ -66,6 +66,7 @@ struct Checker {
     channels: Vec<String>,
     accounts: HashMap<String, Vec<u8>>,
     senders: HashMap<String, String>,
+    simd: bool,
 }
 
 
@@ -107,6 +108,7 @@ impl Checker {
             channels,
             accounts: HashMap::new(),
             senders: HashMap::new(),
+            simd: simd_available(),
         })
     }
 
@@ -131,36 +133,10 @@ impl Checker {
         self.senders.insert(raw, canonical);
     }
 
-    /// Per message its fingerprint AND `mask` (0 where Python must read it), and the
-    /// positions Python must read.
-    fn keys<'py>(
-        &self,
-        py: Python<'py>,
-        values: &Bound<'py, PyList>,
-        mask: u64,
-    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
-        let mut keys: Vec<u64> = Vec::with_capacity(values.len());
-        let mut slow: Vec<usize> = Vec::new();
-        let mut memo = Memo::default();
-        let mut out = Out::default();
-        for (i, value) in values.iter().enumerate() {
-            let decided = match value.downcast::<PyBytes>() {
-                Ok(b) => self.decide(b.as_bytes(), &mut memo, &mut out).is_some(),
-                Err(_) => false,
-            };
-            if decided {
-                keys.push(xxh3_64(&out.field) & mask);
-            } else {
-                keys.push(0);
-                slow.push(i);
-            }
-        }
-        Ok((PyList::new(py, keys)?, PyList::new(py, slow)?))
-    }
-
-    /// ``keys`` and the filter probe in one loop: the positions decided here whose key
-    /// `bloom` may hold (all of them without a filter), and the positions Python must
-    /// read. No Python object is made for a message the filter rules out.
+    /// The fingerprints and the filter probe in one loop: the positions decided here
+    /// whose key `bloom` may hold (all of them without a filter), and the positions Python
+    /// must read. No Python object is made for a message the filter rules out. Contact
+    /// ids are computed four at a time where the CPU has AVX2.
     fn probe<'py>(
         &self,
         py: Python<'py>,
@@ -172,18 +148,46 @@ impl Checker {
         let mut slow: Vec<usize> = Vec::new();
         let mut memo = Memo::default();
         let mut out = Out::default();
-        for (i, value) in values.iter().enumerate() {
-            let decided = match value.downcast::<PyBytes>() {
-                Ok(b) => self.decide(b.as_bytes(), &mut memo, &mut out).is_some(),
-                Err(_) => false,
-            };
-            if !decided {
-                slow.push(i);
-            } else if bloom.as_ref().is_none_or(|f| f.contains_key(xxh3_64(&out.field) & mask)) {
+        let mut lanes = Lanes::default();
+        let filter = bloom.as_deref();
+        let mut maybe = |field: &[u8], i: usize| {
+            if filter.is_none_or(|f| f.contains_key(xxh3_64(field) & mask)) {
                 ask.push(i);
             }
+        };
+        for (i, value) in values.iter().enumerate() {
+            let read = match value.downcast::<PyBytes>() {
+                Ok(b) => self.read(b.as_bytes(), &mut memo, &mut out),
+                Err(_) => None,
+            };
+            let Some((_, prefix)) = read else {
+                slow.push(i);
+                continue;
+            };
+            if self.simd && out.contact.len() <= BLOCK {
+                if lanes.push(i, prefix, &out.contact) {
+                    lanes.flush(&self.key, &mut out.field, &mut maybe);
+                }
+            } else {
+                self.field(prefix, &mut out);
+                maybe(&out.field, i);
+            }
         }
+        lanes.finish(&self.key, &mut out.field, &mut maybe);
+        ask.sort_unstable(); // lanes finish after single ones
         Ok((PyList::new(py, ask)?, PyList::new(py, slow)?))
+    }
+
+    /// Whether contact ids are computed four at a time (AVX2); tests turn it off to check
+    /// that both ways agree.
+    #[getter]
+    fn get_simd(&self) -> bool {
+        self.simd
+    }
+
+    #[setter]
+    fn set_simd(&mut self, on: bool) {
+        self.simd = on && simd_available();
     }
 
     /// Per message ``Parsed`` (account, channel, sender, contact, fingerprint, field), or
@@ -267,6 +271,26 @@ impl Checker {
         memo: &mut Memo<'s>,
         out: &mut Out,
     ) -> Option<Fields<'a>> {
+        let (f, prefix) = self.read(raw, memo, out)?;
+        self.field(prefix, out);
+        Some(f)
+    }
+
+    /// The index field of `out.contact`: the account's prefix, then its contact id.
+    fn field(&self, prefix: &[u8], out: &mut Out) {
+        out.field.clear();
+        out.field.extend_from_slice(prefix);
+        out.field.extend_from_slice(&self.key.hash(&out.contact));
+    }
+
+    /// The required fields of a message decided here and its account's field prefix, its
+    /// canonical contact written into `out.contact`; or None: Python's.
+    fn read<'a, 's>(
+        &'s self,
+        raw: &'a [u8],
+        memo: &mut Memo<'s>,
+        out: &mut Out,
+    ) -> Option<(Fields<'a>, &'s [u8])> {
         let f = scan(raw)?;
         let [message_id, account, channel, sender, destination] = f;
         let prefix = match memo.account {
@@ -295,10 +319,7 @@ impl Checker {
         } else if !email::canonical(destination, &mut out.contact) {
             return None;
         }
-        out.field.clear();
-        out.field.extend_from_slice(prefix);
-        out.field.extend_from_slice(&self.key.hash(&out.contact));
-        Some(f)
+        Some((f, prefix))
     }
 
     /// ``dnc.domain.contacts._fast_phone``, step by step.
@@ -354,6 +375,78 @@ impl Checker {
         }
         Some(phone)
     }
+}
+
+/// Up to four contacts waiting for their ids to be computed together.
+struct Lanes<'s> {
+    blocks: [[u8; BLOCK]; 4],
+    lens: [usize; 4],
+    waiting: [(usize, &'s [u8]); 4], // position, account prefix
+    n: usize,
+}
+
+impl Default for Lanes<'_> {
+    fn default() -> Self {
+        Lanes { blocks: [[0; BLOCK]; 4], lens: [0; 4], waiting: [(0, &[]); 4], n: 0 }
+    }
+}
+
+impl<'s> Lanes<'s> {
+    /// Queue a contact (at most one block); true when four are waiting.
+    fn push(&mut self, i: usize, prefix: &'s [u8], contact: &[u8]) -> bool {
+        let block = &mut self.blocks[self.n];
+        block.fill(0); // the last block is zero-padded
+        block[..contact.len()].copy_from_slice(contact);
+        self.lens[self.n] = contact.len();
+        self.waiting[self.n] = (i, prefix);
+        self.n += 1;
+        self.n == 4
+    }
+
+    /// The four ids at once; each field to `done`.
+    fn flush(&mut self, key: &Keyed, field: &mut Vec<u8>, done: &mut impl FnMut(&[u8], usize)) {
+        let ids = hash4(key, &self.blocks, self.lens);
+        for (id, (i, prefix)) in ids.iter().zip(self.waiting) {
+            field.clear();
+            field.extend_from_slice(prefix);
+            field.extend_from_slice(id);
+            done(field, i);
+        }
+        self.n = 0;
+    }
+
+    /// Fewer than four left at the end of a batch: one at a time.
+    fn finish(&mut self, key: &Keyed, field: &mut Vec<u8>, done: &mut impl FnMut(&[u8], usize)) {
+        for k in 0..self.n {
+            let (i, prefix) = self.waiting[k];
+            field.clear();
+            field.extend_from_slice(prefix);
+            field.extend_from_slice(&key.hash(&self.blocks[k][..self.lens[k]]));
+            done(field, i);
+        }
+        self.n = 0;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn simd_available() -> bool {
+    blake2b::x4::available()
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn simd_available() -> bool {
+    false
+}
+
+#[cfg(target_arch = "x86_64")]
+fn hash4(key: &Keyed, blocks: &[[u8; BLOCK]; 4], lens: [usize; 4]) -> [[u8; 16]; 4] {
+    // SAFETY: only called where `simd` is on, which `simd_available()` allowed.
+    unsafe { blake2b::x4::hash4(key, blocks, lens) }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn hash4(key: &Keyed, blocks: &[[u8; BLOCK]; 4], lens: [usize; 4]) -> [[u8; 16]; 4] {
+    std::array::from_fn(|k| key.hash(&blocks[k][..lens[k]]))
 }
 
 /// `0|180020` → its literals; None for anything that is not digit literals in `|`.

@@ -358,7 +358,7 @@ def test_the_extensions_bloom_filter_never_forgets_and_keeps_its_error_rate() ->
 def test_the_extensions_bloom_filter_refuses_what_it_cannot_hold() -> None:
     with pytest.raises(ValueError, match="capacity 0 must be positive"):
         dnc_hotpath.Bloom(0, 0.01)
-    with pytest.raises(ValueError, match="error_rate 1.5"):
+    with pytest.raises(ValueError, match=r"error_rate 1\.5"):
         dnc_hotpath.Bloom(10, 1.5)
     bloom = dnc_hotpath.Bloom(10, 0.01)
     with pytest.raises(OverflowError):

@@ -1,7 +1,8 @@
 """The gate's in-process filter: which contacts *might* have an entry.
 
-A Bloom filter over every contact of the index (the compiled check's own, ``dnc_hotpath.Bloom``,
-where that runs; rbloom's otherwise: the gate chooses once, ``dnc.gate.native.bloom_class``). "Not in the filter" is certain,
+A Bloom filter over every contact of the index: the compiled check's own
+(``dnc_hotpath.Bloom``) where that runs, rbloom's otherwise; the gate chooses once
+(``dnc.gate.native.bloom_class``). "Not in the filter" is certain,
 so most messages never reach Redis; "maybe" goes to Redis, where the answer is exact.
 
 It may only say "certainly absent" about an index state it has fully seen. It is built

@@ -23,10 +23,9 @@ from dnc.domain.contacts import phone_fast_path_table
 from dnc.gate.decisions import Decision
 
 if TYPE_CHECKING:
+    from dnc.gate.filter import BloomFilter
     from dnc_hotpath import Bloom as NativeBloom
     from dnc_hotpath import Checker as NativeChecker
-
-    from dnc.gate.filter import BloomFilter
 
 
 class PythonCheck(Protocol):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 import orjson
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
+
 from dnc.domain.channels import Channel, parse_channel
 from dnc.domain.contactids import ContactIds
 from dnc.domain.contacts import destination_key, normalise_sender
@@ -226,7 +227,7 @@ class OutboundReader:
         key = (p[5], raw, p[1], p[2])
         if key in self._verdicts:
             return self._verdicts[key]
-        verdict, timeless = blocking_entry(p[0], p[3], raw, p[1], p[2], now)
+        verdict, timeless = blocking_entry(p, raw, now)
         if timeless:
             if len(self._verdicts) >= _CACHE_LIMIT:
                 self._verdicts.clear()

@@ -12,17 +12,18 @@ from __future__ import annotations
 import orjson
 
 from dnc.domain.changelog import format_time
+from dnc.gate.decisions import Parsed
 from dnc.index.layout import CODE_CHANNEL, CODE_SOURCE, REC, SEP
 
 # Packed source code (upper case; lower case: stored under the contact's id) → its name.
 _SOURCE_NAME = {code: source.value for code, source in CODE_SOURCE.items()}
 
 
-def blocking_entry(
-    account: str, contact: str, raw: bytes, channel: str, sender: str, now: int
-) -> tuple[bytes | None, bool]:
-    """(The JSON of the most specific entry of ``raw`` that blocks (channel, sender) at
-    ``now``, or None; whether that answer holds at any time: no entry expires)."""
+def blocking_entry(p: Parsed, raw: bytes, now: int) -> tuple[bytes | None, bool]:
+    """(The JSON of the most specific entry of the packed entries ``raw`` of message
+    ``p``'s contact that blocks its channel and sender at ``now``, or None; whether that
+    answer holds at any time: no entry expires)."""
+    account, channel, sender, contact = p[0], p[1], p[2], p[3]
     best: list[str] | None = None
     best_rank = (4, 0)
     timeless = True

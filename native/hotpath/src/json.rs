@@ -32,16 +32,18 @@ pub fn scan(raw: &[u8]) -> Option<Fields<'_>> {
         }
         i = ws(b, i + 1);
         let start = i;
-        i = value(b, i, 1)?;
         if let Some(slot) = REQUIRED.iter().position(|r| *r == key) {
-            if found[slot].is_some() || b[start] != b'"' {
+            if found[slot].is_some() || b.get(start) != Some(&b'"') {
                 return None; // given twice (Python refuses it), or not a string
             }
-            let (_, escaped) = string(b, start)?;
+            let (end, escaped) = string(b, start)?;
             if escaped {
                 return None;
             }
+            i = end;
             found[slot] = Some(&text[start + 1..i - 1]);
+        } else {
+            i = value(b, i, 1)?;
         }
         i = ws(b, i);
         match b.get(i) {

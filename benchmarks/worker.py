@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import sys
@@ -43,6 +44,9 @@ async def drain(role_name: str, n: int, profile: str | None) -> dict[str, Any]:
         await _wait_index(role)
         if role.filter is not None:
             await role.filter.rebuild(role.index)
+    # As dnc.runtime runs every role: what starting made is frozen out of the collector.
+    gc.collect()
+    gc.freeze()
     profiler: Any = None
     if profile:
         from pyinstrument import Profiler

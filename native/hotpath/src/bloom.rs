@@ -2,9 +2,12 @@
 //! probes it inside the same loop that computes the keys: no Python object per message.
 //! (The Python check probes it with `key in bloom`, as it would rbloom's.)
 //!
+//! Blocked: all bits of a key lie in one 512-bit block (a cache line), so a probe costs
+//! one memory access where a classic filter of k bits costs k; at 100M contacts the filter
+//! is ~140 MB and each access is a miss. Blocking raises the false-positive rate a little
+//! at the same size, so the filter is sized 20 % larger than the classic formula says.
 //! Keys are the index fingerprints masked by `filter_mask` (`dnc.index.layout`); they are
-//! mixed again (splitmix64) because the mask leaves runs of zero bits. Positions come from
-//! double hashing, reduced to the bit count by multiplication (no division).
+//! mixed again (splitmix64) because the mask leaves runs of zero bits.
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -12,9 +15,11 @@ use pyo3::prelude::*;
 #[pyclass(module = "dnc_hotpath")]
 pub struct Bloom {
     bits: Vec<u64>,
-    m: u64,
+    blocks: u64,
     k: u32,
 }
+
+const BLOCK_WORDS: usize = 8; // 512 bits, one cache line
 
 #[inline(always)]
 fn mix(mut z: u64) -> u64 {
@@ -30,36 +35,42 @@ fn reduce(h: u64, m: u64) -> u64 {
 }
 
 impl Bloom {
+    /// The key's block (its first word) and the k bit positions in it, as an iterator.
+    #[inline(always)]
+    fn positions(&self, key: u64) -> (usize, impl Iterator<Item = usize>) {
+        let h = mix(key);
+        let base = reduce(h, self.blocks) as usize * BLOCK_WORDS;
+        let mut g = mix(h ^ 0x5851_f42d_4c95_7f2d);
+        let step = mix(g) | 1;
+        let bits = (0..self.k).map(move |_| {
+            let pos = (g >> 55) as usize; // 9 bits: 0..512
+            g = g.wrapping_add(step);
+            pos
+        });
+        (base, bits)
+    }
+
     #[inline]
     pub fn contains_key(&self, key: u64) -> bool {
-        let h1 = mix(key);
-        let h2 = mix(h1 ^ 0x5851_f42d_4c95_7f2d) | 1;
-        let mut h = h1;
-        for _ in 0..self.k {
-            let i = reduce(h, self.m);
-            if self.bits[(i >> 6) as usize] & (1 << (i & 63)) == 0 {
-                return false;
-            }
-            h = h.wrapping_add(h2);
-        }
-        true
+        let (base, mut bits) = self.positions(key);
+        let block = &self.bits[base..base + BLOCK_WORDS];
+        bits.all(|pos| block[pos >> 6] & (1 << (pos & 63)) != 0)
     }
 
     fn add_key(&mut self, key: u64) {
-        let h1 = mix(key);
-        let h2 = mix(h1 ^ 0x5851_f42d_4c95_7f2d) | 1;
-        let mut h = h1;
-        for _ in 0..self.k {
-            let i = reduce(h, self.m);
-            self.bits[(i >> 6) as usize] |= 1 << (i & 63);
-            h = h.wrapping_add(h2);
+        let (base, bits) = self.positions(key);
+        let positions: Vec<usize> = bits.collect();
+        let block = &mut self.bits[base..base + BLOCK_WORDS];
+        for pos in positions {
+            block[pos >> 6] |= 1 << (pos & 63);
         }
     }
 }
 
 #[pymethods]
 impl Bloom {
-    /// Sized as rbloom sizes it: `capacity` keys at `error_rate` false positives.
+    /// Room for `capacity` keys at `error_rate` false positives (the classic size, plus
+    /// 20 % for blocking).
     #[new]
     fn new(capacity: u64, error_rate: f64) -> PyResult<Self> {
         if capacity == 0 || !(error_rate > 0.0 && error_rate < 1.0) {
@@ -68,9 +79,10 @@ impl Bloom {
             )));
         }
         let ln2 = std::f64::consts::LN_2;
-        let m = (-(capacity as f64) * error_rate.ln() / (ln2 * ln2)).ceil().max(64.0) as u64;
-        let k = ((m as f64 / capacity as f64) * ln2).round().clamp(1.0, 32.0) as u32;
-        Ok(Bloom { bits: vec![0; m.div_ceil(64) as usize], m, k })
+        let classic = -(capacity as f64) * error_rate.ln() / (ln2 * ln2);
+        let k = ((classic / capacity as f64) * ln2).round().clamp(1.0, 16.0) as u32;
+        let blocks = ((classic * 1.2) / 512.0).ceil().max(1.0) as u64;
+        Ok(Bloom { bits: vec![0; blocks as usize * BLOCK_WORDS], blocks, k })
     }
 
     fn add(&mut self, key: u64) {
@@ -92,7 +104,7 @@ impl Bloom {
     /// Bits and hash functions (for the start log and the tests).
     #[getter]
     fn size_in_bits(&self) -> u64 {
-        self.m
+        self.blocks * 512
     }
 
     #[getter]

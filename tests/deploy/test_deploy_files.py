@@ -241,8 +241,15 @@ def test_dockerfile_lets_sigterm_reach_python(dockerfile: DockerfileParser) -> N
     assert any('"tini=${TINI_VERSION}"' in v for v in _values(final, "RUN"))
 
 
+def _stage(parser: DockerfileParser, name: str) -> list[dict[str, Any]]:
+    for stage in _stages(parser):
+        if stage[0]["value"].split()[-1] == name:
+            return stage
+    raise AssertionError(f"the Dockerfile has no stage {name!r}")
+
+
 def test_dockerfile_installs_the_package_from_the_lock(dockerfile: DockerfileParser) -> None:
-    build, final = _stages(dockerfile)[0], _final(dockerfile)
+    build, final = _stage(dockerfile, "build"), _final(dockerfile)
     copies = " ".join(_values(build, "COPY"))
     runs = " ".join(_values(build, "RUN"))
     assert "deploy/docker/constraints.txt" in copies
@@ -257,6 +264,24 @@ def test_dockerfile_installs_the_package_from_the_lock(dockerfile: DockerfilePar
     # Inside a container the API must listen on every interface.
     assert "DNC_API__HOST=0.0.0.0" in env
     assert _values(final, "EXPOSE") == ["8080"]
+
+
+def test_the_image_has_the_compiled_gate_check(dockerfile: DockerfileParser) -> None:
+    """The gate in the image runs the compiled check: a stage builds the wheel from the
+    committed crate (its lock), the build stage installs it and fails if it cannot import
+    it, and the build context holds the crate's sources but not a local target dir."""
+    hotpath, build = _stage(dockerfile, "hotpath"), _stage(dockerfile, "build")
+    assert "native/hotpath /src/hotpath" in _values(hotpath, "COPY")
+    assert any("pip wheel" in v and "/src/hotpath" in v for v in _values(hotpath, "RUN"))
+    assert "--from=hotpath /wheels /wheels" in _values(build, "COPY")
+    installs = " ".join(_values(build, "RUN"))
+    assert "/wheels/dnc_hotpath-*.whl" in installs
+    assert "import dnc_hotpath" in installs
+    assert "locked = true" in (ROOT / "native/hotpath/pyproject.toml").read_text()
+    assert (ROOT / "native/hotpath/Cargo.lock").is_file()
+    assert in_build_context("native/hotpath/src/lib.rs")
+    assert in_build_context("native/hotpath/Cargo.lock")
+    assert not in_build_context("native/hotpath/target/release/libdnc_hotpath.so")
 
 
 def test_dockerfile_bakes_in_no_secret(dockerfile: DockerfileParser) -> None:

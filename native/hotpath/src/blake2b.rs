@@ -25,6 +25,40 @@ const SIGMA: [[usize; 16]; 10] = [
     [10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0],
 ];
 
+/// One round: G on the four columns, then on the four diagonals (the scalar and the
+/// four-lane compression share it).
+macro_rules! one_round {
+    ($g:ident, $v:ident, $m:ident, $s:ident) => {
+        $g($v, 0, 4, 8, 12, $m[$s[0]], $m[$s[1]]);
+        $g($v, 1, 5, 9, 13, $m[$s[2]], $m[$s[3]]);
+        $g($v, 2, 6, 10, 14, $m[$s[4]], $m[$s[5]]);
+        $g($v, 3, 7, 11, 15, $m[$s[6]], $m[$s[7]]);
+        $g($v, 0, 5, 10, 15, $m[$s[8]], $m[$s[9]]);
+        $g($v, 1, 6, 11, 12, $m[$s[10]], $m[$s[11]]);
+        $g($v, 2, 7, 8, 13, $m[$s[12]], $m[$s[13]]);
+        $g($v, 3, 4, 9, 14, $m[$s[14]], $m[$s[15]]);
+    };
+}
+
+/// BLAKE2b's twelve rounds written out (the scalar and the four-lane compression): constant
+/// message indices (a loop over `r % 10` measured 12 % slower), written once here.
+macro_rules! twelve_rounds {
+    ($round:ident, $v:ident, $m:ident) => {
+        $round(&mut $v, &$m, &SIGMA[0]);
+        $round(&mut $v, &$m, &SIGMA[1]);
+        $round(&mut $v, &$m, &SIGMA[2]);
+        $round(&mut $v, &$m, &SIGMA[3]);
+        $round(&mut $v, &$m, &SIGMA[4]);
+        $round(&mut $v, &$m, &SIGMA[5]);
+        $round(&mut $v, &$m, &SIGMA[6]);
+        $round(&mut $v, &$m, &SIGMA[7]);
+        $round(&mut $v, &$m, &SIGMA[8]);
+        $round(&mut $v, &$m, &SIGMA[9]);
+        $round(&mut $v, &$m, &SIGMA[0]);
+        $round(&mut $v, &$m, &SIGMA[1]);
+    };
+}
+
 pub const BLOCK: usize = 128;
 const OUT: u64 = 16;
 
@@ -42,14 +76,7 @@ fn g(v: &mut [u64; 16], a: usize, b: usize, c: usize, d: usize, x: u64, y: u64) 
 
 #[inline(always)]
 fn round(v: &mut [u64; 16], m: &[u64; 16], s: &[usize; 16]) {
-    g(v, 0, 4, 8, 12, m[s[0]], m[s[1]]);
-    g(v, 1, 5, 9, 13, m[s[2]], m[s[3]]);
-    g(v, 2, 6, 10, 14, m[s[4]], m[s[5]]);
-    g(v, 3, 7, 11, 15, m[s[6]], m[s[7]]);
-    g(v, 0, 5, 10, 15, m[s[8]], m[s[9]]);
-    g(v, 1, 6, 11, 12, m[s[10]], m[s[11]]);
-    g(v, 2, 7, 8, 13, m[s[12]], m[s[13]]);
-    g(v, 3, 4, 9, 14, m[s[14]], m[s[15]]);
+    one_round!(g, v, m, s);
 }
 
 fn compress(h: &mut [u64; 8], block: &[u8; BLOCK], t: u64, last: bool) {
@@ -64,20 +91,7 @@ fn compress(h: &mut [u64; 8], block: &[u8; BLOCK], t: u64, last: bool) {
     if last {
         v[14] = !v[14];
     }
-    // Twelve rounds written out: constant message indices (a loop over `r % 10` measured
-    // 12 % slower).
-    round(&mut v, &m, &SIGMA[0]);
-    round(&mut v, &m, &SIGMA[1]);
-    round(&mut v, &m, &SIGMA[2]);
-    round(&mut v, &m, &SIGMA[3]);
-    round(&mut v, &m, &SIGMA[4]);
-    round(&mut v, &m, &SIGMA[5]);
-    round(&mut v, &m, &SIGMA[6]);
-    round(&mut v, &m, &SIGMA[7]);
-    round(&mut v, &m, &SIGMA[8]);
-    round(&mut v, &m, &SIGMA[9]);
-    round(&mut v, &m, &SIGMA[0]);
-    round(&mut v, &m, &SIGMA[1]);
+    twelve_rounds!(round, v, m);
     for i in 0..8 {
         h[i] ^= v[i] ^ v[i + 8];
     }
@@ -138,22 +152,13 @@ pub mod x4 {
         _mm256_shuffle_epi32(x, 0b10_11_00_01)
     }
 
+    /// Each 64-bit lane rotated right by `BYTES` whole bytes (24 and 16 bits): one byte
+    /// shuffle (its indices count within each 128-bit half).
     #[inline(always)]
-    unsafe fn rot24(x: __m256i) -> __m256i {
-        let m = _mm256_setr_epi8(
-            3, 4, 5, 6, 7, 0, 1, 2, 11, 12, 13, 14, 15, 8, 9, 10, 3, 4, 5, 6, 7, 0, 1, 2, 11, 12,
-            13, 14, 15, 8, 9, 10,
-        );
-        _mm256_shuffle_epi8(x, m)
-    }
-
-    #[inline(always)]
-    unsafe fn rot16(x: __m256i) -> __m256i {
-        let m = _mm256_setr_epi8(
-            2, 3, 4, 5, 6, 7, 0, 1, 10, 11, 12, 13, 14, 15, 8, 9, 2, 3, 4, 5, 6, 7, 0, 1, 10, 11,
-            12, 13, 14, 15, 8, 9,
-        );
-        _mm256_shuffle_epi8(x, m)
+    unsafe fn rot_bytes<const BYTES: usize>(x: __m256i) -> __m256i {
+        let index: [u8; 32] =
+            std::array::from_fn(|i| ((i % 16) / 8 * 8 + (i % 8 + BYTES) % 8) as u8);
+        _mm256_shuffle_epi8(x, _mm256_loadu_si256(index.as_ptr().cast()))
     }
 
     #[inline(always)]
@@ -163,27 +168,28 @@ pub mod x4 {
 
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn g(v: &mut [__m256i; 16], a: usize, b: usize, c: usize, d: usize, x: __m256i, y: __m256i) {
+    unsafe fn g(
+        v: &mut [__m256i; 16],
+        a: usize,
+        b: usize,
+        c: usize,
+        d: usize,
+        x: __m256i,
+        y: __m256i,
+    ) {
         v[a] = _mm256_add_epi64(_mm256_add_epi64(v[a], v[b]), x);
         v[d] = rot32(_mm256_xor_si256(v[d], v[a]));
         v[c] = _mm256_add_epi64(v[c], v[d]);
-        v[b] = rot24(_mm256_xor_si256(v[b], v[c]));
+        v[b] = rot_bytes::<3>(_mm256_xor_si256(v[b], v[c]));
         v[a] = _mm256_add_epi64(_mm256_add_epi64(v[a], v[b]), y);
-        v[d] = rot16(_mm256_xor_si256(v[d], v[a]));
+        v[d] = rot_bytes::<2>(_mm256_xor_si256(v[d], v[a]));
         v[c] = _mm256_add_epi64(v[c], v[d]);
         v[b] = rot63(_mm256_xor_si256(v[b], v[c]));
     }
 
     #[inline(always)]
     unsafe fn round(v: &mut [__m256i; 16], m: &[__m256i; 16], s: &[usize; 16]) {
-        g(v, 0, 4, 8, 12, m[s[0]], m[s[1]]);
-        g(v, 1, 5, 9, 13, m[s[2]], m[s[3]]);
-        g(v, 2, 6, 10, 14, m[s[4]], m[s[5]]);
-        g(v, 3, 7, 11, 15, m[s[6]], m[s[7]]);
-        g(v, 0, 5, 10, 15, m[s[8]], m[s[9]]);
-        g(v, 1, 6, 11, 12, m[s[10]], m[s[11]]);
-        g(v, 2, 7, 8, 13, m[s[12]], m[s[13]]);
-        g(v, 3, 4, 9, 14, m[s[14]], m[s[15]]);
+        one_round!(g, v, m, s);
     }
 
     fn word(block: &[u8; BLOCK], i: usize) -> i64 {
@@ -217,18 +223,7 @@ pub mod x4 {
         let counts = _mm256_setr_epi64x(t(lens[0]), t(lens[1]), t(lens[2]), t(lens[3]));
         v[12] = _mm256_xor_si256(v[12], counts);
         v[14] = _mm256_xor_si256(v[14], _mm256_set1_epi64x(-1)); // the last block
-        round(&mut v, &m, &SIGMA[0]);
-        round(&mut v, &m, &SIGMA[1]);
-        round(&mut v, &m, &SIGMA[2]);
-        round(&mut v, &m, &SIGMA[3]);
-        round(&mut v, &m, &SIGMA[4]);
-        round(&mut v, &m, &SIGMA[5]);
-        round(&mut v, &m, &SIGMA[6]);
-        round(&mut v, &m, &SIGMA[7]);
-        round(&mut v, &m, &SIGMA[8]);
-        round(&mut v, &m, &SIGMA[9]);
-        round(&mut v, &m, &SIGMA[0]);
-        round(&mut v, &m, &SIGMA[1]);
+        twelve_rounds!(round, v, m);
         let mut out = [[0u8; 16]; 4];
         for (word_index, half) in [(0usize, 0usize), (1, 8)] {
             let x = _mm256_xor_si256(

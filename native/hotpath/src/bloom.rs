@@ -82,7 +82,11 @@ impl Bloom {
         let classic = -(capacity as f64) * error_rate.ln() / (ln2 * ln2);
         let k = ((classic / capacity as f64) * ln2).round().clamp(1.0, 16.0) as u32;
         let blocks = ((classic * 1.2) / 512.0).ceil().max(1.0) as u64;
-        Ok(Bloom { bits: vec![0; blocks as usize * BLOCK_WORDS], blocks, k })
+        Ok(Bloom {
+            bits: vec![0; blocks as usize * BLOCK_WORDS],
+            blocks,
+            k,
+        })
     }
 
     fn add(&mut self, key: u64) {

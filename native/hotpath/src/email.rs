@@ -5,7 +5,14 @@ const MAX_EMAIL: usize = 254;
 const MAX_LOCAL: usize = 64;
 const MAX_LABEL: usize = 63;
 const TLD_LENGTHS: std::ops::RangeInclusive<usize> = 2..=63;
-const SPECIAL_TLDS: [&[u8]; 6] = [b"arpa", b"invalid", b"local", b"localhost", b"onion", b"test"];
+const SPECIAL_TLDS: [&[u8]; 6] = [
+    b"arpa",
+    b"invalid",
+    b"local",
+    b"localhost",
+    b"onion",
+    b"test",
+];
 
 fn atext(c: u8) -> bool {
     c.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~-".contains(&c)
@@ -13,7 +20,8 @@ fn atext(c: u8) -> bool {
 
 /// Runs of `part` characters joined by single `sep`: none empty.
 fn runs(s: &[u8], sep: u8, part: fn(u8) -> bool) -> bool {
-    s.split(|&c| c == sep).all(|run| !run.is_empty() && run.iter().all(|&c| part(c)))
+    s.split(|&c| c == sep)
+        .all(|run| !run.is_empty() && run.iter().all(|&c| part(c)))
 }
 
 /// Writes the canonical address into `out` (cleared) and says whether it did. Only ASCII
@@ -23,7 +31,9 @@ pub fn canonical(raw: &str, out: &mut Vec<u8>) -> bool {
     if b.len() > MAX_EMAIL || !raw.is_ascii() {
         return false;
     }
-    let Some(at) = b.iter().position(|&c| c == b'@') else { return false };
+    let Some(at) = b.iter().position(|&c| c == b'@') else {
+        return false;
+    };
     let (local, domain) = (&b[..at], &b[at + 1..]);
     // Local part: a dot-atom of 1-64 characters.
     if local.len() > MAX_LOCAL || !runs(local, b'.', atext) {
@@ -31,7 +41,9 @@ pub fn canonical(raw: &str, out: &mut Vec<u8>) -> bool {
     }
     // Domain: LDH labels of 1-63 characters (no "--", no hyphen at either end), then an
     // alphabetic top-level label that is not a special-use name.
-    let Some(dot) = domain.iter().rposition(|&c| c == b'.') else { return false };
+    let Some(dot) = domain.iter().rposition(|&c| c == b'.') else {
+        return false;
+    };
     let (labels, tld) = (&domain[..dot], &domain[dot + 1..]);
     if !TLD_LENGTHS.contains(&tld.len()) || !tld.iter().all(u8::is_ascii_alphabetic) {
         return false;

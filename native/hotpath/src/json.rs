@@ -1,7 +1,13 @@
 //! A strict, conservative reading of a message's JSON: the five required fields, or None
 //! for anything it does not understand exactly (Python reads those).
 
-const REQUIRED: [&[u8]; 5] = [b"message_id", b"account", b"channel", b"sender", b"destination"];
+const REQUIRED: [&[u8]; 5] = [
+    b"message_id",
+    b"account",
+    b"channel",
+    b"sender",
+    b"destination",
+];
 const MAX_DEPTH: usize = 16; // deeper: Python (its duplicate guard may give up on depth)
 const MAX_INT_DIGITS: usize = 18; // always an exact 64-bit integer for orjson
 const MAX_FRAC_DIGITS: usize = 18;
@@ -86,7 +92,10 @@ fn string(b: &[u8], i: usize) -> Option<(usize, bool)> {
         match *b.get(j)? {
             b'"' => return Some((j + 1, escaped)),
             b'\\' => {
-                if !matches!(b.get(j + 1)?, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') {
+                if !matches!(
+                    b.get(j + 1)?,
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't'
+                ) {
                     return None;
                 }
                 escaped = true;
@@ -158,7 +167,12 @@ fn number(b: &[u8], mut i: usize) -> Option<usize> {
     if b.get(i) == Some(&b'-') {
         i += 1;
     }
-    let digits = |i: usize| b[i.min(b.len())..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let digits = |i: usize| {
+        b[i.min(b.len())..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count()
+    };
     let n = digits(i);
     if n == 0 || n > MAX_INT_DIGITS || (n > 1 && b[i] == b'0') {
         return None;
@@ -184,4 +198,3 @@ fn number(b: &[u8], mut i: usize) -> Option<usize> {
     }
     Some(i)
 }
-

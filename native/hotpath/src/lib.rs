@@ -69,7 +69,6 @@ struct Checker {
     simd: bool,
 }
 
-
 #[pymethods]
 impl Checker {
     /// `key`: the one contact-id key; `table`: calling code → (its length, possible
@@ -88,7 +87,9 @@ impl Checker {
         for (cc, (len, lengths, pattern)) in table {
             let number: usize = cc.parse().map_err(|_| PyValueError::new_err(cc.clone()))?;
             if !(1..=3).contains(&cc.len()) || len != cc.len() || cc.starts_with('0') {
-                return Err(PyValueError::new_err(format!("calling code {cc:?}: not 1-3 digits")));
+                return Err(PyValueError::new_err(format!(
+                    "calling code {cc:?}: not 1-3 digits"
+                )));
             }
             let mut bits = 0u32;
             for n in lengths {
@@ -100,7 +101,11 @@ impl Checker {
                 None => Prefix::None,
                 Some(p) => literals(&p).map_or(Prefix::Unknown, Prefix::Literals),
             };
-            codes[OFFSET[len] + number] = Some(CallingCode { len, lengths: bits, prefix });
+            codes[OFFSET[len] + number] = Some(CallingCode {
+                len,
+                lengths: bits,
+                prefix,
+            });
         }
         Ok(Checker {
             key: Keyed::new(key),
@@ -115,7 +120,9 @@ impl Checker {
     /// A valid account and its field prefix (``account_prefix``), as the reader caches it.
     /// A string that is not valid UTF-8 (a lone surrogate) is not learned: Python's.
     fn learn_account(&mut self, account: &Bound<'_, PyAny>, prefix: Vec<u8>) {
-        let Ok(account) = account.extract::<String>() else { return };
+        let Ok(account) = account.extract::<String>() else {
+            return;
+        };
         if self.accounts.len() < CACHE_LIMIT {
             self.accounts.insert(account, prefix);
         }
@@ -334,7 +341,10 @@ impl Checker {
         } else {
             raw
         };
-        let mut phone = Phone { digits: [0; MAX_PHONE_INPUT], len: 0 };
+        let mut phone = Phone {
+            digits: [0; MAX_PHONE_INPUT],
+            len: 0,
+        };
         for &b in s.as_bytes() {
             if b == b' ' {
                 continue;
@@ -387,7 +397,12 @@ struct Lanes<'s> {
 
 impl Default for Lanes<'_> {
     fn default() -> Self {
-        Lanes { blocks: [[0; BLOCK]; 4], lens: [0; 4], waiting: [(0, &[]); 4], n: 0 }
+        Lanes {
+            blocks: [[0; BLOCK]; 4],
+            lens: [0; 4],
+            waiting: [(0, &[]); 4],
+            n: 0,
+        }
     }
 }
 
@@ -452,7 +467,9 @@ fn hash4(key: &Keyed, blocks: &[[u8; BLOCK]; 4], lens: [usize; 4]) -> [[u8; 16];
 /// `0|180020` → its literals; None for anything that is not digit literals in `|`.
 fn literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
     let parts: Vec<Vec<u8>> = pattern.split('|').map(|p| p.as_bytes().to_vec()).collect();
-    let plain = parts.iter().all(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit));
+    let plain = parts
+        .iter()
+        .all(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit));
     plain.then_some(parts)
 }
 

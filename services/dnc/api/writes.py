@@ -126,7 +126,8 @@ def remove_commands(keys: Iterable[EntryKey], who: Principal, rid: str, at: int)
 
 
 async def apply(ctx: ApiContext, commands: Sequence[Command], rid: str) -> Outcome:
-    """Submit commands and wait until they are effective (and visible in the list)."""
+    """Submit commands and wait until they are effective (and visible in the list and its
+    history)."""
     timeout = ctx.settings.api.effective_timeout_s
     deadline = time.monotonic() + timeout
     positions: Positions = {}
@@ -143,6 +144,11 @@ async def apply(ctx: ApiContext, commands: Sequence[Command], rid: str) -> Outco
     target = {p: meta.changes[p] for p in positions if p in meta.changes}
     remaining = max(MIN_VIEW_WAIT_S, deadline - time.monotonic())
     visible = await ctx.view.wait_for(target, remaining)
+    # The change and its history records commit in one transaction, but the view reads the
+    # two topics at their own pace: an export or a history page right after the write must
+    # show the write's history as well as its entry.
+    remaining = max(MIN_VIEW_WAIT_S, deadline - time.monotonic())
+    visible = visible and await ctx.view.wait_for_history(sorted(positions), remaining)
     return Outcome(rid, positions, True, visible)
 
 

@@ -31,3 +31,17 @@ class Checker:
     def fast_phone(self, raw: str) -> str | None: ...
     def fast_email(self, raw: str) -> str | None: ...
     def contact_id(self, contact: str) -> bytes: ...
+
+class Verdicts:
+    def __init__(
+        self, channels: Mapping[str, str | None], sources: Mapping[str, str], /
+    ) -> None: ...
+    def envelope(
+        self,
+        value: bytes,
+        p: tuple[str, str, str, str, int, bytes],
+        packed: bytes,
+        now: int,
+        checked_at: bytes,
+        /,
+    ) -> bytes | bool | None: ...

@@ -5,13 +5,15 @@ entry expires between two messages."""
 from __future__ import annotations
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dnc.domain.entries import Entry, EntryKey, Source, blocking_entries
+from dnc.gate.decisions import Parsed
 from dnc.gate.role import Gate
 from dnc.index.layout import fingerprint, pack_entries
-from dnc.settings import Settings
+from dnc.settings import GateSettings, Settings
 
 GATE = Gate(Settings())
 NOW = 1_795_671_087_123
@@ -56,3 +58,98 @@ def test_verdict_is_the_rule_and_the_contract_rendering(
     p = (account, channel, sender, contact, fingerprint(field), field)
     for now in (NOW, NOW + 2000, NOW):  # the second and third see a remembered verdict
         assert GATE.reader.verdict(p, raw, now) == expected(entries, channel, sender, now)
+
+
+# --- the compiled blocked record (native/hotpath/src/verdict.rs) -------------------------
+
+dnc_hotpath = pytest.importorskip("dnc_hotpath", reason="the extension is built by make deps")
+COMPILED = Gate(Settings(gate=GateSettings(native_check=True)))
+PYTHON = Gate(Settings(gate=GateSettings(native_check=False)))
+ODD = st.sampled_from(["acme", "", 'q"uote', "back\\slash", "tab\there", "é-ü", "\x7f", "x\x1fy"])
+# Times across format_ms's fast path and past it (the compiled side leaves those to Python).
+WHEN = st.one_of(
+    st.integers(0, NOW + 2000),
+    st.sampled_from([-1, -86_400_001, 253_402_300_799_999, 253_402_300_800_000]),
+)
+odd_rows = st.lists(
+    st.tuples(
+        st.sampled_from([None, "SMS", "VOICE", "EMAIL"]),
+        st.one_of(st.none(), ODD),
+        st.sampled_from(list(Source)),
+        WHEN,
+        st.one_of(st.none(), WHEN),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=5,
+    unique_by=lambda r: (r[0], r[1] or None),
+)
+
+
+def blocked_record(gate: Gate, p: Parsed, raw: bytes, now: int) -> object:
+    """The record for dnc.blocked, None, or the type of the error (the same both ways)."""
+    try:
+        return gate.reader.blocked(p, raw, b'{"message_id":"m-1"}', now, b"2026-12-03T07:00Z")
+    except Exception as exc:
+        return type(exc)
+
+
+@given(
+    odd_rows,
+    st.sampled_from(["SMS", "VOICE"]),
+    ODD,
+    st.sampled_from(["acme", 'ac"me', "acmé"]),
+    st.sampled_from(["441234567890", "jane@example.com", "h1:abc"]),
+    st.sampled_from([NOW, NOW + 2000]),
+)
+@settings(max_examples=800, deadline=None)
+def test_the_compiled_blocked_record_is_the_python_one(
+    rows: list[tuple[str | None, str | None, Source, int, int | None, bool]],
+    channel: str,
+    sender: str,
+    account: str,
+    contact: str,
+    now: int,
+) -> None:
+    entries = [
+        Entry(EntryKey(account, contact, ch, s or None), src, added, None, exp, as_id)
+        for ch, s, src, added, exp, as_id in rows
+    ]
+    raw = pack_entries(entries)
+    # The field stands for (account, contact): the Python side remembers verdicts by it.
+    p = (account, channel, sender, contact, 0, f"{account}\x1f{contact}".encode())
+    assert blocked_record(COMPILED, p, raw, now) == blocked_record(PYTHON, p, raw, now)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"S\x1f\x1fM\x1f5",
+        b"S\x1f\x1fM\x1f5\x1f\x1f",
+        b"Q\x1f\x1fM\x1f5\x1f",
+        b"S\x1f\x1fZ\x1f5\x1f",
+        b"S\x1f\x1fM\x1f+5\x1f",
+        b"S\x1f\x1fM\x1f5\x1fx",
+        b"\xff\x1f\x1fM\x1f5\x1f",
+        b"SS\x1f\x1fM\x1f5\x1f",
+    ],
+)
+def test_packed_entries_the_compiled_side_cannot_read_are_pythons(raw: bytes) -> None:
+    """Broken or unusual packed records: the same answer or the same error both ways."""
+    p = ("acme", "SMS", "ACME", "441234567890", 0, b"acme\x1f441234567890")
+    assert blocked_record(COMPILED, p, raw, NOW) == blocked_record(PYTHON, p, raw, NOW)
+
+
+def test_the_compiled_side_renders_the_common_case_itself() -> None:
+    """Not "ask Python" for a plain entry (or the twin test above would prove nothing)."""
+    compiled = dnc_hotpath.Verdicts({"S": "SMS", "*": None}, {"M": "MANUAL"})
+    p = ("acme", "SMS", "ACME", "441234567890", 0, b"field")
+    out = compiled.envelope(b"{}", p, b"*\x1f\x1fM\x1f1700000000000\x1f", NOW, b"T")
+    assert out == (
+        b'{"message":{},"reason":"DO_NOT_CONTACT","entry":{"account":"acme",'
+        b'"contact":"441234567890","channel":null,"sender":null,"source":"MANUAL",'
+        b'"added_at":"2023-11-14T22:13:20.000Z"},"checked_at":"T"}'
+    )
+    assert compiled.envelope(b"{}", p, b"V\x1f\x1fM\x1f1700000000000\x1f", NOW, b"T") is False
+    assert compiled.envelope(b"{}", p, b"S\x1fother\x1fM\x1f1700000000000\x1f", NOW, b"T") is None

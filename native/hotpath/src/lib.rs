@@ -12,6 +12,7 @@ mod blake2b;
 mod bloom;
 mod email;
 mod json;
+mod verdict;
 
 use std::collections::HashMap;
 
@@ -477,5 +478,6 @@ fn literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
 fn dnc_hotpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Checker>()?;
     m.add_class::<Bloom>()?;
+    m.add_class::<verdict::Verdicts>()?;
     Ok(())
 }

@@ -21,11 +21,14 @@ from dnc.domain.channels import Channel
 from dnc.domain.contactids import ContactIds
 from dnc.domain.contacts import phone_fast_path_table
 from dnc.gate.decisions import Decision
+from dnc.gate.verdicts import SOURCE_NAME
+from dnc.index.layout import CODE_CHANNEL
 
 if TYPE_CHECKING:
     from dnc.gate.filter import BloomFilter
     from dnc_hotpath import Bloom as NativeBloom
     from dnc_hotpath import Checker as NativeChecker
+    from dnc_hotpath import Verdicts as NativeVerdicts
 
 
 class PythonCheck(Protocol):
@@ -44,6 +47,16 @@ def bloom_class(native: NativeChecker | None) -> type[BloomFilter]:
     import dnc_hotpath
 
     return dnc_hotpath.Bloom
+
+
+def verdicts(native: NativeChecker | None) -> NativeVerdicts | None:
+    """The compiled blocked record (``dnc.gate.verdicts`` and the envelope) where the
+    compiled check runs: the layout's codes are given to it from here, never copied."""
+    if native is None:
+        return None
+    import dnc_hotpath
+
+    return dnc_hotpath.Verdicts(CODE_CHANNEL, SOURCE_NAME)
 
 
 def load(ids: ContactIds, enabled: bool) -> tuple[NativeChecker | None, str]:

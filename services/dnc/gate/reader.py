@@ -27,6 +27,7 @@ from dnc.gate.decisions import Decision, Parsed
 from dnc.gate.filter import BloomFilter
 from dnc.gate.native import bloom_class
 from dnc.gate.native import check as native_check
+from dnc.gate.native import verdicts as native_verdicts
 from dnc.gate.verdicts import blocking_entry
 from dnc.index.layout import account_prefix, fingerprint
 
@@ -37,6 +38,8 @@ _KEY_PATTERNS = tuple(f'"{f}"'.encode() for f in REQUIRED)
 _CACHE_LIMIT = 100_000
 _MAX_ADDRESS = 320  # events.OutboundMessage: sender and destination
 _fields = operator.itemgetter(*REQUIRED)
+# The record dnc.blocked gets: the message as it came, the entry that blocks it, the time.
+_BLOCKED = b'{"message":%b,"reason":"DO_NOT_CONTACT","entry":%b,"checked_at":"%b"}'
 
 if TYPE_CHECKING:
     from dnc_hotpath import Bloom as NativeBloom
@@ -62,6 +65,8 @@ class OutboundReader:
         self._senders: dict[str, str] = {}
         self._accounts: dict[str, bytes] = {}  # valid account → its field prefix
         self._verdicts: dict[tuple[bytes, bytes, str, str], bytes | None] = {}
+        # Its compiled twin, with the envelope: no cache needed (≈ 0.2 µs a message).
+        self._compiled_verdicts = native_verdicts(native)
 
     def check(
         self, batch: Records, bloom: BloomFilter | None, compact: bool
@@ -219,6 +224,20 @@ class OutboundReader:
             if self.native is not None:
                 self.native.learn_sender(sender, s)
         return account, ch, s, destination, prefix
+
+    def blocked(
+        self, p: Parsed, raw: bytes, value: bytes, now: int, checked_at: bytes
+    ) -> bytes | None:
+        """The record for dnc.blocked of message ``value`` (read as ``p``), whose contact
+        has the packed entries ``raw``; None where no entry blocks it."""
+        compiled = self._compiled_verdicts
+        if compiled is not None:
+            out = compiled.envelope(value, p, raw, now, checked_at)
+            if out is None or isinstance(out, bytes):
+                return out
+            # False: a record or a string the compiled side does not read exactly.
+        entry = self.verdict(p, raw, now)
+        return None if entry is None else _BLOCKED % (value, entry, checked_at)
 
     def verdict(self, p: Parsed, raw: bytes, now: int) -> bytes | None:
         """The JSON of the entry that blocks this message (the most specific), or None.

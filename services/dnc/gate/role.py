@@ -297,6 +297,8 @@ class Gate(PipelineRole):
         checked_at = format_ms(now).encode()
         template = t.allowed_template
         allowed_topic = t.allowed
+        blocked_topic, blocked_parts = t.blocked, parts[t.blocked]
+        blocked = self.reader.blocked
         counts = self.counts
         base = 0  # position of the partition's first record in `decisions`
         k = 0  # next index into `special`
@@ -326,24 +328,15 @@ class Gate(PipelineRole):
                     continue
                 assert d is not None
                 raw = hits.get(nxt)
-                entry = self.reader.verdict(d, raw, now) if raw is not None else None
-                if entry is None:
+                assert r.value is not None
+                value = None if raw is None else blocked(d, raw, r.value, now, checked_at)
+                if value is None:
                     counts["allowed"] += 1
                     topic = template.format(channel=d[1].lower()) if template else allowed_topic
                     append(topic, r.partition % parts[topic], r.key, r.value, r.headers)
                 else:
                     counts["blocked"] += 1
-                    assert r.value is not None
-                    value = (
-                        b'{"message":'
-                        + r.value
-                        + b',"reason":"DO_NOT_CONTACT","entry":'
-                        + entry
-                        + b',"checked_at":"'
-                        + checked_at
-                        + b'"}'
-                    )
-                    append(t.blocked, r.partition % parts[t.blocked], r.key, value, r.headers)
+                    append(blocked_topic, tp.partition % blocked_parts, r.key, value, r.headers)
             base = end
             tally = writers[tp].tally
             tally["allowed"] = counts["allowed"] - allowed0

@@ -16,7 +16,7 @@ from dnc.gate.decisions import Parsed
 from dnc.index.layout import CODE_CHANNEL, CODE_SOURCE, REC, SEP
 
 # Packed source code (upper case; lower case: stored under the contact's id) → its name.
-_SOURCE_NAME = {code: source.value for code, source in CODE_SOURCE.items()}
+SOURCE_NAME = {code: source.value for code, source in CODE_SOURCE.items()}
 
 
 def blocking_entry(p: Parsed, raw: bytes, now: int) -> tuple[bytes | None, bool]:
@@ -52,7 +52,7 @@ def blocking_entry(p: Parsed, raw: bytes, now: int) -> tuple[bytes | None, bool]
         "contact": contact,
         "channel": CODE_CHANNEL[ch],
         "sender": s or None,
-        "source": _SOURCE_NAME[src.upper()],
+        "source": SOURCE_NAME[src.upper()],
         "added_at": format_time(best_rank[1]),
     }
     if expires:

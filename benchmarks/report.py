@@ -32,6 +32,15 @@ def kmsg(rate: float) -> str:
     return f"{rate / 1000:.1f}k msg/s"
 
 
+def paired(a: dict[str, Any], b: dict[str, Any], key: str) -> list[float]:
+    """``a ÷ b`` of ``key`` in each round: the two were drained side by side."""
+    return [x[key] / y[key] for x, y in zip(a["runs"], b["runs"], strict=True)]
+
+
+def listed(ratios: list[float]) -> str:
+    return "(" + " ".join(f"{r:.2f}" for r in ratios) + ")"
+
+
 def metrics_cost_row(tp: dict[str, Any], size: str) -> Row:
     """The gate with its metrics against the same gate with DNC_METRICS_ENABLED=false, both
     drained back to back in every round (in alternating order). Judged by CPU per message

@@ -14,12 +14,17 @@ use pyo3::prelude::*;
 
 #[pyclass(module = "dnc_hotpath")]
 pub struct Bloom {
-    bits: Vec<u64>,
+    bits: Vec<Block>,
     blocks: u64,
     k: u32,
 }
 
 const BLOCK_WORDS: usize = 8; // 512 bits, one cache line
+
+/// Aligned to its cache line: a block that straddled two would cost two memory accesses.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Block([u64; BLOCK_WORDS]);
 
 #[inline(always)]
 fn mix(mut z: u64) -> u64 {
@@ -35,11 +40,11 @@ fn reduce(h: u64, m: u64) -> u64 {
 }
 
 impl Bloom {
-    /// The key's block (its first word) and the k bit positions in it, as an iterator.
+    /// The key's block and the k bit positions in it, as an iterator.
     #[inline(always)]
     fn positions(&self, key: u64) -> (usize, impl Iterator<Item = usize>) {
         let h = mix(key);
-        let base = reduce(h, self.blocks) as usize * BLOCK_WORDS;
+        let base = reduce(h, self.blocks) as usize;
         let mut g = mix(h ^ 0x5851_f42d_4c95_7f2d);
         let step = mix(g) | 1;
         let bits = (0..self.k).map(move |_| {
@@ -53,17 +58,17 @@ impl Bloom {
     #[inline]
     pub fn contains_key(&self, key: u64) -> bool {
         let (base, mut bits) = self.positions(key);
-        let block = &self.bits[base..base + BLOCK_WORDS];
+        let block = &self.bits[base].0;
         bits.all(|pos| block[pos >> 6] & (1 << (pos & 63)) != 0)
     }
 
     fn add_key(&mut self, key: u64) {
         let (base, bits) = self.positions(key);
-        let positions: Vec<usize> = bits.collect();
-        let block = &mut self.bits[base..base + BLOCK_WORDS];
-        for pos in positions {
+        let mut block = self.bits[base].0;
+        for pos in bits {
             block[pos >> 6] |= 1 << (pos & 63);
         }
+        self.bits[base].0 = block;
     }
 }
 
@@ -83,7 +88,7 @@ impl Bloom {
         let k = ((classic / capacity as f64) * ln2).round().clamp(1.0, 16.0) as u32;
         let blocks = ((classic * 1.2) / 512.0).ceil().max(1.0) as u64;
         Ok(Bloom {
-            bits: vec![0; blocks as usize * BLOCK_WORDS],
+            bits: vec![Block([0; BLOCK_WORDS]); blocks as usize],
             blocks,
             k,
         })

@@ -61,7 +61,8 @@ $(VENV)/.native: $(HOTPATH)/Cargo.toml $(HOTPATH)/Cargo.lock $(HOTPATH)/pyprojec
 	@if [ -z "$(CARGO)" ]; then \
 	  echo "No Rust compiler (cargo): the gate's check stays in Python (README, Performance)"; \
 	else \
-	  PATH="$(dir $(CARGO)):$$PATH" $(BIN)/pip install -q ./$(HOTPATH) && touch $@; \
+	  PATH="$(dir $(CARGO)):$$PATH" $(BIN)/pip install -q --force-reinstall --no-deps \
+	    ./$(HOTPATH) && touch $@; \
 	fi
 
 deps: $(VENV)/.installed $(VENV)/.native

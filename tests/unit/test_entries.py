@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -93,6 +94,30 @@ def test_timestamps_round_trip_to_the_millisecond() -> None:
     assert parse_ts("2026-11-26T06:31:27.123+01:00", "t") == parse_ts(
         "2026-11-26T05:31:27.123Z", "t"
     )
+
+
+def test_remembered_timestamps_answer_and_refuse_like_parsing_them() -> None:
+    from dnc.domain.timestamps import parse_repeated_ts, parse_ts
+    from dnc.errors import InvalidValue
+
+    for raw in ["2026-11-26T05:31:27.123Z", "2026-11-26T06:31:27.123+01:00"] * 2:
+        assert parse_repeated_ts(raw, "t") == parse_ts(raw, "t")
+    # A bad time is refused every time it comes (an error is never remembered as a value).
+    for raw in ["2026-11-26T05:31:27", "2026-11-26T05:31:27", "soon", 17, None, ["x"]]:
+        with pytest.raises(InvalidValue) as refused:
+            parse_repeated_ts(raw, "added_at")
+        assert "added_at" in str(refused.value)
+
+
+def test_a_view_row_refuses_a_source_the_contract_does_not_have() -> None:
+    from dnc.api.view.store import parse_changes
+
+    key = b'["acme","+447700900123","SMS",null]'
+    good = b'{"source":"IMPORT","added_at":"2026-11-26T05:31:27.123Z"}'
+    _, rows, bad = parse_changes([(key, good), (key[:-1] + b",1]", good)])
+    assert bad == 1 and rows[0][4] == "IMPORT"
+    _, rows, bad = parse_changes([(key, good.replace(b"IMPORT", b"import"))])
+    assert (rows, bad) == ([], 1)
 
 
 def test_an_add_never_shortens_an_entry_but_lengthens_it() -> None:

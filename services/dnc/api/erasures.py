@@ -70,7 +70,9 @@ async def erase(
             )
             commands.append(Command([op], at, origin, account_ref(rid, i)))
     outcome = await apply(ctx, commands, rid)
-    if outcome.effective:
+    # A visible outcome has waited for these history partitions already (writes.apply);
+    # one that is not gets the history's own wait, as before.
+    if outcome.effective and not outcome.visible:
         await ctx.view.wait_for_history(
             sorted(outcome.positions), ctx.settings.api.effective_timeout_s
         )

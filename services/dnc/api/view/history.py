@@ -27,7 +27,7 @@ import orjson
 import xxhash
 
 from dnc.api.view.reader import Reader
-from dnc.domain.timestamps import format_ms, parse_ts
+from dnc.domain.timestamps import format_ms, parse_repeated_ts
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS history (
@@ -147,7 +147,7 @@ def row_of(part: int, off: int, key: list[Any], value: bytes) -> Row:
         key[2],
         key[3],
         key[4],
-        parse_ts(d["at"], "at"),
+        parse_repeated_ts(d["at"], "at"),
         part,
         off,
         action,

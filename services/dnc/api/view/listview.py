@@ -44,7 +44,14 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-BATCH = 5000
+# Records (of both logs) per SQLite transaction, at most. While the view is behind (an
+# import, a rebuild) it takes what the consumer has fetched, up to this many, in one
+# transaction: each commit writes every index page the batch touched, and an import's
+# rows land all over the indexes, so per row a 5000-record transaction cost 69 µs and a
+# 50000-record one 45 (300k imported entries, /tmp micro-benchmark of ViewWriter.apply;
+# more than that spills the page cache mid-transaction and costs more again). Tailing,
+# a batch is whatever arrived in the last poll, a few records.
+BATCH = 50_000
 # The view's writer thread runs at this lower CPU priority (nice): under a large import it
 # is the API's biggest CPU user, and on a small machine it would take cores from the list
 # writer and the gate, whose work is what makes an opt-out effective. It is only a lag.

@@ -30,7 +30,7 @@ from dnc.api.view import history as view_history
 from dnc.api.view.query import EntryQuery
 from dnc.api.view.reader import Reader
 from dnc.domain.entries import Entry, EntryKey, Source
-from dnc.domain.timestamps import parse_ts
+from dnc.domain.timestamps import parse_repeated_ts
 from dnc.errors import ConfigurationError
 
 SCHEMA_VERSION = "2"
@@ -90,6 +90,9 @@ Position = tuple[int, int]  # (added_at, kh) of the last entry seen, for keyset 
 
 
 Row = tuple[str, str, str | None, str | None, str, int, str | None, int | None, int]
+
+
+_SOURCES = frozenset(s.value for s in Source)
 
 
 def key_hash(key: EntryKey) -> int:
@@ -269,15 +272,18 @@ def row_of(key: EntryKey, value: bytes) -> Row:
     d = orjson.loads(value)
     origin = d.get("origin")
     expires = d.get("expires_at")
+    source = d["source"]
+    if source not in _SOURCES:
+        raise ValueError(f"not a source: {source!r}")
     return (
         key.account,
         key.contact,
         key.channel,
         key.sender,
-        Source(d["source"]).value,
-        parse_ts(d["added_at"], "added_at"),
+        source,
+        parse_repeated_ts(d["added_at"], "added_at"),
         None if origin is None else orjson.dumps(origin).decode(),
-        parse_ts(expires, "expires_at") if expires else None,
+        parse_repeated_ts(expires, "expires_at") if expires else None,
         key_hash(key),
     )
 

@@ -168,13 +168,11 @@ def build(writer: ViewStore, args: argparse.Namespace) -> tuple[float, float]:
     for start in range(0, args.rows, BATCH):
         t = time.perf_counter()
         batch = [
-            record(rng, i, privacy=args.privacy, spread=spread)
+            (0, i, *record(rng, i, privacy=args.privacy, spread=spread))
             for i in range(start, min(start + BATCH, args.rows))
         ]
         history = [
-            (0, start + n, *history_record(k, v, f"0-{start + n}-0"))
-            for n, (k, v) in enumerate(batch)
-            if args.history
+            (0, i, *history_record(k, v, f"0-{i}-0")) for _, i, k, v in batch if args.history
         ]
         making += time.perf_counter() - t
         t = time.perf_counter()
@@ -284,7 +282,7 @@ def export_rate(writer: ViewStore, limit: int) -> float:
         entries = writer.page(q, 1000, after)
         if not entries:
             break
-        for e in entries:
+        for e, _ in entries:
             orjson.dumps(e.to_dict())
         done += len(entries)
         after = store.position_of(entries[-1])

@@ -25,7 +25,13 @@ from dnc.domain.entries import Entry, EntryKey, Source
 from dnc.errors import ConfigurationError, ViewQueryTimeout
 from tests.unit.test_api_view_history import OTHER, PHONE, TOKEN, record
 from tests.unit.test_api_view_sorting import walk_sorted
-from tests.unit.test_api_view_store import change, matches, random_entry, random_query
+from tests.unit.test_api_view_store import (
+    change,
+    listed,
+    matches,
+    random_entry,
+    random_query,
+)
 
 T0 = 1_795_671_087_123
 MakeStore = Callable[[dict[str, str]], ViewStore]
@@ -60,31 +66,35 @@ def view(make_store: MakeStore) -> ViewStore:
 
 def test_the_store_answers_like_the_model_for_random_changes_and_queries(view: ViewStore) -> None:
     rng = random.Random(3)
-    model: dict[EntryKey, Entry] = {}
+    model: dict[EntryKey, store.Listed] = {}
+    offsets = iter(range(10**6))
     for batch in range(30):
-        records: list[tuple[bytes, bytes | None]] = []
+        records: list[store.Change] = []
         for _ in range(rng.randrange(1, 40)):
             if model and rng.random() < 0.3:
                 gone = rng.choice(list(model))
                 del model[gone]
-                records.append((gone.to_json(), None))
+                records.append((0, next(offsets), gone.to_json(), None))
             else:
                 e = random_entry(rng)
-                model[e.key] = e
-                records.append(change(e))
-        records.append((b"not json", b"{}"))  # a foreign record is skipped, not fatal
+                records.append((0, next(offsets), *change(e)[2:]))
+                model[e.key] = listed(records[-1], e)
+        # A foreign record is skipped, not fatal.
+        records.append((0, next(offsets), b"not json", b"{}"))
         assert view.apply(records, {0: batch + 1}) == 1
     assert view.offsets() == {0: 30}
 
     for _ in range(200):
         q = random_query(rng)
         expected = sorted(
-            (e for e in model.values() if matches(q, e)), key=store.position_of, reverse=True
+            (le for le in model.values() if matches(q, le[0])),
+            key=store.position_of,
+            reverse=True,
         )
         assert view.count(q) == len(expected)
-        assert set(view.keys(q)) == {e.key for e in expected}
+        assert set(view.keys(q)) == {e.key for e, _ in expected}
         limit = rng.randrange(1, 6)
-        walked: list[Entry] = []
+        walked: list[store.Listed] = []
         after = None
         while True:
             got = view.page(q, limit, after)
@@ -94,7 +104,8 @@ def test_the_store_answers_like_the_model_for_random_changes_and_queries(view: V
             after = store.position_of(got[-1])
         assert walked == expected  # the same order, origins and cursors on both backends
     wanted = [*list(model)[:5], EntryKey("acme", "nobody@example.com", None, None)]
-    assert view.get(wanted) == {k: model[k] for k in wanted[:5]}
+    assert view.get(wanted) == {k: model[k][0] for k in wanted[:5]}
+    assert view.listed(wanted) == {k: model[k] for k in wanted[:5]}
 
 
 def test_an_extension_keeps_the_origin_and_a_prefix_is_a_byte_range(view: ViewStore) -> None:
@@ -112,7 +123,8 @@ def test_an_extension_keeps_the_origin_and_a_prefix_is_a_byte_range(view: ViewSt
     same = EntryKey("acme", "441234567890", None, None)
     later = Entry(same, Source.IMPORT, T0 + 5, None)
     spelled = b'[ "acme", "441234567890", null, null ]'
-    view.apply([change(Entry(same, Source.MANUAL, T0, None)), (spelled, later.to_json())], {0: 4})
+    first = change(Entry(same, Source.MANUAL, T0, None))
+    view.apply([first, (0, first[1] + 1, spelled, later.to_json())], {0: 4})
     assert view.get([same]) == {same: later}
 
 
@@ -255,11 +267,11 @@ def test_totals_follow_adds_updates_and_removals_across_chunks(view: ViewStore) 
     rng = random.Random(41)
     model: dict[EntryKey, Entry] = {}
     for batch in range(3):
-        records: list[tuple[bytes, bytes | None]] = []
+        records: list[store.Change] = []
         for _ in range(2600):  # pgwrite.CHUNK is 1000
             e = random_entry(rng)
             if e.key in model and rng.random() < 0.4:
-                records.append((e.key.to_json(), None))
+                records.append((0, change(e)[1], e.key.to_json(), None))
                 del model[e.key]
             else:
                 records.append(change(e))
@@ -293,25 +305,27 @@ def test_sorted_pages_and_the_overview_answer_alike(view: ViewStore) -> None:
     """The page's other orders (issue 17) and its overview panel, on both backends: every
     order walks the model's order page by page; the totals are the model's."""
     rng = random.Random(29)
-    model: dict[EntryKey, Entry] = {}
+    model: dict[EntryKey, store.Listed] = {}
+    records: list[store.Change] = []
     for _ in range(150):
         e = random_entry(rng)
-        model[e.key] = e
-    view.apply([change(e) for e in model.values()], {0: 1})
+        records.append(change(e))
+        model[e.key] = listed(records[-1], e)
+    view.apply(records, {0: 1})
     for column in SORT_COLUMNS:
         for descending in (False, True):
             order = (column, descending)
             for _ in range(6):
                 q = random_query(rng)
                 expected = sorted(
-                    (e for e in model.values() if matches(q, e)),
-                    key=lambda e: (sort_value(e, column), store.key_hash(e.key)),
+                    (le for le in model.values() if matches(q, le[0])),
+                    key=lambda le: (sort_value(le[0], column), le[1]),
                     reverse=descending,
                 )
                 walked = walk_sorted(view.sorted_page, q, rng.randrange(1, 7), order)
                 assert walked == expected, order
     accounts = sorted({k.account for k in model})[:2]
-    mine = [e for e in model.values() if e.key.account in accounts]
+    mine = [e for e, _ in model.values() if e.key.account in accounts]
     summary = view.overview(accounts, 7, T0)
     assert summary["total"] == len(mine)
     assert summary["by_source"] == dict(Counter(e.source.value for e in mine))

@@ -108,12 +108,12 @@ def test_records_tombstones_order_keys_and_offsets(writer: store.ViewWriter) -> 
 
 
 def test_history_of_the_people_a_filter_matches(writer: store.ViewWriter) -> None:
-    def entry(contact: str, channel: str | None) -> tuple[bytes, bytes]:
+    def entry(offset: int, contact: str, channel: str | None) -> store.Change:
         e = Entry(EntryKey("acme", contact, channel, None), Source.MANUAL, T0, None)
-        return e.key.to_json(), e.to_json()
+        return 0, offset, e.key.to_json(), e.to_json()
 
     writer.apply(
-        [entry(PHONE, "SMS"), entry(OTHER, None)],
+        [entry(0, PHONE, "SMS"), entry(1, OTHER, None)],
         {0: 2},
         [
             (0, 0, *record("acme", PHONE, "0-0-0", T0, channel="SMS")),

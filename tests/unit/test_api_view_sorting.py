@@ -1,5 +1,5 @@
 """Sorted listings (issue 17): every order walks the model's order page by page — ties
-(one added_at, one sender) kept in one stable order by the key hash, nothing skipped or
+(one added_at, one sender) kept in one stable order by the changelog position, nothing skipped or
 repeated across pages — and a cursor is only accepted by the order that made it."""
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from dnc.api.view.sorting import (
     sort_value,
     sorted_page,
 )
-from dnc.domain.entries import Entry, EntryKey
+from dnc.domain.entries import EntryKey
 from dnc.errors import InvalidValue
-from tests.unit.test_api_view_store import change, matches, random_entry, random_query
+from tests.unit.test_api_view_store import change, listed, matches, random_entry, random_query
 
 
 @pytest.fixture
@@ -34,32 +34,33 @@ def writer(tmp_path: Path) -> store.ViewWriter:
 
 
 def walk_sorted(
-    fetch: Callable[[EntryQuery, int, tuple[str, bool], SortPosition | None], list[Entry]],
+    fetch: Callable[[EntryQuery, int, tuple[str, bool], SortPosition | None], list[store.Listed]],
     q: EntryQuery,
     limit: int,
     order: tuple[str, bool],
-) -> list[Entry]:
+) -> list[store.Listed]:
     """Every page of ``q`` in ``order``, each after the cursor the previous one gave."""
-    walked: list[Entry] = []
+    walked: list[store.Listed] = []
     after = None
     while True:
         got = fetch(q, limit, order, after)
         walked += got
         if len(got) < limit:
             return walked
-        cursor = encode_sorted_cursor(
-            order, (sort_value(got[-1], order[0]), store.key_hash(got[-1].key))
-        )
+        entry, kh = got[-1]
+        cursor = encode_sorted_cursor(order, (sort_value(entry, order[0]), kh))
         after = decode_sorted_cursor(cursor, order)
 
 
 def test_every_order_pages_through_the_model(writer: store.ViewWriter) -> None:
     rng = random.Random(17)
-    model: dict[EntryKey, Entry] = {}
+    model: dict[EntryKey, store.Listed] = {}
+    records: list[store.Change] = []
     for _ in range(300):
         e = random_entry(rng)
-        model[e.key] = e
-    assert writer.apply([change(e) for e in model.values()], {0: 1}) == 0
+        records.append(change(e))
+        model[e.key] = listed(records[-1], e)
+    assert writer.apply(records, {0: 1}) == 0
     conn = store.connect(writer.path, readonly=True)
     for column in SORT_COLUMNS:
         for descending in (False, True):
@@ -67,8 +68,8 @@ def test_every_order_pages_through_the_model(writer: store.ViewWriter) -> None:
             for _ in range(25):
                 q = random_query(rng)
                 expected = sorted(
-                    (e for e in model.values() if matches(q, e)),
-                    key=lambda e: (sort_value(e, column), store.key_hash(e.key)),
+                    (le for le in model.values() if matches(q, le[0])),
+                    key=lambda le: (sort_value(le[0], column), le[1]),
                     reverse=descending,
                 )
                 walked = walk_sorted(

@@ -4,6 +4,7 @@ and the file's life (offsets kept, foreign or broken files rebuilt, one writer o
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 
@@ -29,8 +30,17 @@ SENDERS = (None, "acme", "447700900001")
 T0 = 1_795_671_087_123
 
 
-def change(entry: Entry) -> tuple[bytes, bytes]:
-    return entry.key.to_json(), entry.to_json()
+_OFFSETS = itertools.count()
+
+
+def change(entry: Entry) -> store.Change:
+    """The entry's changelog record, at the next offset of partition 0."""
+    return 0, next(_OFFSETS), entry.key.to_json(), entry.to_json()
+
+
+def listed(record: store.Change, entry: Entry) -> store.Listed:
+    """The entry as a page lists it: ordered, among equal times, by its record's place."""
+    return entry, store.changelog_kh(record[0], record[1])
 
 
 def random_entry(rng: random.Random) -> Entry:
@@ -85,19 +95,20 @@ def test_the_store_answers_like_the_model_for_random_changes_and_queries(
     writer: store.ViewWriter,
 ) -> None:
     rng = random.Random(3)
-    model: dict[EntryKey, Entry] = {}
+    model: dict[EntryKey, store.Listed] = {}
     for batch in range(30):
-        records: list[tuple[bytes, bytes | None]] = []
+        records: list[store.Change] = []
         for _ in range(rng.randrange(1, 40)):
             if model and rng.random() < 0.3:
                 gone = rng.choice(list(model))
                 del model[gone]
-                records.append((gone.to_json(), None))
+                records.append((0, next(_OFFSETS), gone.to_json(), None))
             else:
                 e = random_entry(rng)
-                model[e.key] = e
                 records.append(change(e))
-        records.append((b"not json", b"{}"))  # a foreign record is skipped, not fatal
+                model[e.key] = listed(records[-1], e)
+        # A foreign record is skipped, not fatal.
+        records.append((0, next(_OFFSETS), b"not json", b"{}"))
         assert writer.apply(records, {0: batch + 1}) == 1
     assert writer.offsets() == {0: 30}
 
@@ -105,14 +116,14 @@ def test_the_store_answers_like_the_model_for_random_changes_and_queries(
     for _ in range(200):
         q = random_query(rng)
         expected = sorted(
-            (e for e in model.values() if matches(q, e)),
+            (le for le in model.values() if matches(q, le[0])),
             key=store.position_of,
             reverse=True,
         )
         assert store.count(conn, q) == len(expected)
-        assert set(store.keys(conn, q)) == {e.key for e in expected}
+        assert set(store.keys(conn, q)) == {e.key for e, _ in expected}
         limit = rng.randrange(1, 6)
-        walked: list[Entry] = []
+        walked: list[store.Listed] = []
         after = None
         while True:
             got = store.page(conn, q, limit, after)
@@ -122,7 +133,37 @@ def test_the_store_answers_like_the_model_for_random_changes_and_queries(
             after = store.position_of(got[-1])
         assert walked == expected
     wanted = [*list(model)[:5], EntryKey("acme", "nobody@example.com", None, None)]
-    assert store.get(conn, wanted) == {k: model[k] for k in wanted[:5]}
+    assert store.get(conn, wanted) == {k: model[k][0] for k in wanted[:5]}
+    assert store.listed(conn, wanted) == {k: model[k] for k in wanted[:5]}
+    conn.close()
+
+
+def test_entries_of_one_time_are_listed_as_the_changelog_wrote_them(
+    writer: store.ViewWriter,
+) -> None:
+    """One import gives all its entries one added_at: the newest written lists first, on
+    every instance alike (the changelog's positions are the same everywhere)."""
+    kh = store.changelog_kh
+    assert kh(0, 1) < kh(5, 1) < kh(0, 2) < kh(0, 2**48 - 1)  # partitions interleave
+    assert kh(0, 0) == -(2**63) and kh(2**16 - 1, 2**48 - 1) == 2**63 - 1
+    for part, offset in [(-1, 0), (0, -1), (2**16, 0), (0, 2**48)]:
+        with pytest.raises(ValueError, match=f"partition {part}, offset {offset}"):
+            kh(part, offset)
+    a, b, c = (
+        Entry(EntryKey("acme", f"4412345678{i}", None, None), Source.IMPORT, T0) for i in "abc"
+    )
+    writer.apply([(1, 10, *change(a)[2:]), (0, 11, *change(b)[2:]), (2, 9, *change(c)[2:])], {})
+    conn = store.connect(writer.path, readonly=True)
+    q = EntryQuery(accounts=("acme",))
+    assert [e.key.contact for e, _ in store.page(conn, q, 10, None)] == [
+        b.key.contact,
+        a.key.contact,
+        c.key.contact,
+    ]
+    # Rewritten later (an extension: same added_at), an entry moves to the front.
+    writer.apply([(2, 12, *change(Entry(c.key, Source.IMPORT, T0, None, T0 + 9))[2:])], {})
+    (first, _), *_ = store.page(conn, q, 10, None)
+    assert first.key == c.key
     conn.close()
 
 

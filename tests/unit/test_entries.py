@@ -114,9 +114,9 @@ def test_a_view_row_refuses_a_source_the_contract_does_not_have() -> None:
 
     key = b'["acme","+447700900123","SMS",null]'
     good = b'{"source":"IMPORT","added_at":"2026-11-26T05:31:27.123Z"}'
-    _, rows, bad = parse_changes([(key, good), (key[:-1] + b",1]", good)])
+    _, rows, bad = parse_changes([(0, 0, key, good), (0, 1, key[:-1] + b",1]", good)])
     assert bad == 1 and rows[0][4] == "IMPORT"
-    _, rows, bad = parse_changes([(key, good.replace(b"IMPORT", b"import"))])
+    _, rows, bad = parse_changes([(0, 2, key, good.replace(b"IMPORT", b"import"))])
     assert (rows, bad) == ([], 1)
 
 

@@ -104,8 +104,9 @@ async def export_selected(
             for k in keys
         )
     )
-    found = await c.view.get(wanted)
-    entries = sorted(found.values(), key=lambda e: position(e, order), reverse=order[1])
+    found = await c.view.listed(wanted)
+    ordered = sorted(found.values(), key=lambda e: position(e, order), reverse=order[1])
+    entries = [e for e, _ in ordered]
     missing = len(wanted) - len(entries)
     people = [(e.key.account, e.key.contact) for e in entries]
     return await _respond(

@@ -24,7 +24,7 @@ from dnc.api.view.reads import Reads
 from dnc.domain.entries import Entry, EntryKey
 from dnc.settings import Settings
 
-Changes = Iterable[tuple[bytes, bytes | None]]
+Changes = Iterable[store.Change]
 T = TypeVar("T")
 
 
@@ -70,7 +70,9 @@ class ViewStore(Protocol):
 
     # --- readers (any thread) -------------------------------------------------------------
 
-    def page(self, q: EntryQuery, limit: int, after: store.Position | None) -> list[Entry]: ...
+    def page(
+        self, q: EntryQuery, limit: int, after: store.Position | None
+    ) -> list[store.Listed]: ...
 
     def count(self, q: EntryQuery) -> int: ...
 
@@ -81,6 +83,8 @@ class ViewStore(Protocol):
     def keys(self, q: EntryQuery) -> list[EntryKey]: ...
 
     def get(self, wanted: Sequence[EntryKey]) -> dict[EntryKey, Entry]: ...
+
+    def listed(self, wanted: Sequence[EntryKey]) -> dict[EntryKey, store.Listed]: ...
 
     def history_page(
         self,
@@ -106,7 +110,7 @@ class ViewStore(Protocol):
         limit: int,
         sort: tuple[str, bool],
         after: view_sorting.SortPosition | None,
-    ) -> list[Entry]: ...
+    ) -> list[store.Listed]: ...
 
     def overview(self, accounts: list[str], days: int, now: int) -> dict[str, Any]: ...
 

@@ -157,11 +157,11 @@ class ListView(View):
                 hmoved = {p: o for p, o in hpositions.items() if o != self.history_offsets.get(p)}
                 if not moved and not hmoved:
                     continue
-                records: list[tuple[bytes, bytes | None]] = []
+                records: list[store.Change] = []
                 history: list[view_history.Record] = []
                 for tp, rs in batch.items():
                     if tp.topic == self.topic:
-                        records += [(r.key, r.value) for r in rs if r.key]
+                        records += [(r.partition, r.offset, r.key, r.value) for r in rs if r.key]
                     else:
                         history += [(r.partition, r.offset, r.key, r.value) for r in rs if r.key]
                 self.skipped += await self._write(writer.apply, records, moved, history, hmoved)

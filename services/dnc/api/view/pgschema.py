@@ -15,6 +15,9 @@ from dnc.errors import ConfigurationError
 Conn = psycopg.Connection[tuple[Any, ...]]
 
 # version → DDL (run in the view's schema). Append, never edit a released version.
+# ``entries.kh`` is, since 2026-12-03, the position in dnc.changes of the record that wrote
+# the row (``store.changelog_kh``); rows written before keep their key's hash. No migration:
+# any number unique per row orders ties, and every instance reads this one table alike.
 MIGRATIONS: dict[int, str] = {
     1: """
 CREATE TABLE meta (name text PRIMARY KEY, value text NOT NULL);

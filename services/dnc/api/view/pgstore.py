@@ -242,7 +242,7 @@ class PostgresStore(Reads):
 
     def apply(
         self,
-        records: Iterable[tuple[bytes, bytes | None]],
+        records: Iterable[store.Change],
         offsets: dict[int, int],
         history: Iterable[view_history.Record] = (),
         history_offsets: dict[int, int] | None = None,
@@ -257,7 +257,7 @@ class PostgresStore(Reads):
 
     def apply_fenced(
         self,
-        records: Iterable[tuple[bytes, bytes | None]],
+        records: Iterable[store.Change],
         history: Iterable[view_history.Record],
         moves: dict[tuple[str, int], Move],
     ) -> int | None:

@@ -98,7 +98,7 @@ ON CONFLICT (hk) DO UPDATE SET
 
 def write_rows(
     cur: psycopg.Cursor[Any],
-    records: Iterable[tuple[bytes, bytes | None]],
+    records: Iterable[store.Change],
     history: Iterable[view_history.Record],
     overlap: Executor,
 ) -> int:

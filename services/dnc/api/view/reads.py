@@ -37,7 +37,7 @@ class Reads:
         """``fn(reader, *args)`` on one of the store's readers."""
         raise NotImplementedError
 
-    def page(self, q: EntryQuery, limit: int, after: store.Position | None) -> list[Entry]:
+    def page(self, q: EntryQuery, limit: int, after: store.Position | None) -> list[store.Listed]:
         return self._read(store.page, q, limit, after)
 
     def count(self, q: EntryQuery) -> int:
@@ -56,6 +56,9 @@ class Reads:
 
     def get(self, wanted: Sequence[EntryKey]) -> dict[EntryKey, Entry]:
         return self._read(store.get, wanted)
+
+    def listed(self, wanted: Sequence[EntryKey]) -> dict[EntryKey, store.Listed]:
+        return self._read(store.listed, wanted)
 
     def history_page(
         self,
@@ -85,7 +88,7 @@ class Reads:
         limit: int,
         sort: tuple[str, bool],
         after: view_sorting.SortPosition | None,
-    ) -> list[Entry]:
+    ) -> list[store.Listed]:
         return self._read(view_sorting.sorted_page, q, limit, sort, after)
 
     def overview(self, accounts: list[str], days: int, now: int) -> dict[str, Any]:

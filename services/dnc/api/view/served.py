@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from dnc.api.view import history as view_history
 from dnc.api.view import sorting as view_sorting
+from dnc.api.view import store
 from dnc.api.view.backend import ViewStore
 from dnc.api.view.pages import HistoryPage, Page, decode_history_cursor, encode_cursor
 from dnc.api.view.query import EntryQuery
@@ -134,15 +135,14 @@ class View(ABC):
         found = await self._ordered(q, limit + 1, order, after)
         bound = self.settings.view.count_bound
         total, lower = await self._read(lambda v: v.total, q, bound)
-        entries = found[:limit]
         more = len(found) > limit
-        last = view_sorting.position(entries[-1], order) if more else None
+        last = view_sorting.position(found[limit - 1], order) if more else None
         cursor = view_sorting.encode_position(order, last) if more else None
-        return Page(entries, total, cursor, total_is_lower_bound=lower)
+        return Page([e for e, _ in found[:limit]], total, cursor, total_is_lower_bound=lower)
 
     async def _ordered(
         self, q: EntryQuery, limit: int, order: tuple[str, bool], after: Any
-    ) -> list[Entry]:
+    ) -> list[store.Listed]:
         if order == view_sorting.NEWEST:
             return await self._read(lambda v: v.page, q, limit, after)
         return await self._read(lambda v: v.sorted_page, q, limit, order, after)
@@ -163,12 +163,12 @@ class View(ABC):
         order = parse_sort(sort)
         after: Any = None
         while True:
-            entries = await self._ordered(q, chunk, order, after)
-            if entries:
-                yield entries
-            if len(entries) < chunk:
+            found = await self._ordered(q, chunk, order, after)
+            if found:
+                yield [e for e, _ in found]
+            if len(found) < chunk:
                 return
-            after = view_sorting.position(entries[-1], order)
+            after = view_sorting.position(found[-1], order)
 
     async def keys(self, q: EntryQuery) -> list[EntryKey]:
         return await self._read(lambda v: v.keys, q)
@@ -176,6 +176,10 @@ class View(ABC):
     async def get(self, keys: Sequence[EntryKey]) -> dict[EntryKey, Entry]:
         """The entries of these keys that the view holds."""
         return await self._read(lambda v: v.get, list(keys))
+
+    async def listed(self, keys: Sequence[EntryKey]) -> dict[EntryKey, store.Listed]:
+        """``get``, each entry with its place in the listing's order (``kh``)."""
+        return await self._read(lambda v: v.listed, list(keys))
 
     # --- history -------------------------------------------------------------------------
 

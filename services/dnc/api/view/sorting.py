@@ -1,7 +1,7 @@
 """Sorted listings: the list in another order than newest first (contract addition,
 ``GET /v1/entries?sort=``), with keyset cursors that name their order.
 
-Every order ends with ``kh`` (the key hash, see ``dnc.api.view.store``), so entries with
+Every order ends with ``kh`` (the changelog position, see ``dnc.api.view.store``), so entries with
 equal values (one import's ``added_at``, one sender) keep one order on every API instance
 and a cursor means the same position everywhere.
 """
@@ -17,7 +17,7 @@ import orjson
 from dnc.api.view.pages import decode_cursor, encode_cursor
 from dnc.api.view.query import EntryQuery
 from dnc.api.view.reader import Reader
-from dnc.api.view.store import COLUMNS, entry_of, filters, key_hash, position_of
+from dnc.api.view.store import COLUMNS, Listed, entry_of, filters, position_of
 from dnc.domain.entries import Entry
 from dnc.errors import InvalidValue
 
@@ -63,11 +63,13 @@ def parse_sort(raw: str) -> tuple[str, bool]:
 NEWEST = parse_sort(DEFAULT_SORT)  # on its own index (store.page), with its own cursors
 
 
-def position(entry: Entry, sort: tuple[str, bool]) -> Any:
-    """Where ``entry`` is in the listing's order ``sort``, for the next keyset query."""
+def position(listed: Listed, sort: tuple[str, bool]) -> Any:
+    """Where an entry of a page is in the listing's order ``sort``, for the next keyset
+    query."""
     if sort == NEWEST:
-        return position_of(entry)
-    return sort_value(entry, sort[0]), key_hash(entry.key)
+        return position_of(listed)
+    entry, kh = listed
+    return sort_value(entry, sort[0]), kh
 
 
 def encode_position(sort: tuple[str, bool], at: Any) -> str:
@@ -108,7 +110,7 @@ def sorted_page(
     limit: int,
     sort: tuple[str, bool],
     after: SortPosition | None,
-) -> list[Entry]:
+) -> list[Listed]:
     """``page`` in another order: ``sort`` is (a SORT_COLUMNS name, descending)."""
     column, descending = sort
     expr = SORT_COLUMNS[column]
@@ -127,4 +129,4 @@ def sorted_page(
         rows += conn.execute(sql, [account, *params, limit]).fetchall()
     if len(q.accounts) > 1:
         rows.sort(key=lambda r: (r[9], r[8]), reverse=descending)
-    return [entry_of(r) for r in rows[:limit]]
+    return [(entry_of(r), r[8]) for r in rows[:limit]]

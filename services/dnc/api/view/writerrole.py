@@ -223,7 +223,7 @@ class ViewWriterRole(Role):
             moved = {tp: o for tp, o in positions.items() if o != self.held[tp]}
             if not moved:
                 return
-            records: list[tuple[bytes, bytes | None]] = []
+            records: list[store.Change] = []
             history: list[view_history.Record] = []
             counts = dict.fromkeys(moved, 0)
             for tp, rs in batch.items():
@@ -232,7 +232,7 @@ class ViewWriterRole(Role):
                 keyed = [r for r in rs if r.key]
                 counts[tp] = len(keyed)
                 if tp.topic == self.changes:
-                    records += [(r.key, r.value) for r in keyed]
+                    records += [(r.partition, r.offset, r.key, r.value) for r in keyed]
                 else:
                     history += [(r.partition, r.offset, r.key, r.value) for r in keyed]
             moves = {

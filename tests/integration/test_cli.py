@@ -42,6 +42,27 @@ class Result:
         return orjson.loads(self.stdout)
 
 
+def cli(port: int) -> Callable[..., Awaitable[Result]]:
+    """``dnc entries ARGS`` against the API served on ``port``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DNC_")}
+    env |= {"DNC_API_URL": f"http://127.0.0.1:{port}", "DNC_API_KEY": SECRET_A}
+
+    async def run(*args: str, key: str | None = None) -> Result:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "dnc", "entries", *args,
+            env=env | ({"DNC_API_KEY": key} if key else {}),
+            cwd=ROOT,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await proc.communicate()
+        assert proc.returncode is not None
+        return Result(proc.returncode, out.decode(), err.decode())
+
+    return run
+
+
 @pytest.fixture
 async def dnc(
     make_settings: MakeSettings, tmp_path: Path
@@ -50,23 +71,33 @@ async def dnc(
     port = free_port()
     settings = await api_settings(make_settings, tmp_path, port=port)
     async with running(settings, "ingest", "listwriter", "gate"), served_api(settings):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DNC_")}
-        env |= {"DNC_API_URL": f"http://127.0.0.1:{port}", "DNC_API_KEY": SECRET_A}
+        yield cli(port)
 
-        async def run(*args: str, key: str | None = None) -> Result:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "dnc", "entries", *args,
-                env=env | ({"DNC_API_KEY": key} if key else {}),
-                cwd=ROOT,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-            out, err = await proc.communicate()
-            assert proc.returncode is not None
-            return Result(proc.returncode, out.decode(), err.decode())
 
-        yield run
+async def test_list_says_more_than_when_a_filtered_total_is_a_lower_bound(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """Past DNC_VIEW__COUNT_BOUND a filtered total is a lower bound (an API addition):
+    the CLI must not print it as the exact count."""
+    port = free_port()
+    settings = await api_settings(make_settings, tmp_path, port=port)
+    settings = settings.model_copy(
+        update={"view": settings.view.model_copy(update={"count_bound": 2})}
+    )
+    async with running(settings, "listwriter"), served_api(settings):
+        dnc = cli(port)
+        for number in ("+44 1234 567890", "+44 1234 567891", "+44 1234 567892"):
+            r = await dnc("add", number, "-a", "acme", "--channel", "sms")
+            assert r.code == 0, r.stderr
+        r = await dnc("add", "+44 1234 567893", "-a", "acme", "--channel", "viber")
+        assert r.code == 0, r.stderr
+        r = await dnc("list", "--channel", "SMS", "--limit", "1")
+        assert r.code == 0, r.stderr
+        assert "1 of more than 2 entries; next page: --cursor" in r.stderr
+        r = await dnc("list", "--channel", "VIBER")
+        assert "1 of 1 entries" in r.stderr  # within the bound: exact
+        r = await dnc("list", "--limit", "1")
+        assert "1 of 4 entries" in r.stderr  # unfiltered: always exact
 
 
 async def test_seed_example_through_the_cli(

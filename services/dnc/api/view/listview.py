@@ -12,9 +12,9 @@ All database work runs on threads, never on the event loop: one writer thread ap
 the changelog; reader threads run the queries (the store keeps their connections).
 
 Read-your-writes: after a write is effective at the gate, the API reads the index's
-``chg:<p>`` offsets and ``wait_for`` them here, so the list shows the write too; a write
-whose history matters (an erasure) also waits for the history's end
-(``wait_for_history``), which the list writer's committed transaction has moved.
+``chg:<p>`` offsets and ``wait_for`` them here, so the list shows the write too, and
+waits for its partitions of the history up to their end (``wait_for_history``), which the
+list writer's committed transaction has moved (``dnc.api.writes.apply``).
 """
 
 from __future__ import annotations

@@ -41,7 +41,11 @@ from dnc.settings import Settings
 
 log = logging.getLogger(__name__)
 
-BATCH = 5000
+# Records of every owned partition per transaction while behind (an import, a rebuild):
+# PostgreSQL too rewrites each index page a batch touched at every commit, and an import's
+# rows land all over the indexes (bench_view.py --rows 500000 --history, apply alone:
+# 15.7k rows/s at 5000, 17.7k at 50000). Tailing, a batch is what one poll brought.
+BATCH = 50_000
 RETRY_S = 1.0
 
 

@@ -1,5 +1,5 @@
-"""The embedded list view (``dnc.api.view.listview.ListView``) reading a real Kafka: what it
-reads first when it is far behind."""
+"""The views that write the list reading a real Kafka: what they read first when they are
+far behind (the embedded list view here; the PostgreSQL view writer in test_view_writer)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from dnc.api.view import listview
+from dnc.api.view import listview, tailing
 from dnc.api.view.listview import ListView
 from dnc.domain.entries import Entry, EntryKey, Source
 from dnc.settings import Settings
 from tests.unit.test_api_view_history import record
+
+pytestmark = pytest.mark.integration
 
 T0 = 1_795_671_087_123
 N = 2000
@@ -38,13 +40,14 @@ async def produce_import(settings: Settings) -> None:
         await producer.stop()
 
 
-async def test_far_behind_the_list_is_read_before_its_history_then_the_history(
+async def test_far_behind_the_list_view_reads_the_list_before_its_history(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Small batches, so that N records take many of them.
+    # Small batches, so that N records take many of them; the history is held back until
+    # the test lets it go (no resume threshold is below 0 records behind).
     monkeypatch.setattr(listview, "BATCH", 100)
-    monkeypatch.setattr(listview, "HISTORY_YIELD", 300)
-    monkeypatch.setattr(listview, "HISTORY_RESUME", 30)
+    monkeypatch.setattr(tailing, "HISTORY_YIELD", 300)
+    monkeypatch.setattr(tailing, "HISTORY_RESUME", 0)
     settings = settings.model_copy(
         update={
             "view": settings.view.model_copy(update={"backend": "sqlite"}),
@@ -59,6 +62,8 @@ async def test_far_behind_the_list_is_read_before_its_history_then_the_history(
         # The history waited while the list was far behind: a batch or two of it at most
         # (read together with the list's first), not the half a shared read would give.
         assert view.history_offsets[0] < N // 4, view.history_offsets
+        assert view.lag() == N - view.history_offsets[0]  # the paused history is counted
+        monkeypatch.setattr(tailing, "HISTORY_RESUME", 30)
         assert await view.wait_for_history([0], 60), f"history at {view.history_offsets}"
         assert view.history_offsets[0] == N
         assert view.lag() == 0

@@ -6,18 +6,22 @@ after a restart."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
+from dnc.api.view import tailing, writerrole
 from dnc.api.view.backend import view_identity, view_schema
 from dnc.api.view.pgstore import Move, PostgresStore
 from dnc.api.view.query import EntryQuery
 from dnc.api.view.store import CHANGES, HISTORY
+from dnc.api.view.writerrole import ViewWriterRole
 from dnc.domain.entries import Entry, EntryKey, Source
 from dnc.settings import Settings, ViewSettings
 from tests.apikit import MakeSettings, add, api_client, api_settings, auth, listing
+from tests.integration.test_list_view import N, produce_import
 from tests.kit import eventually, reading, running
 from tests.unit.test_api_view_store import change
 
@@ -154,3 +158,41 @@ def test_a_batch_from_an_offset_another_writer_moved_is_kept_not_at_all(postgres
     finally:
         one.close()
         two.close()
+
+
+async def test_far_behind_the_viewwriter_writes_the_list_before_its_history(
+    make_settings: MakeSettings, tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As test_list_view's test of the embedded view: small batches, and the history held
+    # back until the test lets it go.
+    monkeypatch.setattr(writerrole, "BATCH", 100)
+    monkeypatch.setattr(tailing, "HISTORY_YIELD", 300)
+    monkeypatch.setattr(tailing, "HISTORY_RESUME", 0)
+    settings = await pg_settings(make_settings, tmp_path, postgres_url)
+    await produce_import(settings)
+    role = ViewWriterRole(settings)
+    await role.start()
+    task = asyncio.create_task(role.run())
+    view = view_store(settings)
+
+    def applied(log: str) -> int:
+        return view.applied().get((log, 0), (0, 0))[1]
+
+    try:
+        # Its tables exist once it has taken its partitions.
+        await eventually(lambda: role.metrics.ready, 30, "the view writer", unless=died(task))
+        await eventually(lambda: applied(CHANGES) == N, 60, "the list written", unless=died(task))
+        assert applied(HISTORY) < N // 4
+        assert role.follows.paused
+        monkeypatch.setattr(tailing, "HISTORY_RESUME", 30)
+        await eventually(lambda: applied(HISTORY) == N, 60, "its history", unless=died(task))
+        assert not role.follows.paused
+    finally:
+        role.request_stop()
+        await asyncio.wait_for(task, 30)
+        await role.stop()
+        view.close()
+
+
+def died(task: asyncio.Task[None]) -> Callable[[], str | None]:
+    return lambda: f"the role stopped: {task.exception()!r}" if task.done() else None

@@ -12,8 +12,8 @@ All database work runs on threads, never on the event loop: one writer thread ap
 the changelog; reader threads run the queries (the store keeps their connections).
 
 Far behind on the changelog (an import, a rebuild), the view reads only it and the
-history follows once the list is near its end (``HISTORY_YIELD``): the same work in the
-order a user looks at it.
+history follows once the list is near its end (``tailing.HistoryFollows``): the same work
+in the order a user looks at it.
 
 Read-your-writes: after a write is effective at the gate, the API reads the index's
 ``chg:<p>`` offsets and ``wait_for`` them here, so the list shows the write too, and
@@ -29,7 +29,6 @@ import logging
 import os
 import re
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,7 +40,7 @@ from dnc.api.view import history as view_history
 from dnc.api.view import store
 from dnc.api.view.backend import make_store, view_identity
 from dnc.api.view.served import READER_THREADS, View
-from dnc.api.view.tailing import stop_tailing
+from dnc.api.view.tailing import HistoryFollows, behind, stop_tailing
 from dnc.kafka import clients as kafka
 from dnc.settings import Settings
 
@@ -62,14 +61,6 @@ BATCH = 50_000
 # writer and the gate, whose work is what makes an opt-out effective. It is only a lag.
 WRITER_NICE = 10
 RETRY_S = 1.0
-# While the list's own log (dnc.changes) is more than this many records behind (an import,
-# a rebuild), only it is read: the history (a person's "why", a page of its own) follows
-# once the list is within HISTORY_RESUME of its end. The same work in another order: the
-# list a user is looking at after an import is complete sooner (an import's history record
-# costs the view about as much as its entry). Below the threshold both logs go together.
-HISTORY_YIELD = BATCH // 2
-HISTORY_RESUME = BATCH // 10
-HISTORY_ENDS_S = 1.0
 
 
 def view_file(settings: Settings) -> Path:
@@ -87,9 +78,7 @@ class ListView(View):
         super().__init__(settings)
         self.path = view_file(settings)
         self._write_pool: ThreadPoolExecutor | None = None
-        self._history_paused = False
-        self._history_ends: dict[int, int] = {}  # asked for while paused
-        self._history_ends_at = 0.0
+        self._history = HistoryFollows()
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -162,7 +151,11 @@ class ListView(View):
         consumer, writer = self._consumer, self._store
         while True:
             try:
-                await self._prefer_changes()
+                await self._history.update(
+                    consumer,
+                    {tp: self.offsets.get(tp.partition, 0) for tp in self._tps},
+                    self._htps,
+                )
                 # A short poll: a transaction marker alone moves the position too, and
                 # writers may be waiting for exactly that offset.
                 batch = await consumer.getmany(timeout_ms=100, max_records=BATCH)
@@ -217,51 +210,14 @@ class ListView(View):
             # Fresh statistics after a rebuild, so the planner picks the ordered indexes.
             await self._write(self._store.optimize)
 
-    async def _prefer_changes(self) -> None:
-        """Pause the history's partitions while the changelog is far behind (see
-        HISTORY_YIELD); resume them once it is close to its end. While they are paused no
-        fetch says where they end, so their ends are asked for now and then (the lag
-        metric counts them)."""
-        consumer = self._consumer
-        assert consumer is not None
-        behind = self._behind(self._tps, self.offsets)
-        if not self._history_paused and behind > HISTORY_YIELD:
-            consumer.pause(*self._htps)
-            self._history_paused = True
-            self._history_ends_at = 0.0
-            log.info("view: %d records behind on %s: its history follows", behind, self.topic)
-        elif self._history_paused and behind < HISTORY_RESUME:
-            consumer.resume(*self._htps)
-            self._history_paused = False
-        if self._history_paused and time.monotonic() - self._history_ends_at > HISTORY_ENDS_S:
-            self._history_ends_at = time.monotonic()
-            ends = await consumer.end_offsets(self._htps)
-            self._history_ends = {tp.partition: o for tp, o in ends.items()}
-
-    def _behind(
-        self, tps: list[TopicPartition], held: dict[int, int], ends: dict[int, int] | None = None
-    ) -> int:
-        """Records of ``tps`` behind the last stable offsets seen in fetches, or in
-        ``ends`` where those are further on (asked for while the partitions were paused)."""
-        consumer = self._consumer
-        assert consumer is not None
-        total = 0
-        for tp in tps:
-            lso = consumer.last_stable_offset(tp)
-            if lso is None or lso < 0:
-                lso = consumer.highwater(tp)
-            lso = max(lso if lso is not None else -1, (ends or {}).get(tp.partition, -1))
-            if lso >= 0:
-                total += max(0, lso - held.get(tp.partition, 0))
-        return total
-
     def lag(self) -> int | None:
         """Records behind the last stable offsets seen in fetches (no I/O; for metrics)."""
-        if self._consumer is None:
+        consumer = self._consumer
+        if consumer is None:
             return None
-        return self._behind(self._tps, self.offsets) + self._behind(
-            self._htps, self.history_offsets, self._history_ends
-        )
+        changes = {tp: self.offsets.get(tp.partition, 0) for tp in self._tps}
+        history = {tp: self.history_offsets.get(tp.partition, 0) for tp in self._htps}
+        return behind(consumer, changes, {}) + behind(consumer, history, self._history.ends)
 
     # --- threads -----------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from dnc.api.view import history as view_history
 from dnc.api.view import store
 from dnc.api.view.backend import view_identity, view_schema
 from dnc.api.view.pgstore import Move, PostgresStore
+from dnc.api.view.tailing import HistoryFollows
 from dnc.errors import ConfigurationError, ViewUnavailable
 from dnc.kafka import clients as kafka
 from dnc.lifecycle import Role
@@ -94,6 +95,7 @@ class ViewWriterRole(Role):
         self._heartbeat = Path(settings.heartbeat_file) if settings.heartbeat_file else None
         self._beat_at = 0.0
         self._stop = asyncio.Event()
+        self.follows = HistoryFollows()
 
     async def _open(self, exits: AsyncExitStack) -> None:
         if self.settings.view.backend != "postgres":
@@ -132,6 +134,7 @@ class ViewWriterRole(Role):
                     log.info("viewwriter: writing %s", self.store.where)
                 if self.unsynced:
                     await self._sync()
+                await self._history_follows()
                 await self._step()
                 if self.error is not None:
                     log.info("viewwriter: the list view's database answers again")
@@ -202,6 +205,18 @@ class ViewWriterRole(Role):
                 self.held[tp] = offset
             self.unsynced.difference_update(tps)
             self.consumer.resume(*tps)
+
+    async def _history_follows(self) -> None:
+        """While this instance's changelog partitions are far behind, its history
+        partitions wait (``tailing.HistoryFollows``)."""
+        assert self.consumer is not None
+        assigned = self.consumer.assignment()
+        owned = [tp for tp in self.held if tp in assigned]
+        await self.follows.update(
+            self.consumer,
+            {tp: self.held[tp] or 0 for tp in owned if tp.topic == self.changes},
+            [tp for tp in owned if tp.topic == self.history],
+        )
 
     def _log(self, tp: TopicPartition) -> str:
         return store.CHANGES if tp.topic == self.changes else store.HISTORY

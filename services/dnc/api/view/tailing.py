@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 log = logging.getLogger(__name__)
 
@@ -83,5 +84,9 @@ class HistoryFollows:
             consumer.pause(*history)
         if self.paused and history and time.monotonic() - self._ends_at > HISTORY_ENDS_S:
             self._ends_at = time.monotonic()
-            got = await consumer.end_offsets(list(history))
+            try:
+                got = await consumer.end_offsets(list(history))
+            except KafkaError as exc:  # only the lag's figure: asked again in a second
+                log.warning("view: the history's end offsets could not be read: %s", exc)
+                return
             self.ends = {tp.partition: o for tp, o in got.items()}

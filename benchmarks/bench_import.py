@@ -217,8 +217,8 @@ async def run(args: argparse.Namespace, run_id: str, work: Path) -> dict[str, An
                     break
                 await asyncio.sleep(0.25)
             mark("until the list view shows all (not part of the target)")
-            # The history (a person's "why") may follow the list (see HISTORY_YIELD in
-            # dnc.api.view.listview): the view is whole once nothing is left to read.
+            # The history (a person's "why") may follow the list (HistoryFollows in
+            # dnc.api.view.tailing): the view is whole once nothing is left to read.
             while True:
                 if await view_lag(client) == 0:
                     break

@@ -78,7 +78,7 @@ class ListView(View):
         super().__init__(settings)
         self.path = view_file(settings)
         self._write_pool: ThreadPoolExecutor | None = None
-        self._history = HistoryFollows()
+        self._history = HistoryFollows(ask_ends=True)  # the lag metric counts the paused history
 
     # --- lifecycle ---------------------------------------------------------------------
 

@@ -59,9 +59,12 @@ class HistoryFollows:
     """Pauses a view's history partitions while its changelog partitions are far behind
     (``HISTORY_YIELD``), resumes them near the end (``HISTORY_RESUME``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, ask_ends: bool) -> None:
         self.paused = False
-        self.ends: dict[int, int] = {}  # of the history partitions, asked for while paused
+        # The history partitions' ends, asked for while paused, for a view whose lag
+        # metric counts them (``behind``); a view that does not use them asks nothing.
+        self._ask_ends = ask_ends
+        self.ends: dict[int, int] = {}
         self._ends_at = 0.0
 
     async def update(
@@ -82,11 +85,13 @@ class HistoryFollows:
         if self.paused:
             # Every time: a partition given to this consumer meanwhile comes unpaused.
             consumer.pause(*history)
-        if self.paused and history and time.monotonic() - self._ends_at > HISTORY_ENDS_S:
-            self._ends_at = time.monotonic()
-            try:
-                got = await consumer.end_offsets(list(history))
-            except KafkaError as exc:  # only the lag's figure: asked again in a second
-                log.warning("view: the history's end offsets could not be read: %s", exc)
-                return
-            self.ends = {tp.partition: o for tp, o in got.items()}
+        now = time.monotonic()
+        if not (self.paused and self._ask_ends and history) or now - self._ends_at < HISTORY_ENDS_S:
+            return
+        self._ends_at = now
+        try:
+            got = await consumer.end_offsets(list(history))
+        except KafkaError as exc:  # only the lag's figure: asked again in a second
+            log.warning("view: the history's end offsets could not be read: %s", exc)
+            return
+        self.ends = {tp.partition: o for tp, o in got.items()}

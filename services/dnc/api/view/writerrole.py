@@ -95,7 +95,7 @@ class ViewWriterRole(Role):
         self._heartbeat = Path(settings.heartbeat_file) if settings.heartbeat_file else None
         self._beat_at = 0.0
         self._stop = asyncio.Event()
-        self.follows = HistoryFollows()
+        self.follows = HistoryFollows(ask_ends=False)  # its lag metric is per applied batch
 
     async def _open(self, exits: AsyncExitStack) -> None:
         if self.settings.view.backend != "postgres":
